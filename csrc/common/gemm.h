@@ -1,0 +1,14 @@
+// The GEMM wrapper: row-major C = alpha * op(A) * op(B) + beta * C on OpenBLAS.
+#pragma once
+#include <cstdint>
+
+namespace cnnkit {
+
+void set_blas_threads(int n);
+const char* blas_config();
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+          int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+
+}  // namespace cnnkit

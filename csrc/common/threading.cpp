@@ -1,0 +1,139 @@
+#include "common/threading.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/gemm.h"
+
+namespace cnnkit {
+namespace {
+
+int default_threads() {
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// Workers sleep on a condition variable between jobs: no spinning that would
+// steal cycles from OpenBLAS's threads.
+class Pool {
+ public:
+  static Pool& instance() {
+    static Pool* pool = new Pool();  // leaked on purpose: no teardown at exit
+    return *pool;
+  }
+
+  int threads() const { return threads_.load(); }
+
+  void resize(int n) {
+    std::lock_guard<std::mutex> busy(busy_);
+    stop_workers();
+    threads_ = n;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { work(i); });
+  }
+
+  void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    int nt = threads_.load();
+    int64_t chunks = std::min<int64_t>(nt, std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (chunks <= 1 || !busy.owns_lock()) {
+      fn(0, n);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      fn_ = &fn;
+      n_ = n;
+      chunks_ = chunks;
+      pending_ = static_cast<int>(chunks) - 1;
+      error_ = nullptr;
+      ++generation_;
+    }
+    cv_.notify_all();
+    run_chunk(0);
+    std::unique_lock<std::mutex> lk(m_);
+    done_cv_.wait(lk, [this] { return pending_ == 0; });
+    fn_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  Pool() { resize(default_threads()); }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+      ++generation_;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    stop_ = false;
+  }
+
+  void run_chunk(int64_t c) {
+    int64_t begin = n_ * c / chunks_, end = n_ * (c + 1) / chunks_;
+    try {
+      if (begin < end) (*fn_)(begin, end);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(m_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+
+  void work(int index) {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        if (index >= chunks_) continue;
+      }
+      run_chunk(index);
+      std::lock_guard<std::mutex> lk(m_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  std::atomic<int> threads_{1};
+  std::vector<std::thread> workers_;
+  std::mutex busy_, m_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  int64_t n_ = 0, chunks_ = 0;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+int get_num_threads() { return Pool::instance().threads(); }
+
+void set_num_threads(int n) {
+  Pool::instance().resize(n);
+  set_blas_threads(n);
+}
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  Pool::instance().run(n, grain, fn);
+}
+
+}  // namespace cnnkit

@@ -1,0 +1,19 @@
+// cnnkit's own worker threads. One level of parallelism at a time: parallel_for
+// regions never call BLAS, and BLAS calls run from the calling thread with
+// OpenBLAS's own threads (see gemm.h).
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace cnnkit {
+
+int get_num_threads();
+// n >= 1; also sets OpenBLAS's thread count.
+void set_num_threads(int n);
+
+// Calls fn(begin, end) on disjoint sub-ranges of [0, n) covering it, in parallel
+// when n / grain > 1. Runs inline when the pool is busy (a concurrent caller),
+// so calls from several Python threads never oversubscribe or deadlock.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace cnnkit

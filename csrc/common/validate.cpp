@@ -1,0 +1,124 @@
+#include "common/validate.h"
+
+#include "common/shapes.h"
+
+namespace cnnkit {
+
+namespace {
+std::string pair_str(Pair p) {
+  std::ostringstream os;
+  os << "(" << p.h << ", " << p.w << ")";
+  return os.str();
+}
+
+void check_groups(const char* op, int64_t groups, int64_t channels, const char* what) {
+  if (groups < 1) raise_value(op, ": groups: expected a positive integer, got ", groups);
+  if (channels % groups != 0)
+    raise_value(op, ": groups: expected a divisor of ", what, "=", channels, ", got groups=",
+                groups);
+}
+
+void check_bias(const char* op, const Shape* bias, int64_t c_out) {
+  if (bias) check_shape(op, "bias", *bias, {c_out});
+}
+}  // namespace
+
+void check_ndim(const char* op, const char* name, const Shape& s, size_t ndim,
+                const char* layout) {
+  if (s.size() != ndim)
+    raise_value(op, ": ", name, ": expected a ", ndim, "-D array ", layout, ", got ", s.size(),
+                "-D shape ", shape_str(s));
+}
+
+void check_shape(const char* op, const char* name, const Shape& got, const Shape& expected) {
+  if (got != expected)
+    raise_value(op, ": ", name, ": expected shape ", shape_str(expected), ", got ",
+                shape_str(got));
+}
+
+void check_positive(const char* op, const char* name, Pair v) {
+  if (v.h <= 0 || v.w <= 0)
+    raise_value(op, ": ", name, ": expected positive values, got ", pair_str(v));
+}
+
+void check_non_negative(const char* op, const char* name, Pair v) {
+  if (v.h < 0 || v.w < 0)
+    raise_value(op, ": ", name, ": expected non-negative values, got ", pair_str(v));
+}
+
+ConvGeometry conv2d_geometry(const char* op, const Shape& x, const Shape& weight, const Shape* bias, Pair stride,
+                             Padding pad, Pair dilation, int64_t groups) {
+  check_ndim(op, "input", x, 4, "(N, C_in, H, W)");
+  check_ndim(op, "weight", weight, 4, "(C_out, C_in/groups, kH, kW)");
+  check_positive(op, "stride", stride);
+  check_positive(op, "dilation", dilation);
+  check_non_negative(op, "padding", {pad.top, pad.left});
+  check_non_negative(op, "padding", {pad.bottom, pad.right});
+  check_groups(op, groups, x[1], "in_channels");
+  check_groups(op, groups, weight[0], "out_channels (weight.shape[0])");
+  if (weight[1] * groups != x[1])
+    raise_value(op, ": weight: expected C_in/groups = ", x[1] / groups,
+                " input channels in weight.shape[1] (input has ", x[1],
+                " channels, groups=", groups, "), got weight shape ", shape_str(weight));
+  if (weight[2] < 1 || weight[3] < 1)
+    raise_value(op, ": weight: expected a non-empty kernel, got shape ", shape_str(weight));
+  check_bias(op, bias, weight[0]);
+  ConvGeometry g{x[0],     x[1],      x[2],   x[3],     weight[0],  0,       0,
+                 weight[2], weight[3], stride.h, stride.w, pad.top, pad.left, dilation.h,
+                 dilation.w, groups};
+  g.ho = conv_out_size(g.h, g.kh, g.sh, pad.top, pad.bottom, g.dh);
+  g.wo = conv_out_size(g.w, g.kw, g.sw, pad.left, pad.right, g.dw);
+  if (g.ho < 1 || g.wo < 1)
+    raise_value(op, ": weight: dilated kernel size ",
+                pair_str({dilated_extent(g.kh, g.dh), dilated_extent(g.kw, g.dw)}),
+                " is larger than the padded input ",
+                pair_str({g.h + pad.top + pad.bottom, g.w + pad.left + pad.right}));
+  return g;
+}
+
+ConvGeometry conv_transpose2d_geometry(const char* op, const Shape& x, const Shape& weight, const Shape* bias,
+                                       Pair stride, Pair pad, Pair output_padding,
+                                       int64_t groups, Pair dilation) {
+  check_ndim(op, "input", x, 4, "(N, C_in, H, W)");
+  check_ndim(op, "weight", weight, 4, "(C_in, C_out/groups, kH, kW)");
+  check_positive(op, "stride", stride);
+  check_positive(op, "dilation", dilation);
+  check_non_negative(op, "padding", pad);
+  check_non_negative(op, "output_padding", output_padding);
+  if ((output_padding.h >= stride.h && output_padding.h >= dilation.h) ||
+      (output_padding.w >= stride.w && output_padding.w >= dilation.w))
+    raise_value(op, ": output_padding: expected values smaller than stride ", pair_str(stride),
+                " or dilation ", pair_str(dilation), ", got ", pair_str(output_padding));
+  check_groups(op, groups, x[1], "in_channels");
+  if (weight[0] != x[1])
+    raise_value(op, ": weight: expected C_in = ", x[1],
+                " in weight.shape[0] to match the input's channels, got weight shape ",
+                shape_str(weight));
+  if (weight[1] < 1 || weight[2] < 1 || weight[3] < 1)
+    raise_value(op, ": weight: expected non-empty dims, got shape ", shape_str(weight));
+  int64_t c_out = weight[1] * groups;
+  check_bias(op, bias, c_out);
+  int64_t ho = conv_transpose_out_size(x[2], weight[2], stride.h, pad.h, output_padding.h,
+                                       dilation.h);
+  int64_t wo = conv_transpose_out_size(x[3], weight[3], stride.w, pad.w, output_padding.w,
+                                       dilation.w);
+  if (ho < 1 || wo < 1)
+    raise_value(op, ": padding: output size ", pair_str({ho, wo}),
+                " is not positive for input ", pair_str({x[2], x[3]}), " and padding ",
+                pair_str(pad));
+  // The adjoint convolution maps (c_out, ho, wo) to (c_in, H, W).
+  return ConvGeometry{x[0],      c_out,     ho,       wo,       x[1],    x[2],   x[3],
+                      weight[2], weight[3], stride.h, stride.w, pad.h,   pad.w,  dilation.h,
+                      dilation.w, groups};
+}
+
+void check_linear(const char* op, const Shape& x, const Shape& weight, const Shape* bias) {
+  check_ndim(op, "input", x, 2, "(N, in_features)");
+  check_ndim(op, "weight", weight, 2, "(out_features, in_features)");
+  if (weight[1] != x[1])
+    raise_value(op, ": weight: expected in_features = ", x[1],
+                " in weight.shape[1] to match the input, got weight shape ", shape_str(weight));
+  check_bias(op, bias, weight[0]);
+}
+
+}  // namespace cnnkit

@@ -1,0 +1,56 @@
+// The one home of argument validation for the kernels. Every public op checks its
+// shapes and values here, once, and the messages name the argument.
+#pragma once
+#include <cstdint>
+
+#include "common/errors.h"
+
+namespace cnnkit {
+
+// Geometry of a 2-D convolution seen as "image side" (input) and "column side"
+// (output). A transposed convolution is described by the convolution it is the
+// adjoint of, so both share every kernel.
+struct ConvGeometry {
+  int64_t n, c_in, h, w;           // image side
+  int64_t c_out, ho, wo;           // column side
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;  // ph, pw: padding before (top, left)
+  int64_t groups;
+  int64_t c_in_g() const { return c_in / groups; }
+  int64_t c_out_g() const { return c_out / groups; }
+  int64_t k_g() const { return c_in_g() * kh * kw; }
+  int64_t plane_in() const { return h * w; }
+  int64_t plane_out() const { return ho * wo; }
+  bool pointwise() const {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
+  }
+  bool depthwise() const { return groups > 1 && groups == c_in; }
+};
+
+struct Pair {
+  int64_t h, w;
+};
+
+// Padding as (top, bottom, left, right): 'same' can be asymmetric.
+struct Padding {
+  int64_t top, bottom, left, right;
+};
+
+void check_ndim(const char* op, const char* name, const Shape& s, size_t ndim, const char* layout);
+void check_shape(const char* op, const char* name, const Shape& got, const Shape& expected);
+void check_positive(const char* op, const char* name, Pair v);
+void check_non_negative(const char* op, const char* name, Pair v);
+
+// conv2d: x (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW), bias (C_out,) or null.
+ConvGeometry conv2d_geometry(const char* op, const Shape& x, const Shape& weight, const Shape* bias, Pair stride,
+                             Padding padding, Pair dilation, int64_t groups);
+
+// conv_transpose2d: x (N, C_in, H, W), weight (C_in, C_out/groups, kH, kW).
+// The result describes the adjoint convolution: its image side is the output.
+ConvGeometry conv_transpose2d_geometry(const char* op, const Shape& x, const Shape& weight, const Shape* bias,
+                                       Pair stride, Pair padding, Pair output_padding,
+                                       int64_t groups, Pair dilation);
+
+// linear: x (N, in), weight (out, in), bias (out,) or null.
+void check_linear(const char* op, const Shape& x, const Shape& weight, const Shape* bias);
+
+}  // namespace cnnkit

@@ -1,0 +1,438 @@
+#include "conv.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <memory>
+
+#include "common/cpu_features.h"
+#include "common/gemm.h"
+#include "common/shapes.h"
+#include "common/threading.h"
+#include "im2col.h"
+
+#define CNNKIT_INLINE inline __attribute__((always_inline))
+
+namespace cnnkit {
+
+namespace {
+
+std::atomic<int64_t> workspace_bytes{int64_t(64) << 20};
+
+// Small output planes are batched until one GEMM has about this many columns.
+constexpr int64_t kTargetCols = 4096;
+// Elements of work below which a parallel_for item is not worth a thread.
+constexpr int64_t kGrainElems = 16384;
+
+int64_t grain_for(int64_t elems_per_item) {
+  return std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, elems_per_item));
+}
+
+template <class T>
+std::unique_ptr<T[]> uninitialized(int64_t n) {
+  return std::unique_ptr<T[]>(n > 0 ? new T[n] : nullptr);
+}
+
+template <class T>
+void fill_zero(T* p, int64_t n) {
+  parallel_for(n, kGrainElems, [&](int64_t b, int64_t e) { std::fill(p + b, p + e, T(0)); });
+}
+
+// How the column side of a convolution is cut into GEMMs: either nb whole samples
+// (nb > 1, staged through a buffer), or rows [oh0, oh0 + rows) of one sample.
+struct Plan {
+  int64_t nb, rows;
+  bool direct;  // 1x1 with one sample per GEMM: the image itself is the column matrix
+};
+
+struct Block {
+  int64_t n0, nb, oh0, oh1;
+};
+
+template <class T>
+Plan make_plan(const ConvGeometry& g) {
+  const int64_t plane = g.plane_out();
+  const int64_t per_col = (g.c_in * g.kh * g.kw + g.c_out) * int64_t(sizeof(T));
+  const int64_t max_cols = std::max(g.wo, workspace_bytes.load() / per_col);
+  Plan p{1, g.ho, false};
+  if (plane < kTargetCols && 2 * plane <= max_cols && g.n > 1) {
+    p.nb = std::max<int64_t>(1, std::min({g.n, std::min(kTargetCols, max_cols) / plane}));
+  }
+  if (p.nb == 1) p.rows = std::clamp<int64_t>(max_cols / g.wo, 1, g.ho);
+  p.direct = g.pointwise() && p.nb == 1;
+  return p;
+}
+
+int64_t block_cols(const Plan& p, const ConvGeometry& g) {
+  return p.nb > 1 ? p.nb * g.plane_out() : p.rows * g.wo;
+}
+
+template <class F>
+void for_each_block(const ConvGeometry& g, const Plan& p, F&& fn) {
+  if (p.nb > 1) {
+    for (int64_t n0 = 0; n0 < g.n; n0 += p.nb) fn(Block{n0, std::min(p.nb, g.n - n0), 0, g.ho});
+    return;
+  }
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oh0 = 0; oh0 < g.ho; oh0 += p.rows)
+      fn(Block{n, 1, oh0, std::min(g.ho, oh0 + p.rows)});
+}
+
+// Column matrix of block b: (C_in*kH*kW, cols), samples side by side.
+template <class T>
+void lower(const T* x, const ConvGeometry& g, const Block& b, T* col, int64_t cols) {
+  const int64_t kk = g.kh * g.kw, rows = b.oh1 - b.oh0;
+  parallel_for(b.nb * g.c_in, grain_for(kk * rows * g.wo), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t s = i / g.c_in, c = i % g.c_in;
+      im2col_channel(x + ((b.n0 + s) * g.c_in + c) * g.plane_in(), g, b.oh0, b.oh1,
+                     col + c * kk * cols + s * g.plane_out(), cols);
+    }
+  });
+}
+
+template <class T>
+void raise(const T* col, int64_t cols, const ConvGeometry& g, const Block& b, T* x) {
+  const int64_t kk = g.kh * g.kw, rows = b.oh1 - b.oh0;
+  parallel_for(b.nb * g.c_in, grain_for(kk * rows * g.wo), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t s = i / g.c_in, c = i % g.c_in;
+      col2im_channel(col + c * kk * cols + s * g.plane_out(), cols, g, b.oh0, b.oh1,
+                     x + ((b.n0 + s) * g.c_in + c) * g.plane_in());
+    }
+  });
+}
+
+// Copies between a column-side tensor (N, C_out, plane) and its staging matrix
+// (C_out, nb*plane) for a multi-sample block.
+template <class T>
+void stage(const T* t, const ConvGeometry& g, const Block& b, T* buf, bool to_buffer,
+           T* t_out = nullptr) {
+  const int64_t plane = g.plane_out(), cols = b.nb * plane;
+  parallel_for(b.nb * g.c_out, grain_for(plane), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t s = i / g.c_out, c = i % g.c_out;
+      const int64_t off = ((b.n0 + s) * g.c_out + c) * plane;
+      if (to_buffer)
+        std::memcpy(buf + c * cols + s * plane, t + off, sizeof(T) * plane);
+      else
+        std::memcpy(t_out + off, buf + c * cols + s * plane, sizeof(T) * plane);
+    }
+  });
+}
+
+template <class T>
+void gemm_forward(const T* x, const T* w, T* y, const ConvGeometry& g) {
+  const Plan p = make_plan<T>(g);
+  const int64_t K = g.k_g(), M = g.c_out_g(), plane = g.plane_out(), max_cols = block_cols(p, g);
+  auto col = uninitialized<T>(p.direct ? 0 : g.c_in * g.kh * g.kw * max_cols);
+  auto buf = uninitialized<T>(p.nb > 1 ? g.c_out * max_cols : 0);
+  for_each_block(g, p, [&](const Block& b) {
+    const int64_t cols = b.nb * (b.oh1 - b.oh0) * g.wo;
+    const T* src = col.get();
+    int64_t ldb = cols;
+    if (p.direct) {
+      src = x + b.n0 * g.c_in * g.plane_in() + b.oh0 * g.w;
+      ldb = g.plane_in();
+    } else {
+      lower(x, g, b, col.get(), cols);
+    }
+    T* dst = p.nb > 1 ? buf.get() : y + b.n0 * g.c_out * plane + b.oh0 * g.wo;
+    const int64_t ldc = p.nb > 1 ? cols : plane;
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      gemm<T>(false, false, M, cols, K, T(1), w + gi * M * K, K, src + gi * K * ldb, ldb, T(0),
+              dst + gi * M * ldc, ldc);
+    if (p.nb > 1) stage<T>(nullptr, g, b, buf.get(), false, y);
+  });
+}
+
+// Gradients of the GEMM path; gx and gw may each be null.
+template <class T>
+void gemm_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const ConvGeometry& g) {
+  const Plan p = make_plan<T>(g);
+  const int64_t K = g.k_g(), M = g.c_out_g(), plane = g.plane_out(), max_cols = block_cols(p, g);
+  auto col = uninitialized<T>(p.direct ? 0 : g.c_in * g.kh * g.kw * max_cols);
+  auto buf = uninitialized<T>(p.nb > 1 ? g.c_out * max_cols : 0);
+  if (gw) fill_zero(gw, g.c_out * K);
+  if (gx && !p.direct) fill_zero(gx, g.n * g.c_in * g.plane_in());
+  for_each_block(g, p, [&](const Block& b) {
+    const int64_t cols = b.nb * (b.oh1 - b.oh0) * g.wo;
+    const T* gyb = gy + b.n0 * g.c_out * plane + b.oh0 * g.wo;
+    int64_t ldg = plane;
+    if (p.nb > 1) {
+      stage(gy, g, b, buf.get(), true);
+      gyb = buf.get();
+      ldg = cols;
+    }
+    const int64_t img_off = b.n0 * g.c_in * g.plane_in() + b.oh0 * g.w;
+    if (gw) {
+      const T* src = col.get();
+      int64_t ldb = cols;
+      if (p.direct) {
+        src = x + img_off;
+        ldb = g.plane_in();
+      } else {
+        lower(x, g, b, col.get(), cols);
+      }
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        gemm<T>(false, true, M, K, cols, T(1), gyb + gi * M * ldg, ldg, src + gi * K * ldb, ldb,
+                T(1), gw + gi * M * K, K);
+    }
+    if (gx) {
+      T* dst = p.direct ? gx + img_off : col.get();
+      const int64_t ldd = p.direct ? g.plane_in() : cols;
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        gemm<T>(true, false, K, cols, M, T(1), w + gi * M * K, K, gyb + gi * M * ldg, ldg, T(0),
+                dst + gi * K * ldd, ldd);
+      if (!p.direct) raise(col.get(), cols, g, b, gx);
+    }
+  });
+}
+
+// ---- Direct depthwise kernels (groups == C_in): vectorised loops over each plane.
+
+template <class T>
+CNNKIT_INLINE void dw_forward_plane(const T* x, const T* w, T bias, T* y, const ConvGeometry& g) {
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    T* yr = y + oh * g.wo;
+    for (int64_t ow = 0; ow < g.wo; ++ow) yr[ow] = bias;
+    for (int64_t ki = 0; ki < g.kh; ++ki) {
+      const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+      if (ih < 0 || ih >= g.h) continue;
+      const T* xr = x + ih * g.w;
+      for (int64_t kj = 0; kj < g.kw; ++kj) {
+        const int64_t off = kj * g.dw - g.pw;
+        int64_t lo, hi;
+        valid_range(off, g.sw, g.w, g.wo, &lo, &hi);
+        const T wv = w[ki * g.kw + kj];
+        if (g.sw == 1) {
+          for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow + off];
+        } else {
+          for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow * g.sw + off];
+        }
+      }
+    }
+  }
+}
+
+// Adds the input gradient of one output plane into its input plane.
+template <class T>
+CNNKIT_INLINE void dw_backward_data_plane(const T* gy, const T* w, T* gx, const ConvGeometry& g) {
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    const T* gr = gy + oh * g.wo;
+    for (int64_t ki = 0; ki < g.kh; ++ki) {
+      const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+      if (ih < 0 || ih >= g.h) continue;
+      T* xr = gx + ih * g.w;
+      for (int64_t kj = 0; kj < g.kw; ++kj) {
+        const int64_t off = kj * g.dw - g.pw;
+        int64_t lo, hi;
+        valid_range(off, g.sw, g.w, g.wo, &lo, &hi);
+        const T wv = w[ki * g.kw + kj];
+        if (g.sw == 1) {
+          for (int64_t ow = lo; ow < hi; ++ow) xr[ow + off] += wv * gr[ow];
+        } else {
+          for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw + off] += wv * gr[ow];
+        }
+      }
+    }
+  }
+}
+
+// Adds the weight gradient of one (sample, output channel) pair into gw[kH*kW].
+template <class T>
+CNNKIT_INLINE void dw_backward_weight_plane(const T* gy, const T* x, T* gw,
+                                            const ConvGeometry& g) {
+  for (int64_t ki = 0; ki < g.kh; ++ki) {
+    for (int64_t kj = 0; kj < g.kw; ++kj) {
+      const int64_t off = kj * g.dw - g.pw;
+      int64_t lo, hi;
+      valid_range(off, g.sw, g.w, g.wo, &lo, &hi);
+      T acc = 0;
+      for (int64_t oh = 0; oh < g.ho; ++oh) {
+        const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+        if (ih < 0 || ih >= g.h) continue;
+        const T* gr = gy + oh * g.wo;
+        const T* xr = x + ih * g.w;
+        T s = 0;
+        if (g.sw == 1) {
+#pragma omp simd reduction(+ : s)
+          for (int64_t ow = lo; ow < hi; ++ow) s += gr[ow] * xr[ow + off];
+        } else {
+#pragma omp simd reduction(+ : s)
+          for (int64_t ow = lo; ow < hi; ++ow) s += gr[ow] * xr[ow * g.sw + off];
+        }
+        acc += s;
+      }
+      gw[ki * g.kw + kj] += acc;
+    }
+  }
+}
+
+#define CNNKIT_DW_DISPATCH(T)                                                                 \
+  CNNKIT_MULTIVERSION void dw_forward_plane_mv(const T* x, const T* w, T b, T* y,             \
+                                               const ConvGeometry& g) {                      \
+    dw_forward_plane(x, w, b, y, g);                                                         \
+  }                                                                                          \
+  CNNKIT_MULTIVERSION void dw_backward_data_plane_mv(const T* gy, const T* w, T* gx,          \
+                                                     const ConvGeometry& g) {                \
+    dw_backward_data_plane(gy, w, gx, g);                                                    \
+  }                                                                                          \
+  CNNKIT_MULTIVERSION void dw_backward_weight_plane_mv(const T* gy, const T* x, T* gw,        \
+                                                       const ConvGeometry& g) {              \
+    dw_backward_weight_plane(gy, x, gw, g);                                                  \
+  }
+CNNKIT_DW_DISPATCH(float)
+CNNKIT_DW_DISPATCH(double)
+#undef CNNKIT_DW_DISPATCH
+
+template <class T>
+void dw_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
+  const int64_t mult = g.c_out / g.c_in, kk = g.kh * g.kw;
+  parallel_for(g.n * g.c_out, grain_for(g.plane_out() * kk), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t n = i / g.c_out, co = i % g.c_out;
+      dw_forward_plane_mv(x + (n * g.c_in + co / mult) * g.plane_in(), w + co * kk,
+                          bias ? bias[co] : T(0), y + i * g.plane_out(), g);
+    }
+  });
+}
+
+template <class T>
+void dw_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const ConvGeometry& g) {
+  const int64_t mult = g.c_out / g.c_in, kk = g.kh * g.kw;
+  const int64_t grain = grain_for(g.plane_out() * kk * mult);
+  if (gx) {
+    parallel_for(g.n * g.c_in, grain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        T* gxp = gx + i * g.plane_in();
+        std::fill(gxp, gxp + g.plane_in(), T(0));
+        const int64_t n = i / g.c_in, ci = i % g.c_in;
+        for (int64_t m = 0; m < mult; ++m) {
+          const int64_t co = ci * mult + m;
+          dw_backward_data_plane_mv(gy + (n * g.c_out + co) * g.plane_out(), w + co * kk, gxp, g);
+        }
+      }
+    });
+  }
+  if (gw) {
+    parallel_for(g.c_out, std::max<int64_t>(1, grain / std::max<int64_t>(1, g.n)),
+                 [&](int64_t c0, int64_t c1) {
+      for (int64_t co = c0; co < c1; ++co) {
+        std::fill(gw + co * kk, gw + (co + 1) * kk, T(0));
+        for (int64_t n = 0; n < g.n; ++n)
+          dw_backward_weight_plane_mv(gy + (n * g.c_out + co) * g.plane_out(),
+                                      x + (n * g.c_in + co / mult) * g.plane_in(), gw + co * kk,
+                                      g);
+      }
+    });
+  }
+}
+
+// ---- Bias helpers over (N, C, plane) tensors.
+
+template <class T>
+void add_bias(T* y, const T* bias, int64_t n, int64_t c, int64_t plane) {
+  parallel_for(n * c, grain_for(plane), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T b = bias[i % c];
+      T* p = y + i * plane;
+      for (int64_t j = 0; j < plane; ++j) p[j] += b;
+    }
+  });
+}
+
+template <class T>
+void sum_channels(const T* gy, T* gb, int64_t n, int64_t c, int64_t plane) {
+  parallel_for(c, grain_for(n * plane), [&](int64_t c0, int64_t c1) {
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      T acc = 0;
+      for (int64_t s = 0; s < n; ++s) {
+        const T* p = gy + (s * c + ch) * plane;
+        T part = 0;
+#pragma omp simd reduction(+ : part)
+        for (int64_t j = 0; j < plane; ++j) part += p[j];
+        acc += part;
+      }
+      gb[ch] = acc;
+    }
+  });
+}
+
+}  // namespace
+
+void set_workspace_bytes(int64_t bytes) { workspace_bytes = bytes; }
+int64_t get_workspace_bytes() { return workspace_bytes.load(); }
+
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
+  if (g.depthwise()) {
+    dw_forward(x, w, bias, y, g);
+    return;
+  }
+  gemm_forward(x, w, y, g);
+  if (bias) add_bias(y, bias, g.n, g.c_out, g.plane_out());
+}
+
+template <class T>
+void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
+                     const ConvGeometry& g) {
+  if (g.depthwise())
+    dw_backward(gy, x, w, gx, gw, g);
+  else
+    gemm_backward(gy, x, w, gx, gw, g);
+  if (gb) sum_channels(gy, gb, g.n, g.c_out, g.plane_out());
+}
+
+template <class T>
+void conv_transpose2d_forward(const T* x, const T* w, const T* bias, T* y,
+                              const ConvGeometry& g) {
+  conv2d_backward<T>(x, nullptr, w, y, nullptr, nullptr, g);
+  if (bias) add_bias(y, bias, g.n, g.c_in, g.plane_in());
+}
+
+template <class T>
+void conv_transpose2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
+                               const ConvGeometry& g) {
+  if (gx) conv2d_forward<T>(gy, w, nullptr, gx, g);
+  if (gw) conv2d_backward<T>(x, gy, w, nullptr, gw, nullptr, g);
+  if (gb) sum_channels(gy, gb, g.n, g.c_in, g.plane_in());
+}
+
+template <class T>
+void linear_forward(const T* x, const T* w, const T* bias, T* y, int64_t n, int64_t in,
+                    int64_t out) {
+  gemm<T>(false, true, n, out, in, T(1), x, in, w, in, T(0), y, out);
+  if (bias) add_bias(y, bias, n, out, 1);
+}
+
+template <class T>
+void linear_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb, int64_t n,
+                     int64_t in, int64_t out) {
+  if (gx) gemm<T>(false, false, n, in, out, T(1), gy, out, w, in, T(0), gx, in);
+  if (gw) {
+    if (n == 0)
+      fill_zero(gw, out * in);
+    else
+      gemm<T>(true, false, out, in, n, T(1), gy, out, x, in, T(0), gw, in);
+  }
+  if (gb) sum_channels(gy, gb, n, out, 1);
+}
+
+#define CNNKIT_INSTANTIATE(T)                                                                  \
+  template void conv2d_forward<T>(const T*, const T*, const T*, T*, const ConvGeometry&);     \
+  template void conv2d_backward<T>(const T*, const T*, const T*, T*, T*, T*,                 \
+                                   const ConvGeometry&);                                     \
+  template void conv_transpose2d_forward<T>(const T*, const T*, const T*, T*,                 \
+                                            const ConvGeometry&);                            \
+  template void conv_transpose2d_backward<T>(const T*, const T*, const T*, T*, T*, T*,       \
+                                             const ConvGeometry&);                           \
+  template void linear_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t,        \
+                                  int64_t);                                                  \
+  template void linear_backward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, \
+                                   int64_t);
+CNNKIT_INSTANTIATE(float)
+CNNKIT_INSTANTIATE(double)
+#undef CNNKIT_INSTANTIATE
+
+}  // namespace cnnkit

@@ -1,0 +1,41 @@
+// Convolution family on the CPU: conv2d, conv_transpose2d and linear, forward and
+// backward. GEMM-backed (im2col + OpenBLAS), with a direct 1x1 path and a direct
+// depthwise path. Arrays are C-contiguous; shapes were validated by the caller.
+#pragma once
+#include <cstdint>
+
+#include "common/validate.h"
+
+namespace cnnkit {
+
+// Upper bound, in bytes, of the im2col workspace of one call (default 64 MiB).
+void set_workspace_bytes(int64_t bytes);
+int64_t get_workspace_bytes();
+
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g);
+
+// Any of gx, gw, gb may be null to skip that gradient.
+template <class T>
+void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
+                     const ConvGeometry& g);
+
+// g is the adjoint convolution's geometry (see conv_transpose2d_geometry):
+// the transposed input x lives on its column side, the output y on its image side.
+template <class T>
+void conv_transpose2d_forward(const T* x, const T* w, const T* bias, T* y,
+                              const ConvGeometry& g);
+
+template <class T>
+void conv_transpose2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
+                               const ConvGeometry& g);
+
+template <class T>
+void linear_forward(const T* x, const T* w, const T* bias, T* y, int64_t n, int64_t in,
+                    int64_t out);
+
+template <class T>
+void linear_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb, int64_t n,
+                     int64_t in, int64_t out);
+
+}  // namespace cnnkit

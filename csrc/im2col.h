@@ -1,0 +1,20 @@
+// Lowering between an image (C, H, W) and its column matrix (C*kH*kW, rows*Wo),
+// for output rows [oh0, oh1) of one sample.
+#pragma once
+#include <cstdint>
+
+#include "common/validate.h"
+
+namespace cnnkit {
+
+// Writes the kH*kW rows of channel c; col points at row (c*kH*kW) and rows are ld apart.
+template <class T>
+void im2col_channel(const T* plane, const ConvGeometry& g, int64_t oh0, int64_t oh1, T* col,
+                    int64_t ld);
+
+// Adds the kH*kW rows of channel c back into its plane (the adjoint of im2col_channel).
+template <class T>
+void col2im_channel(const T* col, int64_t ld, const ConvGeometry& g, int64_t oh0, int64_t oh1,
+                    T* plane);
+
+}  // namespace cnnkit

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Developer build: compiles cnnkit._C into build/ and drops it into python/cnnkit/
+# so that `PYTHONPATH=python` runs the tree in place. Serialised with flock so
+# that concurrent callers do not trample one build directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec 9>/tmp/cnnkit-dev-build.lock
+flock 9
+if [ ! -f build/build.ninja ]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -Dpybind11_DIR="$(python -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
+fi
+cmake --build build
+cp build/_C*.so python/cnnkit/
