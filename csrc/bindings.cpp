@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <string>
@@ -249,6 +250,36 @@ py::object py_linear_backward(py::handle gy, py::handle x, py::handle w) {
   });
 }
 
+// Plain matrix product on the GEMM wrapper: the yardstick the benchmarks compare
+// convolutions with (same M, N, K).
+py::object py_matmul(py::handle a, py::handle b) {
+  const char* op = "matmul";
+  Operands ops(op);
+  auto aa = ops.add("a", a);
+  auto ba = ops.add("b", b);
+  check_ndim(op, "a", shape_of(aa), 2, "(M, K)");
+  check_ndim(op, "b", shape_of(ba), 2, "(K, N)");
+  const int64_t m = aa.shape(0), k = aa.shape(1), n = ba.shape(1);
+  if (ba.shape(0) != k)
+    raise_value(op, ": b: expected ", k, " rows to match a's columns, got shape ",
+                shape_str(shape_of(ba)));
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto ac = contiguous<T>(aa);
+    auto bc = contiguous<T>(ba);
+    auto c = empty<T>({m, n});
+    T* cp = c.mutable_data();
+    {
+      py::gil_scoped_release release;
+      if (k == 0)
+        std::fill(cp, cp + m * n, T(0));
+      else
+        gemm<T>(false, false, m, n, k, T(1), ac.data(), k, bc.data(), n, T(0), cp, n);
+    }
+    return c;
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -280,6 +311,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("linear", &py_linear, py::arg("input"), py::arg("weight"), py::arg("bias"));
   m.def("linear_backward", &py_linear_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"));
+
+  m.def("matmul", &py_matmul, py::arg("a"), py::arg("b"));
 
   m.def("conv_out_size", &conv_out_size, py::arg("size"), py::arg("kernel"), py::arg("stride"),
         py::arg("pad_begin"), py::arg("pad_end"), py::arg("dilation"));
