@@ -21,6 +21,8 @@ std::atomic<int64_t> workspace_bytes{int64_t(64) << 20};
 
 // Small output planes are batched until one GEMM has about this many columns.
 constexpr int64_t kTargetCols = 4096;
+// Column blocks are sized to stay in the last-level cache between im2col and GEMM.
+constexpr int64_t kCacheBytes = int64_t(8) << 20;
 // Elements of work below which a parallel_for item is not worth a thread.
 constexpr int64_t kGrainElems = 16384;
 
@@ -53,7 +55,8 @@ template <class T>
 Plan make_plan(const ConvGeometry& g) {
   const int64_t plane = g.plane_out();
   const int64_t per_col = (g.c_in * g.kh * g.kw + g.c_out) * int64_t(sizeof(T));
-  const int64_t max_cols = std::max(g.wo, workspace_bytes.load() / per_col);
+  const int64_t budget = std::min(kCacheBytes, workspace_bytes.load());
+  const int64_t max_cols = std::max(g.wo, budget / per_col);
   Plan p{1, g.ho, false};
   if (plane < kTargetCols && 2 * plane <= max_cols && g.n > 1) {
     p.nb = std::max<int64_t>(1, std::min({g.n, std::min(kTargetCols, max_cols) / plane}));
@@ -190,49 +193,84 @@ void gemm_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv
 }
 
 // ---- Direct depthwise kernels (groups == C_in): vectorised loops over each plane.
+// Each input plane is first copied into a zero-padded buffer covering every tap,
+// so the inner loops run over whole output rows with no bounds checks.
+
+struct PaddedPlane {
+  int64_t hp, wp;
+  explicit PaddedPlane(const ConvGeometry& g)
+      : hp((g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1),
+        wp((g.wo - 1) * g.sw + (g.kw - 1) * g.dw + 1) {}
+  int64_t size() const { return hp * wp; }
+};
 
 template <class T>
-CNNKIT_INLINE void dw_forward_plane(const T* x, const T* w, T bias, T* y, const ConvGeometry& g) {
+void pad_plane(const T* x, const ConvGeometry& g, const PaddedPlane& pp, T* xp) {
+  for (int64_t r = 0; r < pp.hp; ++r) {
+    T* d = xp + r * pp.wp;
+    const int64_t ih = r - g.ph;
+    if (ih < 0 || ih >= g.h) {
+      std::fill(d, d + pp.wp, T(0));
+      continue;
+    }
+    const int64_t c0 = std::min(pp.wp, g.pw), c1 = std::min(pp.wp, g.pw + g.w);
+    std::fill(d, d + c0, T(0));
+    std::memcpy(d + c0, x + ih * g.w, sizeof(T) * (c1 - c0));
+    std::fill(d + c1, d + pp.wp, T(0));
+  }
+}
+
+// Adds the interior of a padded gradient plane into gx (the adjoint of pad_plane).
+template <class T>
+void unpad_plane_add(const T* xp, const ConvGeometry& g, const PaddedPlane& pp, T* gx) {
+  for (int64_t ih = 0; ih < g.h; ++ih) {
+    const int64_t r = ih + g.ph;
+    if (r >= pp.hp) break;
+    const int64_t c1 = std::min(pp.wp, g.pw + g.w);
+    const T* s = xp + r * pp.wp;
+    T* d = gx + ih * g.w;
+    for (int64_t c = g.pw; c < c1; ++c) d[c - g.pw] += s[c];
+  }
+}
+
+template <class T>
+CNNKIT_INLINE void dw_forward_plane(const T* xp, int64_t wp, const T* w, T bias, T* y,
+                                    const ConvGeometry& g) {
+  const int64_t wo = g.wo, sw = g.sw;
   for (int64_t oh = 0; oh < g.ho; ++oh) {
-    T* yr = y + oh * g.wo;
-    for (int64_t ow = 0; ow < g.wo; ++ow) yr[ow] = bias;
+    T* yr = y + oh * wo;
+    for (int64_t ow = 0; ow < wo; ++ow) yr[ow] = bias;
     for (int64_t ki = 0; ki < g.kh; ++ki) {
-      const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
-      if (ih < 0 || ih >= g.h) continue;
-      const T* xr = x + ih * g.w;
+      const T* xr = xp + (oh * g.sh + ki * g.dh) * wp;
       for (int64_t kj = 0; kj < g.kw; ++kj) {
-        const int64_t off = kj * g.dw - g.pw;
-        int64_t lo, hi;
-        valid_range(off, g.sw, g.w, g.wo, &lo, &hi);
         const T wv = w[ki * g.kw + kj];
-        if (g.sw == 1) {
-          for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow + off];
+        const T* xk = xr + kj * g.dw;
+        if (sw == 1) {
+          for (int64_t ow = 0; ow < wo; ++ow) yr[ow] += wv * xk[ow];
         } else {
-          for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow * g.sw + off];
+          for (int64_t ow = 0; ow < wo; ++ow) yr[ow] += wv * xk[ow * sw];
         }
       }
     }
   }
 }
 
-// Adds the input gradient of one output plane into its input plane.
+// Adds the input gradient of one output plane into a padded gradient plane.
 template <class T>
-CNNKIT_INLINE void dw_backward_data_plane(const T* gy, const T* w, T* gx, const ConvGeometry& g) {
+CNNKIT_INLINE void dw_backward_data_plane(const T* gy, const T* w, T* gxp, int64_t wp,
+                                          const ConvGeometry& g) {
+  const int64_t wo = g.wo, sw = g.sw;
   for (int64_t oh = 0; oh < g.ho; ++oh) {
-    const T* gr = gy + oh * g.wo;
+    const T* gr = gy + oh * wo;
     for (int64_t ki = 0; ki < g.kh; ++ki) {
-      const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
-      if (ih < 0 || ih >= g.h) continue;
-      T* xr = gx + ih * g.w;
+      T* xr = gxp + (oh * g.sh + ki * g.dh) * wp;
       for (int64_t kj = 0; kj < g.kw; ++kj) {
-        const int64_t off = kj * g.dw - g.pw;
-        int64_t lo, hi;
-        valid_range(off, g.sw, g.w, g.wo, &lo, &hi);
         const T wv = w[ki * g.kw + kj];
-        if (g.sw == 1) {
-          for (int64_t ow = lo; ow < hi; ++ow) xr[ow + off] += wv * gr[ow];
+        T* xk = xr + kj * g.dw;
+        if (sw == 1) {
+          for (int64_t ow = 0; ow < wo; ++ow) xk[ow] += wv * gr[ow];
         } else {
-          for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw + off] += wv * gr[ow];
+          for (int64_t ow = 0; ow < wo; ++ow) xk[ow * sw] += wv * gr[ow];
         }
       }
     }
@@ -241,26 +279,22 @@ CNNKIT_INLINE void dw_backward_data_plane(const T* gy, const T* w, T* gx, const 
 
 // Adds the weight gradient of one (sample, output channel) pair into gw[kH*kW].
 template <class T>
-CNNKIT_INLINE void dw_backward_weight_plane(const T* gy, const T* x, T* gw,
+CNNKIT_INLINE void dw_backward_weight_plane(const T* gy, const T* xp, int64_t wp, T* gw,
                                             const ConvGeometry& g) {
+  const int64_t wo = g.wo, sw = g.sw;
   for (int64_t ki = 0; ki < g.kh; ++ki) {
     for (int64_t kj = 0; kj < g.kw; ++kj) {
-      const int64_t off = kj * g.dw - g.pw;
-      int64_t lo, hi;
-      valid_range(off, g.sw, g.w, g.wo, &lo, &hi);
       T acc = 0;
       for (int64_t oh = 0; oh < g.ho; ++oh) {
-        const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
-        if (ih < 0 || ih >= g.h) continue;
-        const T* gr = gy + oh * g.wo;
-        const T* xr = x + ih * g.w;
+        const T* gr = gy + oh * wo;
+        const T* xk = xp + (oh * g.sh + ki * g.dh) * wp + kj * g.dw;
         T s = 0;
-        if (g.sw == 1) {
+        if (sw == 1) {
 #pragma omp simd reduction(+ : s)
-          for (int64_t ow = lo; ow < hi; ++ow) s += gr[ow] * xr[ow + off];
+          for (int64_t ow = 0; ow < wo; ++ow) s += gr[ow] * xk[ow];
         } else {
 #pragma omp simd reduction(+ : s)
-          for (int64_t ow = lo; ow < hi; ++ow) s += gr[ow] * xr[ow * g.sw + off];
+          for (int64_t ow = 0; ow < wo; ++ow) s += gr[ow] * xk[ow * sw];
         }
         acc += s;
       }
@@ -269,18 +303,18 @@ CNNKIT_INLINE void dw_backward_weight_plane(const T* gy, const T* x, T* gw,
   }
 }
 
-#define CNNKIT_DW_DISPATCH(T)                                                                 \
-  CNNKIT_MULTIVERSION void dw_forward_plane_mv(const T* x, const T* w, T b, T* y,             \
-                                               const ConvGeometry& g) {                      \
-    dw_forward_plane(x, w, b, y, g);                                                         \
-  }                                                                                          \
-  CNNKIT_MULTIVERSION void dw_backward_data_plane_mv(const T* gy, const T* w, T* gx,          \
-                                                     const ConvGeometry& g) {                \
-    dw_backward_data_plane(gy, w, gx, g);                                                    \
-  }                                                                                          \
-  CNNKIT_MULTIVERSION void dw_backward_weight_plane_mv(const T* gy, const T* x, T* gw,        \
-                                                       const ConvGeometry& g) {              \
-    dw_backward_weight_plane(gy, x, gw, g);                                                  \
+#define CNNKIT_DW_DISPATCH(T)                                                                \
+  CNNKIT_MULTIVERSION void dw_forward_plane_mv(const T* xp, int64_t wp, const T* w, T b,     \
+                                               T* y, const ConvGeometry& g) {               \
+    dw_forward_plane(xp, wp, w, b, y, g);                                                   \
+  }                                                                                         \
+  CNNKIT_MULTIVERSION void dw_backward_data_plane_mv(const T* gy, const T* w, T* gxp,        \
+                                                     int64_t wp, const ConvGeometry& g) {   \
+    dw_backward_data_plane(gy, w, gxp, wp, g);                                              \
+  }                                                                                         \
+  CNNKIT_MULTIVERSION void dw_backward_weight_plane_mv(const T* gy, const T* xp, int64_t wp, \
+                                                       T* gw, const ConvGeometry& g) {      \
+    dw_backward_weight_plane(gy, xp, wp, gw, g);                                            \
   }
 CNNKIT_DW_DISPATCH(float)
 CNNKIT_DW_DISPATCH(double)
@@ -289,11 +323,15 @@ CNNKIT_DW_DISPATCH(double)
 template <class T>
 void dw_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
   const int64_t mult = g.c_out / g.c_in, kk = g.kh * g.kw;
-  parallel_for(g.n * g.c_out, grain_for(g.plane_out() * kk), [&](int64_t i0, int64_t i1) {
+  const PaddedPlane pp(g);
+  parallel_for(g.n * g.c_in, grain_for(g.plane_out() * kk * mult), [&](int64_t i0, int64_t i1) {
+    auto xp = uninitialized<T>(pp.size());
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t n = i / g.c_out, co = i % g.c_out;
-      dw_forward_plane_mv(x + (n * g.c_in + co / mult) * g.plane_in(), w + co * kk,
-                          bias ? bias[co] : T(0), y + i * g.plane_out(), g);
+      pad_plane(x + i * g.plane_in(), g, pp, xp.get());
+      const int64_t n = i / g.c_in, ci = i % g.c_in;
+      for (int64_t co = ci * mult; co < (ci + 1) * mult; ++co)
+        dw_forward_plane_mv(xp.get(), pp.wp, w + co * kk, bias ? bias[co] : T(0),
+                            y + (n * g.c_out + co) * g.plane_out(), g);
     }
   });
 }
@@ -302,28 +340,35 @@ template <class T>
 void dw_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const ConvGeometry& g) {
   const int64_t mult = g.c_out / g.c_in, kk = g.kh * g.kw;
   const int64_t grain = grain_for(g.plane_out() * kk * mult);
+  const PaddedPlane pp(g);
   if (gx) {
     parallel_for(g.n * g.c_in, grain, [&](int64_t i0, int64_t i1) {
+      auto gxp = uninitialized<T>(pp.size());
       for (int64_t i = i0; i < i1; ++i) {
-        T* gxp = gx + i * g.plane_in();
-        std::fill(gxp, gxp + g.plane_in(), T(0));
+        std::fill(gxp.get(), gxp.get() + pp.size(), T(0));
         const int64_t n = i / g.c_in, ci = i % g.c_in;
-        for (int64_t m = 0; m < mult; ++m) {
-          const int64_t co = ci * mult + m;
-          dw_backward_data_plane_mv(gy + (n * g.c_out + co) * g.plane_out(), w + co * kk, gxp, g);
-        }
+        for (int64_t co = ci * mult; co < (ci + 1) * mult; ++co)
+          dw_backward_data_plane_mv(gy + (n * g.c_out + co) * g.plane_out(), w + co * kk,
+                                    gxp.get(), pp.wp, g);
+        T* gxi = gx + i * g.plane_in();
+        std::fill(gxi, gxi + g.plane_in(), T(0));
+        unpad_plane_add(gxp.get(), g, pp, gxi);
       }
     });
   }
   if (gw) {
-    parallel_for(g.c_out, std::max<int64_t>(1, grain / std::max<int64_t>(1, g.n)),
+    // Each task owns one input channel's mult filters, so the sums need no locks.
+    parallel_for(g.c_in, std::max<int64_t>(1, grain / std::max<int64_t>(1, g.n)),
                  [&](int64_t c0, int64_t c1) {
-      for (int64_t co = c0; co < c1; ++co) {
-        std::fill(gw + co * kk, gw + (co + 1) * kk, T(0));
-        for (int64_t n = 0; n < g.n; ++n)
-          dw_backward_weight_plane_mv(gy + (n * g.c_out + co) * g.plane_out(),
-                                      x + (n * g.c_in + co / mult) * g.plane_in(), gw + co * kk,
-                                      g);
+      auto xp = uninitialized<T>(pp.size());
+      for (int64_t ci = c0; ci < c1; ++ci) {
+        std::fill(gw + ci * mult * kk, gw + (ci + 1) * mult * kk, T(0));
+        for (int64_t n = 0; n < g.n; ++n) {
+          pad_plane(x + (n * g.c_in + ci) * g.plane_in(), g, pp, xp.get());
+          for (int64_t co = ci * mult; co < (ci + 1) * mult; ++co)
+            dw_backward_weight_plane_mv(gy + (n * g.c_out + co) * g.plane_out(), xp.get(), pp.wp,
+                                        gw + co * kk, g);
+        }
       }
     });
   }
