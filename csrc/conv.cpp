@@ -9,6 +9,7 @@
 #include "common/gemm.h"
 #include "common/shapes.h"
 #include "common/threading.h"
+#include "common/vec.h"
 #include "im2col.h"
 
 #define CNNKIT_INLINE inline __attribute__((always_inline))
@@ -192,8 +193,7 @@ void gemm_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv
   });
 }
 
-// ---- Direct depthwise kernels (groups == C_in): vectorised loops over each plane.
-// Each input plane is first copied into a zero-padded buffer covering every tap,
+// ---- Direct kernels: vectorised loops over whole planes. Each input plane is first copied into a zero-padded buffer covering every tap,
 // so the inner loops run over whole output rows with no bounds checks.
 
 struct PaddedPlane {
@@ -202,7 +202,29 @@ struct PaddedPlane {
       : hp((g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1),
         wp((g.wo - 1) * g.sw + (g.kw - 1) * g.dw + 1) {}
   int64_t size() const { return hp * wp; }
+  // With stride 1, output row oh starts at oh * wp of a buffer as wide as the padded
+  // plane, and every tap is one flat shift: a whole plane is one long vector loop.
+  int64_t flat_len(const ConvGeometry& g) const { return (g.ho - 1) * wp + g.wo; }
 };
+
+inline int64_t tap_shift(const ConvGeometry& g, const PaddedPlane& pp, int64_t tap) {
+  return (tap / g.kw) * g.dh * pp.wp + (tap % g.kw) * g.dw;
+}
+
+// A (ho, wp) buffer whose columns past wo stay zero, for widen_rows.
+template <class T>
+std::unique_ptr<T[]> zeroed_widened(bool flat, const PaddedPlane& pp) {
+  auto buf = uninitialized<T>(flat ? pp.size() : 0);
+  if (flat) std::fill(buf.get(), buf.get() + pp.size(), T(0));
+  return buf;
+}
+
+// Copies an (ho, wo) plane into the first wo columns of each wp-wide row.
+template <class T>
+void widen_rows(const T* src, const ConvGeometry& g, const PaddedPlane& pp, T* dst) {
+  for (int64_t oh = 0; oh < g.ho; ++oh)
+    std::memcpy(dst + oh * pp.wp, src + oh * g.wo, sizeof(T) * g.wo);
+}
 
 template <class T>
 void pad_plane(const T* x, const ConvGeometry& g, const PaddedPlane& pp, T* xp) {
@@ -233,13 +255,13 @@ void unpad_plane_add(const T* xp, const ConvGeometry& g, const PaddedPlane& pp, 
   }
 }
 
+// Adds the correlation of one padded input plane with one kH x kW filter into y.
 template <class T>
-CNNKIT_INLINE void dw_forward_plane(const T* xp, int64_t wp, const T* w, T bias, T* y,
-                                    const ConvGeometry& g) {
+CNNKIT_INLINE void direct_forward_plane(const T* xp, int64_t wp, const T* w, T* y,
+                                        const ConvGeometry& g) {
   const int64_t wo = g.wo, sw = g.sw;
   for (int64_t oh = 0; oh < g.ho; ++oh) {
     T* yr = y + oh * wo;
-    for (int64_t ow = 0; ow < wo; ++ow) yr[ow] = bias;
     for (int64_t ki = 0; ki < g.kh; ++ki) {
       const T* xr = xp + (oh * g.sh + ki * g.dh) * wp;
       for (int64_t kj = 0; kj < g.kw; ++kj) {
@@ -255,10 +277,10 @@ CNNKIT_INLINE void dw_forward_plane(const T* xp, int64_t wp, const T* w, T bias,
   }
 }
 
-// Adds the input gradient of one output plane into a padded gradient plane.
+// Adds the input gradient of one output plane through one filter into a padded plane.
 template <class T>
-CNNKIT_INLINE void dw_backward_data_plane(const T* gy, const T* w, T* gxp, int64_t wp,
-                                          const ConvGeometry& g) {
+CNNKIT_INLINE void direct_backward_data_plane(const T* gy, const T* w, T* gxp, int64_t wp,
+                                              const ConvGeometry& g) {
   const int64_t wo = g.wo, sw = g.sw;
   for (int64_t oh = 0; oh < g.ho; ++oh) {
     const T* gr = gy + oh * wo;
@@ -277,10 +299,10 @@ CNNKIT_INLINE void dw_backward_data_plane(const T* gy, const T* w, T* gxp, int64
   }
 }
 
-// Adds the weight gradient of one (sample, output channel) pair into gw[kH*kW].
+// Adds the weight gradient of one (output plane, padded input plane) pair into gw[kH*kW].
 template <class T>
-CNNKIT_INLINE void dw_backward_weight_plane(const T* gy, const T* xp, int64_t wp, T* gw,
-                                            const ConvGeometry& g) {
+CNNKIT_INLINE void direct_backward_weight_plane(const T* gy, const T* xp, int64_t wp, T* gw,
+                                                const ConvGeometry& g) {
   const int64_t wo = g.wo, sw = g.sw;
   for (int64_t ki = 0; ki < g.kh; ++ki) {
     for (int64_t kj = 0; kj < g.kw; ++kj) {
@@ -303,72 +325,125 @@ CNNKIT_INLINE void dw_backward_weight_plane(const T* gy, const T* xp, int64_t wp
   }
 }
 
-#define CNNKIT_DW_DISPATCH(T)                                                                \
-  CNNKIT_MULTIVERSION void dw_forward_plane_mv(const T* xp, int64_t wp, const T* w, T b,     \
-                                               T* y, const ConvGeometry& g) {               \
-    dw_forward_plane(xp, wp, w, b, y, g);                                                   \
+#define CNNKIT_DIRECT_DISPATCH(T)                                                            \
+  CNNKIT_MULTIVERSION void direct_forward_plane_mv(const T* xp, int64_t wp, const T* w, T* y, \
+                                                   const ConvGeometry& g) {                 \
+    direct_forward_plane(xp, wp, w, y, g);                                                  \
   }                                                                                         \
-  CNNKIT_MULTIVERSION void dw_backward_data_plane_mv(const T* gy, const T* w, T* gxp,        \
-                                                     int64_t wp, const ConvGeometry& g) {   \
-    dw_backward_data_plane(gy, w, gxp, wp, g);                                              \
+  CNNKIT_MULTIVERSION void direct_backward_data_plane_mv(const T* gy, const T* w, T* gxp,    \
+                                                         int64_t wp, const ConvGeometry& g) { \
+    direct_backward_data_plane(gy, w, gxp, wp, g);                                          \
   }                                                                                         \
-  CNNKIT_MULTIVERSION void dw_backward_weight_plane_mv(const T* gy, const T* xp, int64_t wp, \
-                                                       T* gw, const ConvGeometry& g) {      \
-    dw_backward_weight_plane(gy, xp, wp, gw, g);                                            \
+  CNNKIT_MULTIVERSION void direct_backward_weight_plane_mv(const T* gy, const T* xp,         \
+                                                           int64_t wp, T* gw,               \
+                                                           const ConvGeometry& g) {         \
+    direct_backward_weight_plane(gy, xp, wp, gw, g);                                        \
   }
-CNNKIT_DW_DISPATCH(float)
-CNNKIT_DW_DISPATCH(double)
-#undef CNNKIT_DW_DISPATCH
+CNNKIT_DIRECT_DISPATCH(float)
+CNNKIT_DIRECT_DISPATCH(double)
+#undef CNNKIT_DIRECT_DISPATCH
+
+// Depthwise convolutions (one input channel per group) and tiny GEMMs (LeNet's
+// first layer) run direct: a GEMM with so few rows or so short a K wastes BLAS.
+bool use_direct(const ConvGeometry& g) {
+  return (g.c_in_g() == 1 && g.groups > 1) || (g.k_g() <= 32 && g.c_out_g() <= 16);
+}
 
 template <class T>
-void dw_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
-  const int64_t mult = g.c_out / g.c_in, kk = g.kh * g.kw;
+void direct_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
+  const int64_t cig = g.c_in_g(), cog = g.c_out_g(), kk = g.kh * g.kw;
   const PaddedPlane pp(g);
-  parallel_for(g.n * g.c_in, grain_for(g.plane_out() * kk * mult), [&](int64_t i0, int64_t i1) {
-    auto xp = uninitialized<T>(pp.size());
+  const bool flat = g.sh == 1 && g.sw == 1;
+  const int64_t flat_len = pp.flat_len(g);
+  // One task is one (sample, group): its input planes are padded once for all its filters.
+  parallel_for(g.n * g.groups, grain_for(g.plane_out() * kk * cig * cog),
+               [&](int64_t i0, int64_t i1) {
+    auto xp = uninitialized<T>(cig * pp.size());
+    auto ybuf = uninitialized<T>(flat ? flat_len : 0);
     for (int64_t i = i0; i < i1; ++i) {
-      pad_plane(x + i * g.plane_in(), g, pp, xp.get());
-      const int64_t n = i / g.c_in, ci = i % g.c_in;
-      for (int64_t co = ci * mult; co < (ci + 1) * mult; ++co)
-        dw_forward_plane_mv(xp.get(), pp.wp, w + co * kk, bias ? bias[co] : T(0),
-                            y + (n * g.c_out + co) * g.plane_out(), g);
+      const int64_t n = i / g.groups, gi = i % g.groups;
+      for (int64_t c = 0; c < cig; ++c)
+        pad_plane(x + (n * g.c_in + gi * cig + c) * g.plane_in(), g, pp, xp.get() + c * pp.size());
+      for (int64_t co = gi * cog; co < (gi + 1) * cog; ++co) {
+        T* yp = y + (n * g.c_out + co) * g.plane_out();
+        const T b = bias ? bias[co] : T(0);
+        if (flat) {
+          std::fill(ybuf.get(), ybuf.get() + flat_len, b);
+          for (int64_t c = 0; c < cig; ++c)
+            for (int64_t t = 0; t < kk; ++t)
+              axpy(ybuf.get(), xp.get() + c * pp.size() + tap_shift(g, pp, t),
+                   w[(co * cig + c) * kk + t], flat_len);
+          for (int64_t oh = 0; oh < g.ho; ++oh)
+            std::memcpy(yp + oh * g.wo, ybuf.get() + oh * pp.wp, sizeof(T) * g.wo);
+        } else {
+          std::fill(yp, yp + g.plane_out(), b);
+          for (int64_t c = 0; c < cig; ++c)
+            direct_forward_plane_mv(xp.get() + c * pp.size(), pp.wp, w + (co * cig + c) * kk,
+                                    yp, g);
+        }
+      }
     }
   });
 }
 
 template <class T>
-void dw_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const ConvGeometry& g) {
-  const int64_t mult = g.c_out / g.c_in, kk = g.kh * g.kw;
-  const int64_t grain = grain_for(g.plane_out() * kk * mult);
+void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const ConvGeometry& g) {
+  const int64_t cig = g.c_in_g(), cog = g.c_out_g(), kk = g.kh * g.kw;
+  const int64_t work = g.plane_out() * kk * cig * cog;
   const PaddedPlane pp(g);
+  const bool flat = g.sh == 1 && g.sw == 1;
+  const int64_t flat_len = pp.flat_len(g);
   if (gx) {
-    parallel_for(g.n * g.c_in, grain, [&](int64_t i0, int64_t i1) {
-      auto gxp = uninitialized<T>(pp.size());
+    parallel_for(g.n * g.groups, grain_for(work), [&](int64_t i0, int64_t i1) {
+      auto gxp = uninitialized<T>(cig * pp.size());
+      auto gybuf = zeroed_widened<T>(flat, pp);
       for (int64_t i = i0; i < i1; ++i) {
-        std::fill(gxp.get(), gxp.get() + pp.size(), T(0));
-        const int64_t n = i / g.c_in, ci = i % g.c_in;
-        for (int64_t co = ci * mult; co < (ci + 1) * mult; ++co)
-          dw_backward_data_plane_mv(gy + (n * g.c_out + co) * g.plane_out(), w + co * kk,
-                                    gxp.get(), pp.wp, g);
-        T* gxi = gx + i * g.plane_in();
-        std::fill(gxi, gxi + g.plane_in(), T(0));
-        unpad_plane_add(gxp.get(), g, pp, gxi);
+        const int64_t n = i / g.groups, gi = i % g.groups;
+        std::fill(gxp.get(), gxp.get() + cig * pp.size(), T(0));
+        for (int64_t co = gi * cog; co < (gi + 1) * cog; ++co) {
+          const T* gyp = gy + (n * g.c_out + co) * g.plane_out();
+          if (flat) widen_rows(gyp, g, pp, gybuf.get());
+          for (int64_t c = 0; c < cig; ++c) {
+            if (flat) {
+              for (int64_t t = 0; t < kk; ++t)
+                axpy(gxp.get() + c * pp.size() + tap_shift(g, pp, t), gybuf.get(),
+                     w[(co * cig + c) * kk + t], flat_len);
+            } else {
+              direct_backward_data_plane_mv(gyp, w + (co * cig + c) * kk,
+                                            gxp.get() + c * pp.size(), pp.wp, g);
+            }
+          }
+        }
+        for (int64_t c = 0; c < cig; ++c) {
+          T* gxi = gx + (n * g.c_in + gi * cig + c) * g.plane_in();
+          std::fill(gxi, gxi + g.plane_in(), T(0));
+          unpad_plane_add(gxp.get() + c * pp.size(), g, pp, gxi);
+        }
       }
     });
   }
   if (gw) {
-    // Each task owns one input channel's mult filters, so the sums need no locks.
-    parallel_for(g.c_in, std::max<int64_t>(1, grain / std::max<int64_t>(1, g.n)),
+    // One task owns one output channel's filters, so its sums need no locks.
+    parallel_for(g.c_out, grain_for(g.n * work / std::max<int64_t>(1, cog)),
                  [&](int64_t c0, int64_t c1) {
       auto xp = uninitialized<T>(pp.size());
-      for (int64_t ci = c0; ci < c1; ++ci) {
-        std::fill(gw + ci * mult * kk, gw + (ci + 1) * mult * kk, T(0));
-        for (int64_t n = 0; n < g.n; ++n) {
-          pad_plane(x + (n * g.c_in + ci) * g.plane_in(), g, pp, xp.get());
-          for (int64_t co = ci * mult; co < (ci + 1) * mult; ++co)
-            dw_backward_weight_plane_mv(gy + (n * g.c_out + co) * g.plane_out(), xp.get(), pp.wp,
-                                        gw + co * kk, g);
-        }
+      auto gybuf = zeroed_widened<T>(flat, pp);
+      for (int64_t co = c0; co < c1; ++co) {
+        const int64_t gi = co / cog;
+        std::fill(gw + co * cig * kk, gw + (co + 1) * cig * kk, T(0));
+        for (int64_t n = 0; n < g.n; ++n)
+          for (int64_t c = 0; c < cig; ++c) {
+            const T* gyp = gy + (n * g.c_out + co) * g.plane_out();
+            pad_plane(x + (n * g.c_in + gi * cig + c) * g.plane_in(), g, pp, xp.get());
+            T* gwc = gw + (co * cig + c) * kk;
+            if (flat) {
+              if (c == 0) widen_rows(gyp, g, pp, gybuf.get());
+              for (int64_t t = 0; t < kk; ++t)
+                gwc[t] += dot(gybuf.get(), xp.get() + tap_shift(g, pp, t), flat_len);
+            } else {
+              direct_backward_weight_plane_mv(gyp, xp.get(), pp.wp, gwc, g);
+            }
+          }
       }
     });
   }
@@ -411,8 +486,8 @@ int64_t get_workspace_bytes() { return workspace_bytes.load(); }
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
-  if (g.depthwise()) {
-    dw_forward(x, w, bias, y, g);
+  if (use_direct(g)) {
+    direct_forward(x, w, bias, y, g);
     return;
   }
   gemm_forward(x, w, y, g);
@@ -422,8 +497,8 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeome
 template <class T>
 void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
                      const ConvGeometry& g) {
-  if (g.depthwise())
-    dw_backward(gy, x, w, gx, gw, g);
+  if (use_direct(g))
+    direct_backward(gy, x, w, gx, gw, g);
   else
     gemm_backward(gy, x, w, gx, gw, g);
   if (gb) sum_channels(gy, gb, g.n, g.c_out, g.plane_out());

@@ -1,6 +1,6 @@
 // Convolution family on the CPU: conv2d, conv_transpose2d and linear, forward and
-// backward. GEMM-backed (im2col + OpenBLAS), with a direct 1x1 path and a direct
-// depthwise path. Arrays are C-contiguous; shapes were validated by the caller.
+// backward. GEMM-backed (im2col + OpenBLAS), with a direct 1x1 path (no im2col) and
+// direct vectorised kernels for depthwise and tiny-GEMM layers. Arrays are C-contiguous; shapes were validated by the caller.
 #pragma once
 #include <cstdint>
 

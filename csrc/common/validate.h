@@ -23,7 +23,6 @@ struct ConvGeometry {
   bool pointwise() const {
     return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
   }
-  bool depthwise() const { return groups > 1 && groups == c_in; }
 };
 
 struct Pair {

@@ -1,0 +1,15 @@
+// Small vector primitives with run-time SIMD dispatch (see cpu_features.h).
+#pragma once
+#include <cstdint>
+
+namespace cnnkit {
+
+// y[i] += a * x[i] for i in [0, n).
+void axpy(float* y, const float* x, float a, int64_t n);
+void axpy(double* y, const double* x, double a, int64_t n);
+
+// sum of a[i] * b[i] for i in [0, n).
+float dot(const float* a, const float* b, int64_t n);
+double dot(const double* a, const double* b, int64_t n);
+
+}  // namespace cnnkit
