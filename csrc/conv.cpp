@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "common/cpu_features.h"
 #include "common/gemm.h"
@@ -207,19 +208,25 @@ struct PaddedPlane {
   int64_t flat_len(const ConvGeometry& g) const { return (g.ho - 1) * wp + g.wo; }
 };
 
-inline int64_t tap_shift(const ConvGeometry& g, const PaddedPlane& pp, int64_t tap) {
-  return (tap / g.kw) * g.dh * pp.wp + (tap % g.kw) * g.dw;
+// Flat offset of each tap in a padded plane; mirrored (max - offset) for the
+// gather form of the input gradient.
+std::vector<int64_t> tap_shifts(const ConvGeometry& g, const PaddedPlane& pp, bool mirrored) {
+  std::vector<int64_t> s(g.kh * g.kw);
+  for (int64_t t = 0; t < g.kh * g.kw; ++t) s[t] = (t / g.kw) * g.dh * pp.wp + (t % g.kw) * g.dw;
+  if (mirrored)
+    for (auto& v : s) v = (g.kh - 1) * g.dh * pp.wp + (g.kw - 1) * g.dw - v;
+  return s;
 }
 
-// A (ho, wp) buffer whose columns past wo stay zero, for widen_rows.
 template <class T>
-std::unique_ptr<T[]> zeroed_widened(bool flat, const PaddedPlane& pp) {
-  auto buf = uninitialized<T>(flat ? pp.size() : 0);
-  if (flat) std::fill(buf.get(), buf.get() + pp.size(), T(0));
+std::unique_ptr<T[]> zeroed(int64_t n) {
+  auto buf = uninitialized<T>(n);
+  std::fill(buf.get(), buf.get() + n, T(0));
   return buf;
 }
 
-// Copies an (ho, wo) plane into the first wo columns of each wp-wide row.
+// Copies an (ho, wo) plane into the first wo columns of each wp-wide row; the
+// other columns of dst are left as they are (zero).
 template <class T>
 void widen_rows(const T* src, const ConvGeometry& g, const PaddedPlane& pp, T* dst) {
   for (int64_t oh = 0; oh < g.ho; ++oh)
@@ -355,6 +362,7 @@ void direct_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeome
   const PaddedPlane pp(g);
   const bool flat = g.sh == 1 && g.sw == 1;
   const int64_t flat_len = pp.flat_len(g);
+  const std::vector<int64_t> shifts = tap_shifts(g, pp, false);
   // One task is one (sample, group): its input planes are padded once for all its filters.
   parallel_for(g.n * g.groups, grain_for(g.plane_out() * kk * cig * cog),
                [&](int64_t i0, int64_t i1) {
@@ -370,9 +378,8 @@ void direct_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeome
         if (flat) {
           std::fill(ybuf.get(), ybuf.get() + flat_len, b);
           for (int64_t c = 0; c < cig; ++c)
-            for (int64_t t = 0; t < kk; ++t)
-              axpy(ybuf.get(), xp.get() + c * pp.size() + tap_shift(g, pp, t),
-                   w[(co * cig + c) * kk + t], flat_len);
+            taps_accumulate(ybuf.get(), xp.get() + c * pp.size(), shifts.data(),
+                            w + (co * cig + c) * kk, kk, flat_len);
           for (int64_t oh = 0; oh < g.ho; ++oh)
             std::memcpy(yp + oh * g.wo, ybuf.get() + oh * pp.wp, sizeof(T) * g.wo);
         } else {
@@ -393,21 +400,25 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
   const PaddedPlane pp(g);
   const bool flat = g.sh == 1 && g.sw == 1;
   const int64_t flat_len = pp.flat_len(g);
+  const std::vector<int64_t> shifts = tap_shifts(g, pp, false);
+  const std::vector<int64_t> back_shifts = tap_shifts(g, pp, true);
+  const int64_t max_shift = shifts.back();
   if (gx) {
     parallel_for(g.n * g.groups, grain_for(work), [&](int64_t i0, int64_t i1) {
       auto gxp = uninitialized<T>(cig * pp.size());
-      auto gybuf = zeroed_widened<T>(flat, pp);
+      auto gybuf = zeroed<T>(flat ? max_shift + pp.size() : 0);
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t n = i / g.groups, gi = i % g.groups;
         std::fill(gxp.get(), gxp.get() + cig * pp.size(), T(0));
         for (int64_t co = gi * cog; co < (gi + 1) * cog; ++co) {
           const T* gyp = gy + (n * g.c_out + co) * g.plane_out();
-          if (flat) widen_rows(gyp, g, pp, gybuf.get());
+          // Gather form: gxp[p] += w[t] * gy_wide[p - shift[t]], with gy_wide placed
+          // max_shift zeros into gybuf so every offset is non-negative.
+          if (flat) widen_rows(gyp, g, pp, gybuf.get() + max_shift);
           for (int64_t c = 0; c < cig; ++c) {
             if (flat) {
-              for (int64_t t = 0; t < kk; ++t)
-                axpy(gxp.get() + c * pp.size() + tap_shift(g, pp, t), gybuf.get(),
-                     w[(co * cig + c) * kk + t], flat_len);
+              taps_accumulate(gxp.get() + c * pp.size(), gybuf.get(), back_shifts.data(),
+                              w + (co * cig + c) * kk, kk, pp.size());
             } else {
               direct_backward_data_plane_mv(gyp, w + (co * cig + c) * kk,
                                             gxp.get() + c * pp.size(), pp.wp, g);
@@ -427,7 +438,7 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
     parallel_for(g.c_out, grain_for(g.n * work / std::max<int64_t>(1, cog)),
                  [&](int64_t c0, int64_t c1) {
       auto xp = uninitialized<T>(pp.size());
-      auto gybuf = zeroed_widened<T>(flat, pp);
+      auto gybuf = zeroed<T>(flat ? pp.size() : 0);
       for (int64_t co = c0; co < c1; ++co) {
         const int64_t gi = co / cog;
         std::fill(gw + co * cig * kk, gw + (co + 1) * cig * kk, T(0));
@@ -439,7 +450,7 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
             if (flat) {
               if (c == 0) widen_rows(gyp, g, pp, gybuf.get());
               for (int64_t t = 0; t < kk; ++t)
-                gwc[t] += dot(gybuf.get(), xp.get() + tap_shift(g, pp, t), flat_len);
+                gwc[t] += dot(gybuf.get(), xp.get() + shifts[t], flat_len);
             } else {
               direct_backward_weight_plane_mv(gyp, xp.get(), pp.wp, gwc, g);
             }

@@ -12,4 +12,11 @@ void axpy(double* y, const double* x, double a, int64_t n);
 float dot(const float* a, const float* b, int64_t n);
 double dot(const double* a, const double* b, int64_t n);
 
+// y[i] += sum over t of w[t] * x[i + offset[t]] for i in [0, n): a correlation
+// whose taps are flat offsets. Accumulates in registers across taps.
+void taps_accumulate(float* y, const float* x, const int64_t* offset, const float* w,
+                     int64_t taps, int64_t n);
+void taps_accumulate(double* y, const double* x, const int64_t* offset, const double* w,
+                     int64_t taps, int64_t n);
+
 }  // namespace cnnkit
