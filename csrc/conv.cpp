@@ -42,6 +42,21 @@ void fill_zero(T* p, int64_t n) {
   parallel_for(n, kGrainElems, [&](int64_t b, int64_t e) { std::fill(p + b, p + e, T(0)); });
 }
 
+// The calling thread's GEMM-path buffers, kept between calls: a fresh multi-MiB
+// allocation per call would page-fault its way through every block.
+template <class T>
+T* workspace(int slot, int64_t n) {
+  thread_local std::vector<unsigned char> buffers[2];
+  auto& b = buffers[slot];
+  const size_t bytes = static_cast<size_t>(n) * sizeof(T);
+  if (b.size() < bytes) {
+    b.clear();
+    b.shrink_to_fit();
+    b.resize(bytes);
+  }
+  return reinterpret_cast<T*>(b.data());
+}
+
 // How the column side of a convolution is cut into GEMMs: either nb whole samples
 // (nb > 1, staged through a buffer), or rows [oh0, oh0 + rows) of one sample.
 struct Plan {
@@ -130,24 +145,24 @@ template <class T>
 void gemm_forward(const T* x, const T* w, T* y, const ConvGeometry& g) {
   const Plan p = make_plan<T>(g);
   const int64_t K = g.k_g(), M = g.c_out_g(), plane = g.plane_out(), max_cols = block_cols(p, g);
-  auto col = uninitialized<T>(p.direct ? 0 : g.c_in * g.kh * g.kw * max_cols);
-  auto buf = uninitialized<T>(p.nb > 1 ? g.c_out * max_cols : 0);
+  T* col = workspace<T>(0, p.direct ? 0 : g.c_in * g.kh * g.kw * max_cols);
+  T* buf = workspace<T>(1, p.nb > 1 ? g.c_out * max_cols : 0);
   for_each_block(g, p, [&](const Block& b) {
     const int64_t cols = b.nb * (b.oh1 - b.oh0) * g.wo;
-    const T* src = col.get();
+    const T* src = col;
     int64_t ldb = cols;
     if (p.direct) {
       src = x + b.n0 * g.c_in * g.plane_in() + b.oh0 * g.w;
       ldb = g.plane_in();
     } else {
-      lower(x, g, b, col.get(), cols);
+      lower(x, g, b, col, cols);
     }
-    T* dst = p.nb > 1 ? buf.get() : y + b.n0 * g.c_out * plane + b.oh0 * g.wo;
+    T* dst = p.nb > 1 ? buf : y + b.n0 * g.c_out * plane + b.oh0 * g.wo;
     const int64_t ldc = p.nb > 1 ? cols : plane;
     for (int64_t gi = 0; gi < g.groups; ++gi)
       gemm<T>(false, false, M, cols, K, T(1), w + gi * M * K, K, src + gi * K * ldb, ldb, T(0),
               dst + gi * M * ldc, ldc);
-    if (p.nb > 1) stage<T>(nullptr, g, b, buf.get(), false, y);
+    if (p.nb > 1) stage<T>(nullptr, g, b, buf, false, y);
   });
 }
 
@@ -156,8 +171,8 @@ template <class T>
 void gemm_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const ConvGeometry& g) {
   const Plan p = make_plan<T>(g);
   const int64_t K = g.k_g(), M = g.c_out_g(), plane = g.plane_out(), max_cols = block_cols(p, g);
-  auto col = uninitialized<T>(p.direct ? 0 : g.c_in * g.kh * g.kw * max_cols);
-  auto buf = uninitialized<T>(p.nb > 1 ? g.c_out * max_cols : 0);
+  T* col = workspace<T>(0, p.direct ? 0 : g.c_in * g.kh * g.kw * max_cols);
+  T* buf = workspace<T>(1, p.nb > 1 ? g.c_out * max_cols : 0);
   if (gw) fill_zero(gw, g.c_out * K);
   if (gx && !p.direct) fill_zero(gx, g.n * g.c_in * g.plane_in());
   for_each_block(g, p, [&](const Block& b) {
@@ -165,31 +180,31 @@ void gemm_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv
     const T* gyb = gy + b.n0 * g.c_out * plane + b.oh0 * g.wo;
     int64_t ldg = plane;
     if (p.nb > 1) {
-      stage(gy, g, b, buf.get(), true);
-      gyb = buf.get();
+      stage(gy, g, b, buf, true);
+      gyb = buf;
       ldg = cols;
     }
     const int64_t img_off = b.n0 * g.c_in * g.plane_in() + b.oh0 * g.w;
     if (gw) {
-      const T* src = col.get();
+      const T* src = col;
       int64_t ldb = cols;
       if (p.direct) {
         src = x + img_off;
         ldb = g.plane_in();
       } else {
-        lower(x, g, b, col.get(), cols);
+        lower(x, g, b, col, cols);
       }
       for (int64_t gi = 0; gi < g.groups; ++gi)
         gemm<T>(false, true, M, K, cols, T(1), gyb + gi * M * ldg, ldg, src + gi * K * ldb, ldb,
                 T(1), gw + gi * M * K, K);
     }
     if (gx) {
-      T* dst = p.direct ? gx + img_off : col.get();
+      T* dst = p.direct ? gx + img_off : col;
       const int64_t ldd = p.direct ? g.plane_in() : cols;
       for (int64_t gi = 0; gi < g.groups; ++gi)
         gemm<T>(true, false, K, cols, M, T(1), w + gi * M * K, K, gyb + gi * M * ldg, ldg, T(0),
                 dst + gi * K * ldd, ldd);
-      if (!p.direct) raise(col.get(), cols, g, b, gx);
+      if (!p.direct) raise(col, cols, g, b, gx);
     }
   });
 }
@@ -413,7 +428,7 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
         for (int64_t co = gi * cog; co < (gi + 1) * cog; ++co) {
           const T* gyp = gy + (n * g.c_out + co) * g.plane_out();
           // Gather form: gxp[p] += w[t] * gy_wide[p - shift[t]], with gy_wide placed
-          // max_shift zeros into gybuf so every offset is non-negative.
+          // max_shift zeros into gybuf.get() so every offset is non-negative.
           if (flat) widen_rows(gyp, g, pp, gybuf.get() + max_shift);
           for (int64_t c = 0; c < cig; ++c) {
             if (flat) {
