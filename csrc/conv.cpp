@@ -141,34 +141,12 @@ void stage(const T* t, const ConvGeometry& g, const Block& b, T* buf, bool to_bu
   });
 }
 
+// One pass over the column blocks of a convolution. Any of y (the forward output),
+// gw (the weight gradient, from gy) and gx (the input gradient, from gy) may be
+// requested; y and gw share each block's lowered copy of x, and the block's staging
+// buffer is used by one of them at a time.
 template <class T>
-void gemm_forward(const T* x, const T* w, T* y, const ConvGeometry& g) {
-  const Plan p = make_plan<T>(g);
-  const int64_t K = g.k_g(), M = g.c_out_g(), plane = g.plane_out(), max_cols = block_cols(p, g);
-  T* col = workspace<T>(0, p.direct ? 0 : g.c_in * g.kh * g.kw * max_cols);
-  T* buf = workspace<T>(1, p.nb > 1 ? g.c_out * max_cols : 0);
-  for_each_block(g, p, [&](const Block& b) {
-    const int64_t cols = b.nb * (b.oh1 - b.oh0) * g.wo;
-    const T* src = col;
-    int64_t ldb = cols;
-    if (p.direct) {
-      src = x + b.n0 * g.c_in * g.plane_in() + b.oh0 * g.w;
-      ldb = g.plane_in();
-    } else {
-      lower(x, g, b, col, cols);
-    }
-    T* dst = p.nb > 1 ? buf : y + b.n0 * g.c_out * plane + b.oh0 * g.wo;
-    const int64_t ldc = p.nb > 1 ? cols : plane;
-    for (int64_t gi = 0; gi < g.groups; ++gi)
-      gemm<T>(false, false, M, cols, K, T(1), w + gi * M * K, K, src + gi * K * ldb, ldb, T(0),
-              dst + gi * M * ldc, ldc);
-    if (p.nb > 1) stage<T>(nullptr, g, b, buf, false, y);
-  });
-}
-
-// Gradients of the GEMM path; gx and gw may each be null.
-template <class T>
-void gemm_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const ConvGeometry& g) {
+void gemm_conv(const T* x, const T* w, const T* gy, T* y, T* gx, T* gw, const ConvGeometry& g) {
   const Plan p = make_plan<T>(g);
   const int64_t K = g.k_g(), M = g.c_out_g(), plane = g.plane_out(), max_cols = block_cols(p, g);
   T* col = workspace<T>(0, p.direct ? 0 : g.c_in * g.kh * g.kw * max_cols);
@@ -177,23 +155,29 @@ void gemm_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv
   if (gx && !p.direct) fill_zero(gx, g.n * g.c_in * g.plane_in());
   for_each_block(g, p, [&](const Block& b) {
     const int64_t cols = b.nb * (b.oh1 - b.oh0) * g.wo;
-    const T* gyb = gy + b.n0 * g.c_out * plane + b.oh0 * g.wo;
+    const int64_t img_off = b.n0 * g.c_in * g.plane_in() + b.oh0 * g.w;
+    const int64_t col_off = b.n0 * g.c_out * plane + b.oh0 * g.wo;
+    // The column matrix of x: the image itself for direct 1x1, else lowered.
+    const T* src = p.direct ? x + img_off : col;
+    const int64_t ldb = p.direct ? g.plane_in() : cols;
+    if ((y || gw) && !p.direct) lower(x, g, b, col, cols);
+    if (y) {
+      T* dst = p.nb > 1 ? buf : y + col_off;
+      const int64_t ldc = p.nb > 1 ? cols : plane;
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        gemm<T>(false, false, M, cols, K, T(1), w + gi * M * K, K, src + gi * K * ldb, ldb,
+                T(0), dst + gi * M * ldc, ldc);
+      if (p.nb > 1) stage<T>(nullptr, g, b, buf, false, y);
+    }
+    if (!gw && !gx) return;
+    const T* gyb = gy + col_off;
     int64_t ldg = plane;
     if (p.nb > 1) {
       stage(gy, g, b, buf, true);
       gyb = buf;
       ldg = cols;
     }
-    const int64_t img_off = b.n0 * g.c_in * g.plane_in() + b.oh0 * g.w;
     if (gw) {
-      const T* src = col;
-      int64_t ldb = cols;
-      if (p.direct) {
-        src = x + img_off;
-        ldb = g.plane_in();
-      } else {
-        lower(x, g, b, col, cols);
-      }
       for (int64_t gi = 0; gi < g.groups; ++gi)
         gemm<T>(false, true, M, K, cols, T(1), gyb + gi * M * ldg, ldg, src + gi * K * ldb, ldb,
                 T(1), gw + gi * M * K, K);
@@ -516,7 +500,7 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeome
     direct_forward(x, w, bias, y, g);
     return;
   }
-  gemm_forward(x, w, y, g);
+  gemm_conv<T>(x, w, nullptr, y, nullptr, nullptr, g);
   if (bias) add_bias(y, bias, g.n, g.c_out, g.plane_out());
 }
 
@@ -526,7 +510,7 @@ void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
   if (use_direct(g))
     direct_backward(gy, x, w, gx, gw, g);
   else
-    gemm_backward(gy, x, w, gx, gw, g);
+    gemm_conv<T>(x, w, gy, nullptr, gx, gw, g);
   if (gb) sum_channels(gy, gb, g.n, g.c_out, g.plane_out());
 }
 
@@ -537,11 +521,16 @@ void conv_transpose2d_forward(const T* x, const T* w, const T* bias, T* y,
   if (bias) add_bias(y, bias, g.n, g.c_in, g.plane_in());
 }
 
+// The adjoint's forward (gx) and weight gradient (gw) both read gy's column matrix.
 template <class T>
 void conv_transpose2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
                                const ConvGeometry& g) {
-  if (gx) conv2d_forward<T>(gy, w, nullptr, gx, g);
-  if (gw) conv2d_backward<T>(x, gy, w, nullptr, gw, nullptr, g);
+  if (use_direct(g)) {
+    if (gx) direct_forward<T>(gy, w, nullptr, gx, g);
+    if (gw) direct_backward<T>(x, gy, w, nullptr, gw, g);
+  } else {
+    gemm_conv<T>(gy, w, x, gx, nullptr, gw, g);
+  }
   if (gb) sum_channels(gy, gb, g.n, g.c_in, g.plane_in());
 }
 
