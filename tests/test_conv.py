@@ -1,0 +1,951 @@
+"""conv2d, conv_transpose2d and their backwards against the float64 references in
+tests/reference.py: seeded random sweeps, finite differences, torch cross-checks,
+edge cases (empty batch, odd layouts, workspace chunking) and every error path."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import cnnkit
+from cnnkit import _C
+from cnnkit import functional as F
+
+import reference as ref
+from conftest import assert_close, random_array
+
+# ---------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------
+
+
+def _fmt(v):
+    if isinstance(v, str):
+        return v
+    if isinstance(v, tuple):
+        return "x".join(str(i) for i in v)
+    return str(v)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvCase:
+    """One conv2d or conv_transpose2d configuration. c_in / c_out are the op's input
+    and output channels; the weight layout follows torch for each op."""
+
+    kind: str
+    n: int
+    c_in: int
+    c_out: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    stride: object = 1
+    padding: object = 0
+    dilation: object = 1
+    groups: int = 1
+    bias: bool = True
+    transposed: bool = False
+    output_padding: object = 0
+
+    @property
+    def x_shape(self):
+        return (self.n, self.c_in, self.h, self.w)
+
+    @property
+    def weight_shape(self):
+        if self.transposed:
+            return (self.c_in, self.c_out // self.groups, self.kh, self.kw)
+        return (self.c_out, self.c_in // self.groups, self.kh, self.kw)
+
+    def kwargs(self):
+        kw = dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        if self.transposed:
+            kw["output_padding"] = self.output_padding
+        return kw
+
+    def out_hw(self):
+        if self.transposed:
+            s, p, op, d = (ref._pair(v) for v in (self.stride, self.padding, self.output_padding, self.dilation))
+            return tuple(
+                ref.conv_transpose_out_size(size, k, s[i], p[i], op[i], d[i])
+                for i, (size, k) in enumerate(((self.h, self.kh), (self.w, self.kw)))
+            )
+        s, d = ref._pair(self.stride), ref._pair(self.dilation)
+        t, b, l, r = ref.conv_padding(self.padding, (self.kh, self.kw), d)
+        return (
+            ref.conv_out_size(self.h, self.kh, s[0], t, b, d[0]),
+            ref.conv_out_size(self.w, self.kw, s[1], l, r, d[1]),
+        )
+
+    @property
+    def out_shape(self):
+        return (self.n, self.c_out) + self.out_hw()
+
+    @property
+    def id(self):
+        parts = [
+            self.kind,
+            f"n{self.n}",
+            f"c{self.c_in}to{self.c_out}",
+            f"g{self.groups}",
+            f"k{self.kh}x{self.kw}",
+            f"s{_fmt(self.stride)}",
+            f"p{_fmt(self.padding)}",
+            f"d{_fmt(self.dilation)}",
+        ]
+        if self.transposed:
+            parts.append(f"op{_fmt(self.output_padding)}")
+        parts.append(f"{self.h}x{self.w}")
+        if not self.bias:
+            parts.append("nobias")
+        return "-".join(parts)
+
+    # The op under test and its reference, with this case's arguments.
+    def forward(self, x, w, b):
+        op = F.conv_transpose2d if self.transposed else F.conv2d
+        return op(x, w, b, **self.kwargs())
+
+    def backward(self, gy, x, w):
+        op = F.conv_transpose2d_backward if self.transposed else F.conv2d_backward
+        return op(gy, x, w, **self.kwargs())
+
+    def reference(self, x, w, b):
+        op = ref.conv_transpose2d if self.transposed else ref.conv2d
+        return op(x, w, b, **self.kwargs())
+
+    def reference_grads(self, gy, x, w):
+        op = ref.conv_transpose2d_grads if self.transposed else ref.conv2d_grads
+        return op(gy, x, w, **self.kwargs())
+
+    def operands(self, rng, dtype):
+        x = random_array(rng, self.x_shape, dtype)
+        w = random_array(rng, self.weight_shape, dtype)
+        b = random_array(rng, (self.c_out,), dtype) if self.bias else None
+        return x, w, b
+
+
+def _int_or_pair(rng, lo, hi):
+    """An int, or (about half the time) an (h, w) pair, each in [lo, hi]."""
+    if rng.random() < 0.5:
+        return int(rng.integers(lo, hi + 1))
+    return tuple(int(v) for v in rng.integers(lo, hi + 1, 2))
+
+
+def _padding(rng):
+    """An int, an asymmetric (h, w) pair, or 'valid'."""
+    r = rng.random()
+    if r < 0.4:
+        return int(rng.integers(0, 3))
+    if r < 0.85:
+        ph = int(rng.integers(0, 3))
+        return (ph, (ph + int(rng.integers(1, 3))) % 3)
+    return "valid"
+
+
+def _conv2d_case(rng, kind):
+    """A random conv2d case of the given kind with N<=3, C<=8, H,W<=12 and a
+    non-empty output."""
+    while True:
+        n = int(rng.integers(1, 4))
+        groups, cig, cog = 1, int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        kh, kw = (int(v) for v in rng.integers(1, 6, 2))
+        stride, dilation, padding = _int_or_pair(rng, 1, 3), _int_or_pair(rng, 1, 3), _padding(rng)
+        if kind == "grouped":
+            groups = int(rng.integers(2, 5))
+            cig, cog = (int(v) for v in rng.integers(1, 8 // groups + 1, 2))
+        elif kind == "depthwise":  # groups == C_in, channel multiplier 1..3
+            cig, cog = 1, int(rng.integers(1, 4))
+            groups = int(rng.integers(2, 8 // cog + 1))
+        elif kind == "pointwise":
+            kh = kw = 1
+            padding = int(rng.integers(0, 2)) if rng.random() < 0.3 else 0
+        elif kind == "rect":
+            kh, kw = (int(v) for v in rng.choice(np.arange(1, 6), 2, replace=False))
+        elif kind == "same":
+            stride, padding = 1 if rng.random() < 0.5 else (1, 1), "same"
+        elif kind == "valid":
+            padding = "valid"
+        elif kind == "gemm":  # C_in/groups * kH * kW > 32: the im2col + GEMM path
+            groups = int(rng.integers(1, 3))
+            cig = int(rng.integers(4, 8 // groups + 1))
+            cog = int(rng.integers(1, 8 // groups + 1))
+            kh, kw = (int(v) for v in rng.integers(3, 6, 2))
+        h, w = (int(v) for v in rng.integers(1, 13, 2))
+        case = ConvCase(
+            kind, n, groups * cig, groups * cog, h, w, kh, kw, stride, padding, dilation, groups,
+            bias=bool(rng.random() < 0.8),
+        )
+        if min(case.out_hw()) >= 1:
+            return case
+
+
+def _conv_transpose2d_case(rng, kind):
+    """A random conv_transpose2d case with N<=3, C<=8, an input of at most 7x7 and
+    an output of at most 16x16."""
+    while True:
+        n = int(rng.integers(1, 4))
+        groups, cig, cog = 1, int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        kh, kw = (int(v) for v in rng.integers(1, 5, 2))
+        stride, dilation = _int_or_pair(rng, 1, 3), _int_or_pair(rng, 1, 3)
+        padding = _int_or_pair(rng, 0, 2)
+        s, d = ref._pair(stride), ref._pair(dilation)
+        # output_padding must be below stride or dilation on each axis; mostly 0
+        op = tuple(int(rng.integers(0, max(s[i], d[i]))) if rng.random() < 0.3 else 0 for i in range(2))
+        if kind == "grouped":
+            groups = int(rng.integers(2, 5))
+            cig, cog = (int(v) for v in rng.integers(1, 8 // groups + 1, 2))
+        elif kind == "depthwise":  # groups == C_in
+            cig, cog = 1, int(rng.integers(1, 4))
+            groups = int(rng.integers(2, 8 // cog + 1))
+        elif kind == "pointwise":
+            kh = kw = 1
+            padding = 0
+        elif kind == "outpad":  # output_padding > 0, sometimes >= stride (allowed by dilation)
+            op = tuple(int(rng.integers(0, max(s[i], d[i]))) for i in range(2))
+            if op == (0, 0):
+                continue
+        elif kind == "gemm":  # the adjoint convolution's K = C_out/groups * kH * kW > 32
+            groups = int(rng.integers(1, 3))
+            cog = int(rng.integers(4, 8 // groups + 1))
+            cig = int(rng.integers(1, 8 // groups + 1))
+            kh, kw = (int(v) for v in rng.integers(3, 5, 2))
+        h, w = (int(v) for v in rng.integers(1, 8, 2))
+        case = ConvCase(
+            kind, n, groups * cig, groups * cog, h, w, kh, kw, stride, padding, dilation, groups,
+            bias=bool(rng.random() < 0.8), transposed=True, output_padding=op if op[0] != op[1] else op[0],
+        )
+        if 1 <= min(case.out_hw()) and max(case.out_hw()) <= 16:
+            return case
+
+
+CONV2D_KINDS = {
+    "general": 45, "grouped": 30, "depthwise": 30, "pointwise": 20,
+    "rect": 20, "same": 25, "valid": 10, "gemm": 20,
+}  # fmt: skip
+CONV_TRANSPOSE2D_KINDS = {"general": 40, "grouped": 25, "depthwise": 20, "pointwise": 10, "outpad": 15, "gemm": 10}
+
+
+def _sweep(make, kinds, seed):
+    rng = np.random.default_rng(seed)
+    return [make(rng, kind) for kind, count in kinds.items() for _ in range(count)]
+
+
+CONV2D_CASES = _sweep(_conv2d_case, CONV2D_KINDS, seed=20240601)
+CONV_TRANSPOSE2D_CASES = _sweep(_conv_transpose2d_case, CONV_TRANSPOSE2D_KINDS, seed=20240602)
+SWEEP = [pytest.param(c, id=f"{i:03d}-{c.id}") for i, c in enumerate(CONV2D_CASES)] + [
+    pytest.param(c, id=f"T{i:03d}-{c.id}") for i, c in enumerate(CONV_TRANSPOSE2D_CASES)
+]
+
+
+def check_forward(case, dtype, rng):
+    x, w, b = case.operands(rng, dtype)
+    assert_close(case.forward(x, w, b), case.reference(x, w, b), dtype)
+
+
+def check_backward(case, dtype, rng):
+    x, w, _ = case.operands(rng, dtype)
+    gy = random_array(rng, case.out_shape, dtype)
+    got = case.backward(gy, x, w)
+    assert isinstance(got, tuple) and len(got) == 3
+    for name, g, e in zip(("grad_input", "grad_weight", "grad_bias"), got, case.reference_grads(gy, x, w)):
+        assert_close(g, e, dtype, err_msg=name)
+
+
+def test_sweep_covers_the_configuration_space():
+    """The generated sweeps really span what they claim (a guard on the generator)."""
+    c2, ct = CONV2D_CASES, CONV_TRANSPOSE2D_CASES
+    assert len(c2) == 200 and len(ct) == 120
+    pairs = [ref._pair(c.stride) for c in c2] + [ref._pair(c.dilation) for c in c2]
+    assert {v for p in pairs for v in p} == {1, 2, 3}
+    assert any(isinstance(c.stride, tuple) and c.stride[0] != c.stride[1] for c in c2)
+    assert any(isinstance(c.padding, tuple) and c.padding[0] != c.padding[1] for c in c2)
+    same = [c for c in c2 if c.padding == "same"]
+    assert {c.kh % 2 for c in same} == {0, 1} and any(ref._pair(c.dilation) != (1, 1) for c in same)
+    assert {c.c_out // c.c_in for c in c2 if c.kind == "depthwise"} == {1, 2, 3}
+    assert any(c.kh != c.kw for c in c2) and any(c.kh == c.kw == 1 for c in c2)
+    assert any(c.c_in // c.groups * c.kh * c.kw > 32 for c in c2)
+    assert any(not c.bias for c in c2) and any(c.n > 1 for c in c2)
+    ops = [ref._pair(c.output_padding) for c in ct]
+    assert any(o[0] >= ref._pair(c.stride)[0] for c, o in zip(ct, ops))  # allowed by dilation
+    assert {c.groups > 1 for c in ct} == {True, False}
+    assert any(c.c_out // c.groups * c.kh * c.kw > 32 for c in ct)
+
+
+@pytest.mark.parametrize("case", SWEEP)
+def test_forward_matches_reference(case, dtype, rng):
+    check_forward(case, dtype, rng)
+
+
+@pytest.mark.parametrize("case", SWEEP)
+def test_backward_matches_reference(case, dtype, rng):
+    check_backward(case, dtype, rng)
+
+
+def test_asymmetric_padding_through_C(dtype, rng):
+    """_C.conv2d takes (top, bottom, left, right); 'same' with an even kernel is the
+    public way there, but every asymmetric combination must work."""
+    x = random_array(rng, (2, 3, 7, 6), dtype)
+    w = random_array(rng, (4, 3, 3, 2), dtype)
+    b = random_array(rng, (4,), dtype)
+    for pad in [(0, 2, 1, 0), (2, 0, 0, 1), (1, 2, 3, 0), (0, 0, 2, 1)]:
+        expected = ref.conv2d(x, w, b, stride=(2, 1), padding=pad, dilation=(1, 2))
+        assert_close(_C.conv2d(x, w, b, (2, 1), pad, (1, 2), 1), expected, dtype, err_msg=str(pad))
+        gy = random_array(rng, expected.shape, dtype)
+        got = _C.conv2d_backward(gy, x, w, (2, 1), pad, (1, 2), 1)
+        want = ref.conv2d_grads(gy, x, w, stride=(2, 1), padding=pad, dilation=(1, 2))
+        for g, e in zip(got, want):
+            assert_close(g, e, dtype, err_msg=str(pad))
+
+
+# ---------------------------------------------------------------------------
+# Finite differences (float64) of every backward, and of the references' own gradients
+# ---------------------------------------------------------------------------
+
+FD_CASES = [
+    ConvCase("plain", 2, 3, 2, 5, 6, 3, 3, padding=1),
+    ConvCase("grouped", 2, 4, 6, 5, 5, 2, 3, groups=2, padding=(1, 0)),
+    ConvCase("depthwise", 2, 3, 6, 6, 5, 3, 3, groups=3, padding=1),
+    ConvCase("dilated", 1, 2, 3, 7, 7, 3, 2, dilation=(2, 3), padding=(2, 1)),
+    ConvCase("strided", 2, 2, 3, 7, 8, 3, 3, stride=(2, 3), padding=1),
+    ConvCase("pointwise", 2, 5, 3, 4, 3, 1, 1),
+    ConvCase("same-even", 1, 2, 2, 5, 6, 2, 4, padding="same", dilation=(1, 2)),
+    ConvCase("gemm", 1, 6, 2, 5, 5, 3, 3, padding=1, groups=1),
+    ConvCase("T-plain", 2, 3, 2, 4, 3, 3, 3, transposed=True),
+    ConvCase("T-strided", 1, 2, 3, 3, 4, 3, 2, stride=(2, 3), padding=1, output_padding=(1, 2), transposed=True),
+    ConvCase("T-grouped", 2, 4, 6, 3, 3, 2, 2, groups=2, stride=2, transposed=True),
+    ConvCase("T-depthwise", 1, 3, 6, 4, 4, 3, 3, groups=3, padding=1, transposed=True),
+    ConvCase("T-dilated", 1, 2, 2, 4, 3, 2, 3, dilation=(3, 2), output_padding=(2, 1), transposed=True),
+    ConvCase("T-pointwise", 2, 3, 2, 3, 3, 1, 1, stride=2, transposed=True),
+]
+FD = [pytest.param(c, id=c.id) for c in FD_CASES]
+
+
+def _fd_check(got, f, at, name):
+    want = ref.numeric_grad(f, at)
+    scale = np.max(np.abs(want))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7 * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("case", FD)
+def test_backward_finite_differences(case, rng):
+    x, w, b = case.operands(rng, np.float64)
+    gy = random_array(rng, case.out_shape, np.float64)
+    gx, gw, gb = case.backward(gy, x, w)
+    _fd_check(gx, lambda x_: np.sum(case.forward(x_, w, b) * gy), x, "grad_input")
+    _fd_check(gw, lambda w_: np.sum(case.forward(x, w_, b) * gy), w, "grad_weight")
+    _fd_check(gb, lambda b_: np.sum(case.forward(x, w, b_) * gy), b, "grad_bias")
+
+
+@pytest.mark.parametrize("case", FD)
+def test_reference_grads_finite_differences(case, rng):
+    """The reference gradients, written by scattering, agree with finite
+    differences of the reference forward: the oracle is checked too."""
+    x, w, b = case.operands(rng, np.float64)
+    gy = random_array(rng, case.out_shape, np.float64)
+    gx, gw, gb = case.reference_grads(gy, x, w)
+    _fd_check(gx, lambda x_: np.sum(case.reference(x_, w, b) * gy), x, "grad_input")
+    _fd_check(gw, lambda w_: np.sum(case.reference(x, w_, b) * gy), w, "grad_weight")
+    _fd_check(gb, lambda b_: np.sum(case.reference(x, w, b_) * gy), b, "grad_bias")
+
+
+# ---------------------------------------------------------------------------
+# torch cross-checks
+# ---------------------------------------------------------------------------
+
+_pick = np.random.default_rng(7)
+TORCH_CASES = [
+    pytest.param(CONV2D_CASES[i], id=f"{i:03d}-{CONV2D_CASES[i].id}")
+    for i in sorted(_pick.choice(len(CONV2D_CASES), 25, replace=False))
+] + [
+    pytest.param(CONV_TRANSPOSE2D_CASES[i], id=f"T{i:03d}-{CONV_TRANSPOSE2D_CASES[i].id}")
+    for i in sorted(_pick.choice(len(CONV_TRANSPOSE2D_CASES), 15, replace=False))
+]
+
+
+# torch warns that 'same' with an even kernel copies the input; that is not our concern
+@pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
+@pytest.mark.parametrize("case", TORCH_CASES)
+def test_matches_torch(case, dtype, rng):
+    torch = pytest.importorskip("torch")
+    x, w, b = case.operands(rng, dtype)
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if b is not None else None
+    if case.transposed:
+        ty = torch.nn.functional.conv_transpose2d(
+            tx, tw, tb, case.stride, case.padding, case.output_padding, case.groups, case.dilation
+        )
+    else:
+        ty = torch.nn.functional.conv2d(tx, tw, tb, case.stride, case.padding, case.dilation, case.groups)
+    y = case.forward(x, w, b)
+    want_y = ty.detach().numpy().astype(np.float64)
+    assert_close(y, want_y, dtype)
+    gy = random_array(rng, y.shape, dtype)
+    ty.backward(torch.tensor(gy))
+    gx, gw, gb = case.backward(gy, x, w)
+    assert_close(gx, tx.grad.numpy().astype(np.float64), dtype, err_msg="grad_input")
+    assert_close(gw, tw.grad.numpy().astype(np.float64), dtype, err_msg="grad_weight")
+    if tb is not None:
+        assert_close(gb, tb.grad.numpy().astype(np.float64), dtype, err_msg="grad_bias")
+
+
+# ---------------------------------------------------------------------------
+# Edge cases
+# ---------------------------------------------------------------------------
+
+EDGE_CASES = [
+    ConvCase("kernel-is-input", 2, 3, 4, 5, 4, 5, 4),
+    ConvCase("kernel-is-padded-input", 2, 3, 2, 3, 4, 5, 6, padding=1),
+    ConvCase("kernel-is-input-depthwise", 2, 4, 4, 3, 5, 3, 5, groups=4),
+    ConvCase("kernel-is-input-gemm", 1, 8, 3, 4, 4, 4, 4),
+    ConvCase("h1", 2, 3, 2, 1, 9, 1, 3),
+    ConvCase("h1-padded", 2, 3, 2, 1, 6, 3, 3, padding=1, stride=(1, 2)),
+    ConvCase("w1", 2, 3, 2, 7, 1, 3, 1, padding=(1, 0)),
+    ConvCase("h1w1", 3, 4, 5, 1, 1, 1, 1),
+    ConvCase("h1w1-depthwise", 2, 3, 6, 1, 1, 1, 1, groups=3),
+    ConvCase("1x1-strided-padded", 2, 4, 3, 6, 5, 1, 1, stride=2, padding=1),
+    ConvCase("1x1-dilated", 2, 4, 3, 5, 5, 1, 1, dilation=3),
+    ConvCase("same-h1", 2, 2, 3, 1, 5, 4, 3, padding="same"),
+    ConvCase("T-h1w1", 2, 3, 2, 1, 1, 1, 1, transposed=True),
+    ConvCase("T-h1w1-k3", 2, 3, 2, 1, 1, 3, 3, transposed=True),
+    ConvCase("T-output-1x1", 2, 3, 4, 3, 3, 3, 3, padding=2, transposed=True),
+    ConvCase("T-w1-strided", 1, 2, 3, 4, 1, 2, 1, stride=3, transposed=True),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in EDGE_CASES])
+def test_edge_shapes(case, dtype, rng):
+    check_forward(case, dtype, rng)
+    check_backward(case, dtype, rng)
+
+
+def test_edge_cases_have_the_shapes_they_claim():
+    by_kind = {c.kind: c for c in EDGE_CASES}
+    for kind in ("kernel-is-input", "kernel-is-padded-input", "kernel-is-input-depthwise", "T-output-1x1"):
+        assert by_kind[kind].out_hw() == (1, 1), kind
+
+
+EMPTY_CASES = [
+    ConvCase("empty", 0, 4, 6, 6, 5, 3, 3, padding=1),
+    ConvCase("empty-gemm", 0, 8, 4, 6, 6, 3, 3),
+    ConvCase("empty-depthwise", 0, 4, 8, 5, 5, 3, 3, groups=4),
+    ConvCase("empty-pointwise", 0, 40, 4, 3, 3, 1, 1),
+    ConvCase("T-empty", 0, 4, 6, 3, 3, 3, 3, stride=2),
+    ConvCase("T-empty-gemm", 0, 2, 8, 3, 3, 3, 3),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in EMPTY_CASES])
+def test_empty_batch(case, dtype, rng):
+    x, w, b = case.operands(rng, dtype)
+    y = case.forward(x, w, b)
+    assert y.shape == case.out_shape and y.dtype == dtype
+    gy = np.zeros(case.out_shape, dtype)
+    gx, gw, gb = case.backward(gy, x, w)
+    assert gx.shape == x.shape and gx.dtype == dtype
+    np.testing.assert_array_equal(gw, np.zeros(case.weight_shape, dtype))
+    np.testing.assert_array_equal(gb, np.zeros(case.c_out, dtype))
+    assert gw.dtype == dtype and gb.dtype == dtype
+
+
+def _relayout(a, layout):
+    """The same values as a, held in a differently laid-out array."""
+    if layout == "fortran":
+        out = np.asfortranarray(a)
+        assert a.ndim < 2 or not out.flags.c_contiguous
+        return out
+    if layout == "stepped":  # every other element of a larger, NaN-filled array
+        base = np.full(tuple(2 * s + 1 for s in a.shape), np.nan, a.dtype)
+        out = base[tuple(slice(1, None, 2) for _ in a.shape)]
+    elif layout == "transposed":  # a transposed view of a contiguous array
+        base = np.ascontiguousarray(a.T)
+        return base.T
+    elif layout == "flipped":  # negative strides
+        base = np.ascontiguousarray(a[(slice(None, None, -1),) * a.ndim])
+        out = base[(slice(None, None, -1),) * a.ndim]
+        return out
+    out[...] = a
+    return out
+
+
+LAYOUTS = ["fortran", "stepped", "transposed", "flipped"]
+LAYOUT_CASES = [
+    ConvCase("gemm", 2, 6, 4, 6, 5, 3, 3, padding=1),
+    ConvCase("depthwise", 2, 3, 6, 6, 5, 3, 3, groups=3, stride=2),
+    ConvCase("pointwise", 2, 40, 4, 3, 4, 1, 1),
+    ConvCase("T-gemm", 2, 3, 6, 4, 4, 3, 3, stride=2, transposed=True),
+    ConvCase("T-direct", 2, 4, 4, 4, 3, 2, 2, groups=2, transposed=True),
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("operand", ["input", "weight", "bias"])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in LAYOUT_CASES])
+def test_forward_accepts_any_layout(case, operand, layout, dtype, rng):
+    x, w, b = case.operands(rng, dtype)
+    want = case.reference(x, w, b)
+    x, w, b = (_relayout(a, layout) if name == operand else a for name, a in zip(("input", "weight", "bias"), (x, w, b)))
+    assert_close(case.forward(x, w, b), want, dtype)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("operand", ["grad_output", "input", "weight"])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in LAYOUT_CASES])
+def test_backward_accepts_any_layout(case, operand, layout, dtype, rng):
+    x, w, _ = case.operands(rng, dtype)
+    gy = random_array(rng, case.out_shape, dtype)
+    want = case.reference_grads(gy, x, w)
+    gy, x, w = (
+        _relayout(a, layout) if name == operand else a for name, a in zip(("grad_output", "input", "weight"), (gy, x, w))
+    )
+    for g, e in zip(case.backward(gy, x, w), want):
+        assert_close(g, e, dtype)
+
+
+def _check_fresh(results, inputs):
+    for r in results:
+        assert r.flags.c_contiguous
+        for a in inputs:
+            assert not np.shares_memory(r, a)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in LAYOUT_CASES])
+def test_results_are_new_arrays_and_inputs_are_untouched(case, dtype, rng):
+    x, w, b = case.operands(rng, dtype)
+    gy = random_array(rng, case.out_shape, dtype)
+    saved = [a.copy() for a in (x, w, b, gy)]
+    y = case.forward(x, w, b)
+    grads = case.backward(gy, x, w)
+    _check_fresh([y, *grads], [x, w, b, gy])
+    assert all(r.dtype == dtype for r in (y, *grads))
+    for a, s in zip((x, w, b, gy), saved):
+        np.testing.assert_array_equal(a, s)
+    # outputs are distinct from each other too
+    assert not any(np.shares_memory(p, q) for i, p in enumerate(grads) for q in grads[i + 1 :])
+
+
+# ---------------------------------------------------------------------------
+# Workspace chunking: the im2col workspace bound steers csrc/conv.cpp between one
+# GEMM per few output rows of one sample, and GEMMs over several whole samples.
+# ---------------------------------------------------------------------------
+
+CHUNK_CASES = [
+    ConvCase("gemm", 5, 8, 6, 7, 6, 3, 3, padding=1),
+    ConvCase("gemm-grouped-strided", 5, 8, 6, 9, 8, 3, 3, groups=2, stride=2, padding=(1, 0), dilation=(1, 2)),
+    ConvCase("gemm-pointwise", 5, 40, 8, 5, 6, 1, 1),
+    ConvCase("T-gemm", 5, 3, 8, 5, 4, 3, 3, stride=(2, 1), padding=1, output_padding=(1, 0)),
+    ConvCase("T-gemm-pointwise", 5, 6, 40, 4, 5, 1, 1),
+]
+
+
+def _workspace_for(case, dtype, mode):
+    """Workspace bounds that, under make_plan in csrc/conv.cpp, give: one output row
+    per GEMM ('rows1'), three rows per GEMM with a shorter last block ('rows3'), two
+    samples per GEMM with a lone last sample ('samples2'), or all samples in one GEMM
+    ('default'). The bounds only steer the path; every path must give the reference."""
+    if case.transposed:  # the adjoint convolution runs: its columns are the input pixels
+        c_img, c_col, (ho, wo) = case.c_out, case.c_in, (case.h, case.w)
+    else:
+        c_img, c_col, (ho, wo) = case.c_in, case.c_out, case.out_hw()
+    per_col = (c_img * case.kh * case.kw + c_col) * np.dtype(dtype).itemsize
+    return {
+        "rows1": 1,
+        "rows3": per_col * wo * 3,
+        "samples2": per_col * (ho * wo * 5 // 2),
+        "default": 64 << 20,
+    }[mode]
+
+
+@pytest.mark.parametrize("mode", ["rows1", "rows3", "samples2", "default"])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CHUNK_CASES])
+def test_workspace_chunking(case, mode, dtype, rng, workspace_bytes):
+    x, w, b = case.operands(rng, dtype)
+    gy = random_array(rng, case.out_shape, dtype)
+    want_y, want_grads = case.reference(x, w, b), case.reference_grads(gy, x, w)
+    workspace_bytes(_workspace_for(case, dtype, mode))
+    assert_close(case.forward(x, w, b), want_y, dtype)
+    for name, g, e in zip(("grad_input", "grad_weight", "grad_bias"), case.backward(gy, x, w), want_grads):
+        assert_close(g, e, dtype, err_msg=name)
+
+
+def test_workspace_bytes_round_trip(workspace_bytes):
+    workspace_bytes(12345)
+    assert cnnkit.get_workspace_bytes() == 12345
+    workspace_bytes(1)
+    assert cnnkit.get_workspace_bytes() == 1
+
+
+def test_workspace_fixture_restored():
+    assert cnnkit.get_workspace_bytes() == 64 << 20
+
+
+@pytest.mark.parametrize("bytes_", [0, -1])
+def test_workspace_bytes_must_be_positive(bytes_):
+    before = cnnkit.get_workspace_bytes()
+    with pytest.raises(ValueError, match="set_workspace_bytes: bytes:"):
+        cnnkit.set_workspace_bytes(bytes_)
+    assert cnnkit.get_workspace_bytes() == before
+
+
+BATCH_CASES = [
+    ConvCase("batch16-gemm", 16, 8, 8, 4, 4, 3, 3, padding=1),
+    ConvCase("batch16-pointwise", 16, 40, 6, 4, 4, 1, 1),
+    ConvCase("batch16-depthwise", 16, 8, 8, 4, 4, 3, 3, groups=8, padding=1),
+    ConvCase("T-batch16-gemm", 16, 4, 8, 4, 4, 3, 3, padding=1, transposed=True),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in BATCH_CASES])
+def test_large_batch_small_planes(case, dtype, rng):
+    check_forward(case, dtype, rng)
+    check_backward(case, dtype, rng)
+
+
+# ---------------------------------------------------------------------------
+# Output-size formulas
+# ---------------------------------------------------------------------------
+
+
+def test_conv_out_size_formula():
+    for size in range(1, 9):
+        for k in range(1, 5):
+            for s in range(1, 4):
+                for pb, pe in [(0, 0), (1, 0), (0, 2), (2, 2)]:
+                    for d in range(1, 3):
+                        want = ref.conv_out_size(size, k, s, pb, pe, d)  # floors, may be <= 0
+                        assert _C.conv_out_size(size, k, s, pb, pe, d) == want, (size, k, s, pb, pe, d)
+
+
+def test_conv_transpose_out_size_formula():
+    for size in range(1, 7):
+        for k in range(1, 5):
+            for s in range(1, 4):
+                for p in range(0, 3):
+                    for op in range(0, 2):
+                        for d in range(1, 3):
+                            want = ref.conv_transpose_out_size(size, k, s, p, op, d)
+                            assert _C.conv_transpose_out_size(size, k, s, p, op, d) == want
+
+
+def test_out_size_known_values():
+    # 224x224, AlexNet conv1: k11 s4 p2 -> 55; 'same' with k4 pads 1 + 2
+    assert _C.conv_out_size(224, 11, 4, 2, 2, 1) == 55
+    assert _C.conv_out_size(7, 4, 1, 1, 2, 1) == 7
+    assert _C.conv_out_size(5, 3, 1, 0, 0, 3) == -1  # kernel (extent 7) larger than input
+    assert _C.conv_transpose_out_size(4, 3, 2, 1, 1, 1) == 8
+    assert _C.conv_transpose_out_size(1, 1, 5, 0, 0, 1) == 1
+
+
+# ---------------------------------------------------------------------------
+# Error paths
+# ---------------------------------------------------------------------------
+
+
+def _x(shape=(2, 4, 6, 6), dtype=np.float64):
+    return np.arange(np.prod(shape), dtype=dtype).reshape(shape) / 7.0
+
+
+def _w(shape=(6, 4, 3, 3), dtype=np.float64):
+    return np.linspace(-1, 1, int(np.prod(shape)), dtype=dtype).reshape(shape)
+
+
+CONV2D_ERRORS = [
+    ("input-3d", ValueError, "conv2d: input: expected a 4-D", lambda: F.conv2d(_x((4, 6, 6)), _w())),
+    ("input-5d", ValueError, "conv2d: input: expected a 4-D", lambda: F.conv2d(_x((1, 2, 4, 6, 6)), _w())),
+    ("weight-3d", ValueError, "conv2d: weight: expected a 4-D", lambda: F.conv2d(_x(), _w((6, 4, 3)))),
+    ("channels-mismatch", ValueError, "conv2d: weight: expected C_in/groups", lambda: F.conv2d(_x(), _w((6, 3, 3, 3)))),
+    (
+        "grouped-channels-mismatch",
+        ValueError,
+        "conv2d: weight: expected C_in/groups",
+        lambda: F.conv2d(_x(), _w((6, 4, 3, 3)), groups=2),
+    ),
+    (
+        "groups-not-dividing-in",
+        ValueError,
+        "conv2d: groups: expected a divisor of in_channels",
+        lambda: F.conv2d(_x(), _w((6, 1, 3, 3)), groups=3),
+    ),
+    (
+        "groups-not-dividing-out",
+        ValueError,
+        "conv2d: groups: expected a divisor of out_channels",
+        lambda: F.conv2d(_x(), _w((5, 2, 3, 3)), groups=2),
+    ),
+    ("groups-zero", ValueError, "conv2d: groups: expected a positive", lambda: F.conv2d(_x(), _w(), groups=0)),
+    ("groups-float", TypeError, "conv2d: groups:", lambda: F.conv2d(_x(), _w(), groups=1.0)),
+    ("kernel-too-large", ValueError, "conv2d: weight: dilated kernel size", lambda: F.conv2d(_x(), _w((6, 4, 7, 3)))),
+    (
+        "dilated-kernel-too-large",
+        ValueError,
+        "conv2d: weight: dilated kernel size",
+        lambda: F.conv2d(_x(), _w(), dilation=(1, 3)),
+    ),
+    ("empty-kernel", ValueError, "conv2d: weight:", lambda: F.conv2d(_x(), _w((6, 4, 0, 3)))),
+    ("stride-zero", ValueError, "conv2d: stride: expected positive", lambda: F.conv2d(_x(), _w(), stride=0)),
+    ("stride-zero-w", ValueError, "conv2d: stride: expected positive", lambda: F.conv2d(_x(), _w(), stride=(1, 0))),
+    ("stride-negative", ValueError, "conv2d: stride: expected positive", lambda: F.conv2d(_x(), _w(), stride=-1)),
+    ("dilation-zero", ValueError, "conv2d: dilation: expected positive", lambda: F.conv2d(_x(), _w(), dilation=0)),
+    ("padding-negative", ValueError, "conv2d: padding: expected non-negative", lambda: F.conv2d(_x(), _w(), padding=-1)),
+    (
+        "padding-negative-w",
+        ValueError,
+        "conv2d: padding: expected non-negative",
+        lambda: F.conv2d(_x(), _w(), padding=(0, -1)),
+    ),
+    ("bias-length", ValueError, "conv2d: bias: expected shape", lambda: F.conv2d(_x(), _w(), _w((5,)))),
+    ("bias-2d", ValueError, "conv2d: bias: expected shape", lambda: F.conv2d(_x(), _w(), _w((6, 1)))),
+    (
+        "weight-dtype-mismatch",
+        TypeError,
+        "conv2d: weight: expected dtype float32",
+        lambda: F.conv2d(_x(dtype=np.float32), _w()),
+    ),
+    (
+        "bias-dtype-mismatch",
+        TypeError,
+        "conv2d: bias: expected dtype float64",
+        lambda: F.conv2d(_x(), _w(), np.zeros(6, np.float32)),
+    ),
+    ("input-int", TypeError, "conv2d: input: expected dtype", lambda: F.conv2d(_x().astype(np.int64), _w())),
+    ("weight-int", TypeError, "conv2d: weight: expected dtype", lambda: F.conv2d(_x(), _w().astype(np.int32))),
+    ("input-float16", TypeError, "conv2d: input: expected dtype", lambda: F.conv2d(_x().astype(np.float16), _w())),
+    ("input-list", TypeError, "conv2d: input: expected a numpy.ndarray", lambda: F.conv2d(_x().tolist(), _w())),
+    ("input-none", TypeError, "conv2d: input: expected a numpy.ndarray", lambda: F.conv2d(None, _w())),
+    ("weight-list", TypeError, "conv2d: weight: expected a numpy.ndarray", lambda: F.conv2d(_x(), _w().tolist())),
+    ("bias-list", TypeError, "conv2d: bias: expected a numpy.ndarray", lambda: F.conv2d(_x(), _w(), [0.0] * 6)),
+    (
+        "same-with-stride",
+        ValueError,
+        "conv2d: padding: 'same' needs stride 1",
+        lambda: F.conv2d(_x(), _w(), stride=2, padding="same"),
+    ),
+    ("padding-unknown-string", ValueError, "conv2d: padding:", lambda: F.conv2d(_x(), _w(), padding="full")),
+    ("padding-3-tuple", ValueError, "conv2d: padding: expected an int or a pair", lambda: F.conv2d(_x(), _w(), padding=(1, 1, 1))),
+    ("padding-4-tuple", ValueError, "conv2d: padding: expected an int or a pair", lambda: F.conv2d(_x(), _w(), padding=(1, 1, 1, 1))),
+    ("stride-3-tuple", ValueError, "conv2d: stride: expected an int or a pair", lambda: F.conv2d(_x(), _w(), stride=(1, 1, 1))),
+    ("stride-float", TypeError, "conv2d: stride:", lambda: F.conv2d(_x(), _w(), stride=1.5)),
+    ("stride-float-pair", TypeError, "conv2d: stride:", lambda: F.conv2d(_x(), _w(), stride=(1, 2.0))),
+    ("stride-bool", TypeError, "conv2d: stride:", lambda: F.conv2d(_x(), _w(), stride=True)),
+    ("padding-float", TypeError, "conv2d: padding:", lambda: F.conv2d(_x(), _w(), padding=1.0)),
+    ("dilation-float", TypeError, "conv2d: dilation:", lambda: F.conv2d(_x(), _w(), dilation=2.0)),
+]
+
+CONV2D_BACKWARD_ERRORS = [
+    (
+        "grad_output-shape",
+        ValueError,
+        "conv2d_backward: grad_output: expected shape",
+        lambda: F.conv2d_backward(_x((2, 6, 4, 5)), _x(), _w()),
+    ),
+    (
+        "grad_output-channels",
+        ValueError,
+        "conv2d_backward: grad_output: expected shape",
+        lambda: F.conv2d_backward(_x((2, 5, 4, 4)), _x(), _w()),
+    ),
+    (
+        "grad_output-3d",
+        ValueError,
+        "conv2d_backward: grad_output: expected shape",
+        lambda: F.conv2d_backward(_x((6, 4, 4)), _x(), _w()),
+    ),
+    ("input-3d", ValueError, "conv2d_backward: input: expected a 4-D", lambda: F.conv2d_backward(_x((2, 6, 4, 4)), _x((4, 6, 6)), _w())),
+    (
+        "channels-mismatch",
+        ValueError,
+        "conv2d_backward: weight:",
+        lambda: F.conv2d_backward(_x((2, 6, 4, 4)), _x(), _w((6, 3, 3, 3))),
+    ),
+    (
+        "groups-not-dividing",
+        ValueError,
+        "conv2d_backward: groups:",
+        lambda: F.conv2d_backward(_x((2, 6, 4, 4)), _x(), _w(), groups=3),
+    ),
+    ("stride-zero", ValueError, "conv2d_backward: stride:", lambda: F.conv2d_backward(_x((2, 6, 4, 4)), _x(), _w(), stride=0)),
+    (
+        "same-with-stride",
+        ValueError,
+        "conv2d_backward: padding:",
+        lambda: F.conv2d_backward(_x((2, 6, 3, 3)), _x(), _w(), stride=2, padding="same"),
+    ),
+    (
+        "grad_output-dtype",
+        TypeError,
+        "conv2d_backward: input: expected dtype float32",
+        lambda: F.conv2d_backward(_x((2, 6, 4, 4), np.float32), _x(), _w()),
+    ),
+    ("grad_output-none", TypeError, "conv2d_backward: grad_output:", lambda: F.conv2d_backward(None, _x(), _w())),
+    (
+        "grad_output-int",
+        TypeError,
+        "conv2d_backward: grad_output:",
+        lambda: F.conv2d_backward(np.zeros((2, 6, 4, 4), int), _x(), _w()),
+    ),
+    ("weight-list", TypeError, "conv2d_backward: weight:", lambda: F.conv2d_backward(_x((2, 6, 4, 4)), _x(), _w().tolist())),
+]
+
+CT_X, CT_W = (2, 4, 3, 3), (4, 3, 3, 3)  # conv_transpose2d: weight (C_in, C_out/groups, kH, kW); out (2, 3, 5, 5)
+
+CONV_TRANSPOSE2D_ERRORS = [
+    ("input-3d", ValueError, "conv_transpose2d: input: expected a 4-D", lambda: F.conv_transpose2d(_x((4, 3, 3)), _w(CT_W))),
+    ("weight-2d", ValueError, "conv_transpose2d: weight: expected a 4-D", lambda: F.conv_transpose2d(_x(CT_X), _w((4, 3)))),
+    (
+        "channels-mismatch",
+        ValueError,
+        "conv_transpose2d: weight: expected C_in",
+        lambda: F.conv_transpose2d(_x(CT_X), _w((3, 3, 3, 3))),
+    ),
+    (
+        "groups-not-dividing-in",
+        ValueError,
+        "conv_transpose2d: groups: expected a divisor of in_channels",
+        lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), groups=3),
+    ),
+    ("groups-zero", ValueError, "conv_transpose2d: groups:", lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), groups=0)),
+    (
+        "output_padding-too-large",
+        ValueError,
+        "conv_transpose2d: output_padding: expected values smaller than stride",
+        lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), stride=2, output_padding=2),
+    ),
+    (
+        "output_padding-too-large-w",
+        ValueError,
+        "conv_transpose2d: output_padding:",
+        lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), stride=(2, 1), dilation=(1, 2), output_padding=(1, 2)),
+    ),
+    (
+        "output_padding-stride-1",
+        ValueError,
+        "conv_transpose2d: output_padding:",
+        lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), output_padding=1),
+    ),
+    (
+        "output_padding-negative",
+        ValueError,
+        "conv_transpose2d: output_padding: expected non-negative",
+        lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), output_padding=-1),
+    ),
+    ("stride-zero", ValueError, "conv_transpose2d: stride: expected positive", lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), stride=0)),
+    (
+        "dilation-zero",
+        ValueError,
+        "conv_transpose2d: dilation: expected positive",
+        lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), dilation=(0, 1)),
+    ),
+    (
+        "padding-negative",
+        ValueError,
+        "conv_transpose2d: padding: expected non-negative",
+        lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), padding=-1),
+    ),
+    (
+        "output-not-positive",
+        ValueError,
+        "conv_transpose2d: padding: output size",
+        lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), padding=3),
+    ),
+    ("bias-length", ValueError, "conv_transpose2d: bias: expected shape", lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), _w((4,)))),
+    (
+        "bias-length-grouped",  # C_out is weight.shape[1] * groups = 6
+        ValueError,
+        "conv_transpose2d: bias: expected shape",
+        lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), _w((3,)), groups=2),
+    ),
+    (
+        "weight-dtype-mismatch",
+        TypeError,
+        "conv_transpose2d: weight: expected dtype float32",
+        lambda: F.conv_transpose2d(_x(CT_X, np.float32), _w(CT_W)),
+    ),
+    ("input-int", TypeError, "conv_transpose2d: input: expected dtype", lambda: F.conv_transpose2d(np.zeros(CT_X, int), _w(CT_W))),
+    ("input-none", TypeError, "conv_transpose2d: input: expected a numpy.ndarray", lambda: F.conv_transpose2d(None, _w(CT_W))),
+    ("weight-list", TypeError, "conv_transpose2d: weight: expected a numpy.ndarray", lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W).tolist())),
+    ("padding-string", TypeError, "conv_transpose2d: padding:", lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), padding="same")),
+    (
+        "padding-3-tuple",
+        ValueError,
+        "conv_transpose2d: padding: expected an int or a pair",
+        lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), padding=(1, 1, 1)),
+    ),
+    ("stride-float", TypeError, "conv_transpose2d: stride:", lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), stride=2.0)),
+    (
+        "output_padding-float",
+        TypeError,
+        "conv_transpose2d: output_padding:",
+        lambda: F.conv_transpose2d(_x(CT_X), _w(CT_W), stride=2, output_padding=0.5),
+    ),
+]
+
+CONV_TRANSPOSE2D_BACKWARD_ERRORS = [
+    (
+        "grad_output-shape",
+        ValueError,
+        "conv_transpose2d_backward: grad_output: expected shape",
+        lambda: F.conv_transpose2d_backward(_x((2, 3, 5, 4)), _x(CT_X), _w(CT_W)),
+    ),
+    (
+        "grad_output-ignores-output_padding",
+        ValueError,
+        "conv_transpose2d_backward: grad_output: expected shape",
+        lambda: F.conv_transpose2d_backward(_x((2, 3, 8, 8)), _x(CT_X), _w(CT_W), stride=2),
+    ),
+    (
+        "grad_output-channels",
+        ValueError,
+        "conv_transpose2d_backward: grad_output: expected shape",
+        lambda: F.conv_transpose2d_backward(_x((2, 4, 5, 5)), _x(CT_X), _w(CT_W)),
+    ),
+    (
+        "channels-mismatch",
+        ValueError,
+        "conv_transpose2d_backward: weight:",
+        lambda: F.conv_transpose2d_backward(_x((2, 3, 5, 5)), _x(CT_X), _w((3, 3, 3, 3))),
+    ),
+    (
+        "output_padding-too-large",
+        ValueError,
+        "conv_transpose2d_backward: output_padding:",
+        lambda: F.conv_transpose2d_backward(_x((2, 3, 5, 5)), _x(CT_X), _w(CT_W), output_padding=1),
+    ),
+    (
+        "grad_output-dtype",
+        TypeError,
+        "conv_transpose2d_backward: input: expected dtype float32",
+        lambda: F.conv_transpose2d_backward(_x((2, 3, 5, 5), np.float32), _x(CT_X), _w(CT_W)),
+    ),
+    (
+        "grad_output-list",
+        TypeError,
+        "conv_transpose2d_backward: grad_output:",
+        lambda: F.conv_transpose2d_backward(_x((2, 3, 5, 5)).tolist(), _x(CT_X), _w(CT_W)),
+    ),
+]
+
+
+def _error_params(table):
+    return [pytest.param(exc, match, call, id=name) for name, exc, match, call in table]
+
+
+@pytest.mark.parametrize(
+    "exc, match, call",
+    _error_params(CONV2D_ERRORS)
+    + _error_params([(f"backward-{n}", *rest) for n, *rest in CONV2D_BACKWARD_ERRORS])
+    + _error_params([(f"transpose-{n}", *rest) for n, *rest in CONV_TRANSPOSE2D_ERRORS])
+    + _error_params([(f"transpose-backward-{n}", *rest) for n, *rest in CONV_TRANSPOSE2D_BACKWARD_ERRORS]),
+)
+def test_error(exc, match, call):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_error_calls_are_otherwise_valid():
+    """The error tables' base operands work, so each error test fails for its one reason."""
+    assert F.conv2d(_x(), _w(), _w((6,))).shape == (2, 6, 4, 4)
+    assert F.conv2d_backward(_x((2, 6, 4, 4)), _x(), _w())[0].shape == (2, 4, 6, 6)
+    assert F.conv_transpose2d(_x(CT_X), _w(CT_W), _w((3,))).shape == (2, 3, 5, 5)
+    assert F.conv_transpose2d(_x(CT_X), _w(CT_W), stride=2, output_padding=1).shape == (2, 3, 8, 8)
+    assert F.conv_transpose2d_backward(_x((2, 3, 5, 5)), _x(CT_X), _w(CT_W))[1].shape == CT_W
