@@ -59,8 +59,12 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     return _C.conv_transpose2d_backward(grad_output, input, weight, *args)
 
 
-def _flatten_batch(x, op):
-    """(..., in) -> (N, in), as torch's linear accepts any leading dims."""
+def _flatten_batch(x):
+    """(..., in) -> (N, in), as torch's linear accepts any leading dims.
+
+    Returns the 2-D view and the leading shape, or (x, None) when x needs no reshaping
+    (2-D, or not an array: C++ reports those).
+    """
     if isinstance(x, np.ndarray) and x.ndim != 2 and x.ndim >= 1:
         return x.reshape(-1, x.shape[-1]), x.shape[:-1]
     return x, None
@@ -68,14 +72,21 @@ def _flatten_batch(x, op):
 
 def linear(input, weight, bias=None):
     """y = input @ weight.T + bias; weight is (out_features, in_features)."""
-    x, lead = _flatten_batch(input, "linear")
+    x, lead = _flatten_batch(input)
     y = _C.linear(x, weight, bias)
     return y if lead is None else y.reshape(*lead, y.shape[-1])
 
 
 def linear_backward(grad_output, input, weight):
     """Gradients of linear: (grad_input, grad_weight, grad_bias)."""
-    x, lead = _flatten_batch(input, "linear_backward")
-    g, _ = _flatten_batch(grad_output, "linear_backward")
+    x, lead = _flatten_batch(input)
+    g = grad_output
+    if lead is not None and isinstance(g, np.ndarray):
+        if g.ndim < 1 or g.shape[:-1] != lead:
+            raise ValueError(
+                f"linear_backward: grad_output: expected shape {(*lead, 'out_features')} to match the input's "
+                f"leading dims, got shape {g.shape}"
+            )
+        g = g.reshape(-1, g.shape[-1])
     gx, gw, gb = _C.linear_backward(g, x, weight)
     return (gx if lead is None else gx.reshape(input.shape)), gw, gb
