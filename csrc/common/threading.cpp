@@ -1,6 +1,7 @@
 #include "common/threading.h"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,8 +31,19 @@ int default_threads() {
 // steal cycles from OpenBLAS's threads.
 class Pool {
  public:
+  // A child of fork() inherits the pool but not its worker threads: it builds a
+  // new pool of the same size on first use. Pools are leaked on purpose (no
+  // teardown at exit, and a forked child cannot join its parent's threads).
   static Pool& instance() {
-    static Pool* pool = new Pool();  // leaked on purpose: no teardown at exit
+    static std::mutex create;
+    static Pool* pool = nullptr;
+    static pid_t owner = 0;
+    const pid_t pid = getpid();
+    std::lock_guard<std::mutex> lk(create);
+    if (!pool || owner != pid) {
+      pool = new Pool(pool ? pool->threads() : default_threads());
+      owner = pid;
+    }
     return *pool;
   }
 
@@ -70,7 +82,7 @@ class Pool {
   }
 
  private:
-  Pool() { resize(default_threads()); }
+  explicit Pool(int threads) { resize(threads); }
 
   void stop_workers() {
     {
