@@ -53,7 +53,9 @@ class Pool {
     std::lock_guard<std::mutex> busy(busy_);
     stop_workers();
     threads_ = n;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { work(i); });
+    // New workers must not mistake an earlier job's generation for a new one.
+    const uint64_t start = generation_;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, start] { work(i, start); });
   }
 
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
@@ -106,8 +108,7 @@ class Pool {
     }
   }
 
-  void work(int index) {
-    uint64_t seen = 0;
+  void work(int index, uint64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> lk(m_);
