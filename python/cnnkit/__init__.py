@@ -5,6 +5,10 @@ import scipy_openblas32 as _openblas  # noqa: F401  loads OpenBLAS before _C lin
 from . import _C
 from . import functional
 from . import functional as F
+from . import data, models, nn, optim
+from ._random import manual_seed
+from .gradcheck import gradcheck
+from .summary import summary
 
 __version__ = "0.1.0"
 
@@ -24,4 +28,11 @@ __all__ = [
     "set_workspace_bytes",
     "simd_level",
     "blas_config",
+    "nn",
+    "optim",
+    "models",
+    "data",
+    "gradcheck",
+    "summary",
+    "manual_seed",
 ]

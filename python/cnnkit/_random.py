@@ -1,0 +1,37 @@
+"""The package's random stream: parameter initialisation, dropout masks, shuffling.
+
+One NumPy Generator serves the whole package; `manual_seed` resets its state in
+place, so code that holds a reference to it stays in step.
+"""
+
+import numpy as np
+
+_generator = np.random.Generator(np.random.PCG64())
+
+
+def manual_seed(seed):
+    """Seed cnnkit's random stream (initialisation, dropout, unseeded DataLoaders)."""
+    _generator.bit_generator.state = np.random.PCG64(seed).state
+
+
+def generator():
+    """The package's Generator."""
+    return _generator
+
+
+def get_state():
+    return _generator.bit_generator.state
+
+
+def set_state(state):
+    _generator.bit_generator.state = state
+
+
+def next_seed():
+    """A fresh 63-bit seed for a kernel that takes its own seed (dropout)."""
+    return int(_generator.integers(0, 2**63 - 1))
+
+
+def uniform(shape, bound, dtype):
+    """U(-bound, bound) of the given shape and dtype."""
+    return (_generator.uniform(-bound, bound, size=shape)).astype(dtype, copy=False)

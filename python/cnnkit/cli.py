@@ -1,0 +1,207 @@
+"""The `cnnkit` command line.
+
+    cnnkit train [--model lenet|mlp] [--epochs N] [--data digits|mnist:DIR|cifar10:DIR]
+                 [--seed S] [--threads N] [--batch-size B] [--lr LR] [--limit N] [--save PATH]
+    cnnkit bench [--quick] [--threads N]
+
+`cnnkit train` with no arguments trains LeNet-5 on scikit-learn's bundled digits and
+ends with a line giving the test accuracy. Progress goes to stderr, the result to stdout.
+"""
+
+import argparse
+import importlib
+import sys
+import time
+
+import numpy as np
+
+MODELS = ("lenet", "mlp")
+BAR_WIDTH = 30
+
+
+def _data_spec(value):
+    name, sep, root = value.partition(":")
+    if (name == "digits" and not sep) or (name in ("mnist", "cifar10") and root):
+        return value
+    raise argparse.ArgumentTypeError(f"unknown dataset {value!r} (choose digits, mnist:DIR or cifar10:DIR)")
+
+
+def _positive_int(value):
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def _positive_float(value):
+    try:
+        v = float(value)
+    except ValueError:
+        v = 0.0
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return v
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="cnnkit", description="cnnkit: CNN kernels with a NumPy API.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,bench}")
+    sub.required = True
+
+    train = sub.add_parser("train", help="train a network and report its test accuracy")
+    train.add_argument("--model", choices=MODELS, default="lenet", help="network (default: lenet)")
+    train.add_argument("--epochs", type=_positive_int, default=15, help="epochs (default: 15)")
+    train.add_argument(
+        "--data",
+        type=_data_spec,
+        default="digits",
+        metavar="{digits,mnist:DIR,cifar10:DIR}",
+        help="dataset (default: digits, scikit-learn's bundled 8x8 digits)",
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
+    train.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default: 32)")
+    train.add_argument("--lr", type=_positive_float, default=0.05, help="SGD learning rate (default: 0.05)")
+    train.add_argument("--limit", type=_positive_int, default=None, help="train on the first N samples only")
+    train.add_argument("--save", metavar="PATH", default=None, help="save the trained weights to an .npz file")
+
+    bench = sub.add_parser("bench", help="print the kernel benchmark table")
+    bench.add_argument("--quick", action="store_true", help="fewer cases and repeats")
+    bench.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
+    return parser
+
+
+def _build_model(name, shape, num_classes):
+    from . import models
+
+    channels, size = shape[0], shape[1]
+    if name == "lenet":
+        # Inputs smaller than LeNet's 32x32 keep their size through each 5x5 conv.
+        return models.LeNet5(num_classes, in_channels=channels, input_size=size, padding=0 if size >= 32 else 2)
+    return models.MLP(int(np.prod(shape)), hidden=(128,), out_features=num_classes)
+
+
+class _Progress:
+    """A text progress bar on stderr: redrawn in place on a terminal, and printed once
+    per epoch (complete, with the epoch's loss, accuracy and time) everywhere."""
+
+    def __init__(self, epochs, batches, stream):
+        self.epochs, self.batches, self.stream = epochs, batches, stream
+        self.live = stream.isatty()
+
+    def _bar(self, epoch, done, loss):
+        filled = BAR_WIDTH * done // self.batches
+        width = len(str(self.epochs))
+        return (
+            f"epoch {epoch:>{width}}/{self.epochs} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
+            f"{done}/{self.batches} loss {loss:.4f}"
+        )
+
+    def update(self, epoch, done, loss):
+        if self.live:
+            self.stream.write("\r" + self._bar(epoch, done, loss))
+            self.stream.flush()
+
+    def end_epoch(self, epoch, loss, accuracy, seconds):
+        line = f"{self._bar(epoch, self.batches, loss)} train acc {100 * accuracy:.2f}% {seconds:.2f} s"
+        self.stream.write(("\r" if self.live else "") + line + "\n")
+        self.stream.flush()
+
+
+def _accuracy(model, x, y, batch_size=256):
+    from . import functional as F
+
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i : i + batch_size])
+        correct += int(np.sum(np.argmax(F.softmax(logits), axis=1) == y[i : i + batch_size]))
+    model.train()
+    return correct
+
+
+def train(args, out=None, err=None):
+    import cnnkit
+    from . import data, nn, optim
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if args.threads is not None:
+        cnnkit.set_num_threads(args.threads)
+    cnnkit.manual_seed(args.seed)
+    ds = data.load_dataset(args.data, split_seed=args.seed)
+    x_train, y_train = ds.x_train, ds.y_train
+    if args.limit is not None:
+        x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    # Standardise each channel with the training set's statistics.
+    mean = x_train.mean(axis=(0, 2, 3), keepdims=True)
+    std = x_train.std(axis=(0, 2, 3), keepdims=True) + np.float32(1e-6)
+    x_train = (x_train - mean) / std
+    x_test = (ds.x_test - mean) / std
+
+    model = _build_model(args.model, x_train.shape[1:], ds.num_classes)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
+    schedule = optim.StepLR(optimizer, step_size=max(1, 2 * args.epochs // 3), gamma=0.1)
+    loader = data.DataLoader((x_train, y_train), batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    progress = _Progress(args.epochs, len(loader), err)
+    err.write(
+        f"training {args.model} on {ds.name}: {len(x_train)} train / {len(x_test)} test samples, "
+        f"{model.num_parameters():,} parameters, {cnnkit.get_num_threads()} threads\n"
+    )
+    epoch_times = []
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        total_loss, correct, seen = 0.0, 0, 0
+        for done, (xb, yb) in enumerate(loader, 1):
+            model.zero_grad()
+            logits = model(xb)
+            loss = criterion(logits, yb)
+            model.backward(criterion.backward())
+            optimizer.step()
+            total_loss += loss * len(xb)
+            correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+            seen += len(xb)
+            progress.update(epoch, done, total_loss / seen)
+        schedule.step()
+        epoch_times.append(time.perf_counter() - start)
+        progress.end_epoch(epoch, total_loss / seen, correct / seen, epoch_times[-1])
+
+    correct = _accuracy(model, x_test, ds.y_test)
+    if args.save:
+        model.save(args.save)
+    out.write(
+        f"test accuracy: {100 * correct / len(x_test):.2f}% ({correct}/{len(x_test)}), "
+        f"{args.model} on {ds.name}, {args.epochs} epochs, {np.mean(epoch_times):.2f} s/epoch\n"
+    )
+    return 0
+
+
+def bench(args):
+    try:
+        bench_module = importlib.import_module("cnnkit.bench")
+    except ImportError as e:
+        raise RuntimeError(f"the benchmark module is not available ({e})") from None
+    bench_module.run(quick=args.quick, threads=args.threads)
+    return 0
+
+
+def main(argv=None):
+    """Entry point of the `cnnkit` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return train(args) if args.command == "train" else bench(args)
+    except (ImportError, OSError, ValueError, RuntimeError) as e:
+        sys.stderr.write(f"cnnkit {args.command}: error: {e}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Data: a DataLoader-like batch iterator and readers for local datasets.
+
+- `DataLoader(dataset, batch_size, shuffle, seed, drop_last)` over a tuple of arrays
+  (or any object with __len__ and __getitem__ taking an index array).
+- `read_idx(path)`, `load_mnist(root, train)`: MNIST's IDX files (optionally .gz).
+- `load_cifar10(root, train)`: CIFAR-10's binary batches.
+- `load_digits()`: scikit-learn's bundled 8x8 digits (no network; `pip install cnnkit[digits]`).
+- `load_dataset(spec)`: "digits", "mnist:DIR" or "cifar10:DIR" -> train and test splits.
+
+Images come back as float32 NCHW in [0, 1]; labels as int64.
+"""
+
+import gzip
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _random
+
+__all__ = [
+    "ArrayDataset",
+    "DataLoader",
+    "Dataset",
+    "read_idx",
+    "load_mnist",
+    "load_cifar10",
+    "load_digits",
+    "load_dataset",
+    "DATASETS",
+]
+
+
+class ArrayDataset:
+    """Arrays that share their first (sample) dimension; indexing returns a tuple."""
+
+    def __init__(self, *arrays):
+        if not arrays:
+            raise ValueError("ArrayDataset: arrays: expected at least one array, got none")
+        arrays = tuple(np.asarray(a) for a in arrays)
+        n = len(arrays[0])
+        for i, a in enumerate(arrays):
+            if a.ndim == 0 or len(a) != n:
+                raise ValueError(
+                    f"ArrayDataset: arrays: expected {n} samples in every array, got {a.shape} for array {i}"
+                )
+        self.arrays = arrays
+
+    def __len__(self):
+        return len(self.arrays[0])
+
+    def __getitem__(self, index):
+        return tuple(a[index] for a in self.arrays)
+
+
+class DataLoader:
+    """Iterates over a dataset in batches.
+
+    dataset: an ArrayDataset, a tuple of arrays, or anything with __len__ and a
+    __getitem__ that takes an array of indices. shuffle: a new order every epoch (each
+    `iter()`), drawn from a Generator seeded once with `seed`, or from cnnkit's random
+    stream (cnnkit.manual_seed) when seed is None. drop_last: skip a final short batch.
+    """
+
+    def __init__(self, dataset, batch_size=1, shuffle=False, seed=None, drop_last=False):
+        if isinstance(dataset, (tuple, list)):
+            dataset = ArrayDataset(*dataset)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"DataLoader: batch_size: expected a positive int, got {batch_size!r}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self._rng = _random.generator() if seed is None else np.random.default_rng(seed)
+
+    def __len__(self):
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+        for b in range(len(self)):
+            yield self.dataset[order[b * self.batch_size : (b + 1) * self.batch_size]]
+
+
+# -- file formats ------------------------------------------------------------------------
+_IDX_TYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def _read_bytes(path):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return f.read()
+
+
+def read_idx(path):
+    """Read an IDX file (MNIST's format; gzip-compressed if the name ends in .gz):
+    magic 0, 0, type code, number of dims; big-endian uint32 dims; then the data."""
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise ValueError(f"read_idx: {path}: not an IDX file (bad magic number {raw[:4].hex()})")
+    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"read_idx: {path}: truncated header (expected {header} bytes, got {len(raw)})")
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != expected:
+        raise ValueError(f"read_idx: {path}: expected {expected} bytes for shape {shape}, got {len(raw)}")
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _find(root, names, what):
+    for name in names:
+        for candidate in (name, name + ".gz"):
+            path = os.path.join(root, candidate)
+            if os.path.exists(path):
+                return path
+    raise FileNotFoundError(f"{what}: no {names[0]} (or .gz) in {root}")
+
+
+def load_mnist(root, train=True):
+    """MNIST (or Fashion-MNIST) from IDX files in `root`: images (N, 1, 28, 28) float32
+    in [0, 1] and labels (N,) int64."""
+    prefix = "train" if train else "t10k"
+    images = read_idx(_find(root, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"], "load_mnist"))
+    labels = read_idx(_find(root, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"], "load_mnist"))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(
+            f"load_mnist: {root}: expected images (N, H, W) and labels (N,), got {images.shape} and {labels.shape}"
+        )
+    x = images.astype(np.float32)[:, None] / np.float32(255)
+    return x, labels.astype(np.int64)
+
+
+_CIFAR_RECORD = 1 + 3 * 32 * 32
+
+
+def load_cifar10(root, train=True):
+    """CIFAR-10 from its binary batches (data_batch_1..5.bin, test_batch.bin) in `root`
+    or in `root`/cifar-10-batches-bin: images (N, 3, 32, 32) float32 in [0, 1] and labels
+    (N,) int64."""
+    nested = os.path.join(root, "cifar-10-batches-bin")
+    if os.path.isdir(nested):
+        root = nested
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if train else ["test_batch.bin"]
+    paths = [os.path.join(root, n) for n in names if os.path.exists(os.path.join(root, n))]
+    if not paths:
+        raise FileNotFoundError(f"load_cifar10: no {names[0]} in {root}")
+    xs, ys = [], []
+    for path in paths:
+        raw = np.fromfile(path, np.uint8)
+        if raw.size % _CIFAR_RECORD:
+            raise ValueError(
+                f"load_cifar10: {path}: expected a multiple of {_CIFAR_RECORD} bytes (label + 3x32x32), got {raw.size}"
+            )
+        records = raw.reshape(-1, _CIFAR_RECORD)
+        ys.append(records[:, 0].astype(np.int64))
+        xs.append(records[:, 1:].reshape(-1, 3, 32, 32))
+    return np.concatenate(xs).astype(np.float32) / np.float32(255), np.concatenate(ys)
+
+
+def load_digits():
+    """scikit-learn's bundled handwritten digits (1797 8x8 images, 10 classes), read
+    from the installed package, no network: images (N, 1, 8, 8) float32 in [0, 1] and
+    labels (N,) int64."""
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError:
+        raise ImportError(
+            "the digits dataset needs scikit-learn: pip install 'cnnkit[digits]' (or scikit-learn)"
+        ) from None
+    bunch = sklearn_digits()
+    x = bunch.images.astype(np.float32)[:, None] / np.float32(16)
+    return x, bunch.target.astype(np.int64)
+
+
+@dataclass
+class Dataset:
+    """Train and test splits of a named dataset."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+DATASETS = ("digits", "mnist:DIR", "cifar10:DIR")
+
+
+def _split(x, y, test_fraction, seed):
+    """A random split fixed by its seed: the same seed gives the same split."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = int(round(len(x) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def load_dataset(spec, test_fraction=0.2, split_seed=0):
+    """Load "digits" (split into train and test with a fixed seed), "mnist:DIR" or
+    "cifar10:DIR" (their own train and test sets). Unknown names raise ValueError."""
+    name, _, root = str(spec).partition(":")
+    if name == "digits" and not root:
+        x, y = load_digits()
+        return Dataset("digits", *_split(x, y, test_fraction, split_seed), num_classes=10)
+    if name in ("mnist", "cifar10") and root:
+        loader = load_mnist if name == "mnist" else load_cifar10
+        x_train, y_train = loader(root, train=True)
+        x_test, y_test = loader(root, train=False)
+        return Dataset(name, x_train, y_train, x_test, y_test, num_classes=10)
+    raise ValueError(f"load_dataset: spec: expected one of {', '.join(DATASETS)}, got {spec!r}")

@@ -1,0 +1,165 @@
+"""Gradient checking: central finite differences in float64 against an analytic backward."""
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _random
+from .nn.module import Module
+
+__all__ = ["gradcheck", "GradcheckResult"]
+
+
+@dataclass
+class GradcheckResult:
+    """Outcome of gradcheck.
+
+    ok: every checked element passed |analytic - numeric| <= atol + rtol * |numeric|.
+    max_abs_error / max_rel_error: the largest absolute difference, and the largest
+    difference relative to max(|analytic|, |numeric|, atol).
+    where / index: the tensor ("input[0]", or a parameter name such as "0.weight") and
+    the flat index of the worst element (the largest difference relative to its
+    tolerance), with its analytic and numeric values there.
+    checked: number of elements compared.
+    """
+
+    ok: bool
+    max_abs_error: float
+    max_rel_error: float
+    where: str
+    index: int
+    analytic: float
+    numeric: float
+    checked: int
+
+    def __bool__(self):
+        return self.ok
+
+    def __str__(self):
+        status = "passed" if self.ok else "FAILED"
+        return (
+            f"gradcheck {status}: {self.checked} elements, max abs error {self.max_abs_error:.3g}, "
+            f"max rel error {self.max_rel_error:.3g}; worst at {self.where}[{self.index}] "
+            f"(analytic {self.analytic:.10g}, numeric {self.numeric:.10g})"
+        )
+
+
+def _as_tuple(inputs):
+    return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+
+
+def _float64(a):
+    if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+        return np.array(a, dtype=np.float64)
+    return a
+
+
+def _objective_weights(output, rng):
+    """Random weights R so the checked scalar is sum(R * output): every output element
+    contributes with its own weight, which defeats gradients that only sum right."""
+    if np.isscalar(output) or np.ndim(output) == 0:
+        return 1.0
+    return rng.standard_normal(np.shape(output))
+
+
+def _scalar(output, weights):
+    if np.isscalar(weights):
+        return float(output)
+    return float(np.sum(np.asarray(output, dtype=np.float64) * weights))
+
+
+def gradcheck(fn, inputs, backward=None, eps=1e-6, atol=1e-5, rtol=1e-3, inputs_to_check=None, seed=0):
+    """Compare an analytic gradient with central finite differences, in float64.
+
+    fn: a Module, or a function of the inputs. For a Module, the analytic gradient is
+    `module.backward(R)` after `module(*inputs)`: its return value is checked against
+    input 0 and the accumulated `.grad` of every parameter is checked too. A loss module
+    (forward returns a float) is called as `crit(*inputs)` and `crit.backward()`. The
+    module is deep-copied and converted to float64, so the caller's module is untouched.
+    For a function, `backward(R, *inputs)` must return the gradient of input 0, or a tuple
+    with one gradient (or None) per input, as cnnkit.functional's *_backward ops do.
+
+    inputs: an array or a tuple of them (non-float ones such as targets are passed as
+    they are). inputs_to_check: indices of the inputs to check (default: every float
+    input the backward returns a gradient for). Random streams (dropout) are reset before
+    every evaluation so that each sees the same masks.
+
+    Returns a GradcheckResult (truthy when every element passes).
+    """
+    rng = np.random.default_rng(seed)
+    inputs = tuple(_float64(a) for a in _as_tuple(inputs))
+    if isinstance(fn, Module):
+        module = copy.deepcopy(fn).to(np.float64)
+        forward = module
+        params = list(module.named_parameters())
+    elif callable(fn):
+        if backward is None:
+            raise ValueError("gradcheck: backward: needed when fn is a function rather than a Module")
+        module = None
+        forward = fn
+        params = []
+    else:
+        raise TypeError(f"gradcheck: fn: expected a Module or a callable, got {type(fn).__name__}")
+
+    random_state = _random.get_state()
+
+    def evaluate():
+        _random.set_state(random_state)
+        return forward(*inputs)
+
+    output = evaluate()
+    weights = _objective_weights(output, rng)
+
+    # Analytic gradients.
+    if module is not None:
+        module.zero_grad()
+        grad_in = module.backward() if np.isscalar(weights) else module.backward(weights)
+        input_grads = (grad_in,)
+    else:
+        result = backward(weights, *inputs)
+        input_grads = result if isinstance(result, tuple) else (result,)
+    if inputs_to_check is None:
+        inputs_to_check = [
+            i
+            for i, g in enumerate(input_grads)
+            if g is not None and i < len(inputs) and isinstance(inputs[i], np.ndarray) and inputs[i].dtype.kind == "f"
+        ]
+    targets = [(f"input[{i}]", inputs[i], np.asarray(input_grads[i], np.float64)) for i in inputs_to_check]
+    targets += [(name, p.data, p.grad.copy()) for name, p in params]
+
+    worst = None
+    max_abs = max_rel = 0.0
+    ok = True
+    checked = 0
+    for name, array, analytic in targets:
+        if analytic.shape != array.shape:
+            raise ValueError(f"gradcheck: gradient of {name}: expected shape {array.shape}, got {analytic.shape}")
+        flat = array.reshape(-1)  # a view: perturbing it perturbs the input or parameter
+        numeric = np.empty(flat.size)
+        for k in range(flat.size):
+            saved = flat[k]
+            flat[k] = saved + eps
+            plus = _scalar(evaluate(), weights)
+            flat[k] = saved - eps
+            minus = _scalar(evaluate(), weights)
+            flat[k] = saved
+            numeric[k] = (plus - minus) / (2 * eps)
+        a = analytic.reshape(-1)
+        diff = np.abs(a - numeric)
+        tol = atol + rtol * np.abs(numeric)
+        checked += flat.size
+        if flat.size == 0:
+            continue
+        ok &= bool(np.all(diff <= tol))
+        max_abs = max(max_abs, float(diff.max()))
+        max_rel = max(max_rel, float(np.max(diff / np.maximum(np.maximum(np.abs(a), np.abs(numeric)), atol))))
+        k = int(np.argmax(diff / tol))
+        ratio = float(diff[k] / tol[k])
+        if worst is None or ratio > worst[0]:
+            worst = (ratio, name, k, float(a[k]), float(numeric[k]))
+    _random.set_state(random_state)
+    if worst is None:
+        raise ValueError("gradcheck: inputs: nothing to check (no float input with a gradient, no parameters)")
+    _, where, index, a_val, n_val = worst
+    return GradcheckResult(ok, max_abs, max_rel, where, index, a_val, n_val, checked)
