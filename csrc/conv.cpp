@@ -111,14 +111,20 @@ void lower(const T* x, const ConvGeometry& g, const Block& b, T* col, int64_t co
   });
 }
 
+// Adds block b's column matrix back into x. Tasks are (sample, channel, band of
+// input rows): bands are disjoint, so layers with few channels still spread out.
 template <class T>
 void raise(const T* col, int64_t cols, const ConvGeometry& g, const Block& b, T* x) {
   const int64_t kk = g.kh * g.kw, rows = b.oh1 - b.oh0;
-  parallel_for(b.nb * g.c_in, grain_for(kk * rows * g.wo), [&](int64_t i0, int64_t i1) {
+  const int64_t bands = std::min<int64_t>(g.h, std::max<int64_t>(1, 8 / (b.nb * g.c_in)));
+  parallel_for(b.nb * g.c_in * bands, grain_for(kk * rows * g.wo / bands),
+               [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t s = i / g.c_in, c = i % g.c_in;
+      const int64_t band = i % bands, sc = i / bands;
+      const int64_t s = sc / g.c_in, c = sc % g.c_in;
       col2im_channel(col + c * kk * cols + s * g.plane_out(), cols, g, b.oh0, b.oh1,
-                     x + ((b.n0 + s) * g.c_in + c) * g.plane_in());
+                     x + ((b.n0 + s) * g.c_in + c) * g.plane_in(), g.h * band / bands,
+                     g.h * (band + 1) / bands);
     }
   });
 }

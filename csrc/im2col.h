@@ -12,9 +12,10 @@ template <class T>
 void im2col_channel(const T* plane, const ConvGeometry& g, int64_t oh0, int64_t oh1, T* col,
                     int64_t ld);
 
-// Adds the kH*kW rows of channel c back into its plane (the adjoint of im2col_channel).
+// Adds the kH*kW rows of channel c back into input rows [ih0, ih1) of its plane (the
+// adjoint of im2col_channel). Disjoint row ranges can run in parallel.
 template <class T>
 void col2im_channel(const T* col, int64_t ld, const ConvGeometry& g, int64_t oh0, int64_t oh1,
-                    T* plane);
+                    T* plane, int64_t ih0, int64_t ih1);
 
 }  // namespace cnnkit
