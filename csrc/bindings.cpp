@@ -15,7 +15,10 @@
 #include "common/shapes.h"
 #include "common/threading.h"
 #include "common/validate.h"
+#include "activation.h"
 #include "conv.h"
+#include "norm.h"
+#include "softmax.h"
 
 namespace py = pybind11;
 using namespace cnnkit;
@@ -280,6 +283,444 @@ py::object py_matmul(py::handle a, py::handle b) {
   });
 }
 
+// ---- Activations
+
+// An elementwise op on any shape: kernel(x, y, n) over the C-contiguous data.
+template <class F>
+py::object elementwise(const char* op, py::handle x, F&& kernel) {
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(xa);
+    auto y = empty<T>(shape_of(xa));
+    const T* xp = xc.data();
+    T* yp = y.mutable_data();
+    const int64_t n = xc.size();
+    {
+      py::gil_scoped_release release;
+      kernel(xp, yp, n);
+    }
+    return y;
+  });
+}
+
+// The backward of an elementwise op: kernel(grad_output, other, grad_input, n), where
+// other (the op's input or output) has grad_output's shape.
+template <class F>
+py::object elementwise_backward(const char* op, py::handle gy, const char* other_name,
+                                py::handle other, F&& kernel) {
+  Operands ops(op);
+  auto ga = ops.add("grad_output", gy);
+  auto oa = ops.add(other_name, other);
+  check_shape(op, "grad_output", shape_of(ga), shape_of(oa));
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto gc = contiguous<T>(ga);
+    auto oc = contiguous<T>(oa);
+    auto gx = empty<T>(shape_of(oa));
+    const T *gp = gc.data(), *op_ = oc.data();
+    T* gxp = gx.mutable_data();
+    const int64_t n = oc.size();
+    {
+      py::gil_scoped_release release;
+      kernel(gp, op_, gxp, n);
+    }
+    return gx;
+  });
+}
+
+py::object py_relu(py::handle x) {
+  return elementwise("relu", x, [](const auto* x, auto* y, int64_t n) { relu_forward(x, y, n); });
+}
+
+py::object py_relu_backward(py::handle gy, py::handle x) {
+  return elementwise_backward("relu_backward", gy, "input", x,
+                              [](const auto* g, const auto* x, auto* gx, int64_t n) {
+                                relu_backward(g, x, gx, n);
+                              });
+}
+
+py::object py_sigmoid(py::handle x) {
+  return elementwise("sigmoid", x,
+                     [](const auto* x, auto* y, int64_t n) { sigmoid_forward(x, y, n); });
+}
+
+py::object py_sigmoid_backward(py::handle gy, py::handle y) {
+  return elementwise_backward("sigmoid_backward", gy, "output", y,
+                              [](const auto* g, const auto* y, auto* gx, int64_t n) {
+                                sigmoid_backward(g, y, gx, n);
+                              });
+}
+
+py::object py_tanh(py::handle x) {
+  return elementwise("tanh", x, [](const auto* x, auto* y, int64_t n) { tanh_forward(x, y, n); });
+}
+
+py::object py_tanh_backward(py::handle gy, py::handle y) {
+  return elementwise_backward("tanh_backward", gy, "output", y,
+                              [](const auto* g, const auto* y, auto* gx, int64_t n) {
+                                tanh_backward(g, y, gx, n);
+                              });
+}
+
+// ---- Softmax and losses
+
+py::object softmax_op(const char* op, py::handle x, int64_t dim, bool log) {
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  const Shape s = shape_of(xa);
+  const DimSplit d = split_at_dim(s, wrap_dim(op, dim, s.size()));
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(xa);
+    auto y = empty<T>(s);
+    T* yp = y.mutable_data();
+    {
+      py::gil_scoped_release release;
+      softmax_forward<T>(xc.data(), yp, d, log);
+    }
+    return y;
+  });
+}
+
+py::object softmax_backward_op(const char* op, py::handle gy, py::handle y, int64_t dim,
+                               bool log) {
+  Operands ops(op);
+  auto ga = ops.add("grad_output", gy);
+  auto ya = ops.add("output", y);
+  const Shape s = shape_of(ya);
+  check_shape(op, "grad_output", shape_of(ga), s);
+  const DimSplit d = split_at_dim(s, wrap_dim(op, dim, s.size()));
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto gc = contiguous<T>(ga);
+    auto yc = contiguous<T>(ya);
+    auto gx = empty<T>(s);
+    T* gxp = gx.mutable_data();
+    {
+      py::gil_scoped_release release;
+      softmax_backward<T>(gc.data(), yc.data(), gxp, d, log);
+    }
+    return gx;
+  });
+}
+
+// Class indices of any integer dtype, as C-contiguous int64.
+py::array_t<int64_t, py::array::c_style> class_indices(const char* op, py::handle target) {
+  if (!py::isinstance<py::array>(target))
+    raise_type(op, ": target: expected a numpy.ndarray of integer class indices, got ",
+               std::string(py::str(py::type::of(target).attr("__name__"))));
+  auto a = py::reinterpret_borrow<py::array>(target);
+  const char kind = a.dtype().kind();
+  if (kind != 'i' && kind != 'u')
+    raise_type(op, ": target: expected an integer dtype of class indices, got ",
+               std::string(py::str(a.dtype())));
+  return py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+}
+
+// Operands of cross_entropy and its backward: logits (N, C) and valid class indices.
+struct CrossEntropyArgs {
+  py::array logits;
+  py::array_t<int64_t, py::array::c_style> target;
+  Reduction reduction;
+  int64_t n, c;
+};
+
+CrossEntropyArgs cross_entropy_args(const char* op, Operands& ops, py::handle x,
+                                    py::handle target, const std::string& reduction) {
+  auto xa = ops.add("input", x);
+  auto ta = class_indices(op, target);
+  const Reduction r = parse_reduction(op, reduction);
+  check_cross_entropy(op, shape_of(xa), shape_of(ta));
+  const int64_t n = xa.shape(0), c = xa.shape(1);
+  check_class_indices(op, "target", ta.data(), n, c);
+  return {xa, ta, r, n, c};
+}
+
+// A reduced loss is a 0-d array of the input's dtype, as torch returns a 0-d tensor.
+template <class T>
+py::array_t<T> loss_array(Reduction r, const Shape& unreduced) {
+  return empty<T>(r == Reduction::none ? unreduced : Shape{});
+}
+
+py::object py_cross_entropy(py::handle x, py::handle target, const std::string& reduction) {
+  const char* op = "cross_entropy";
+  Operands ops(op);
+  auto a = cross_entropy_args(op, ops, x, target, reduction);
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(a.logits);
+    auto out = loss_array<T>(a.reduction, {a.n});
+    T* outp = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      cross_entropy_forward<T>(xc.data(), a.target.data(), a.n, a.c, a.reduction, outp);
+    }
+    return out;
+  });
+}
+
+py::object py_cross_entropy_backward(py::handle x, py::handle target,
+                                     const std::string& reduction) {
+  const char* op = "cross_entropy_backward";
+  Operands ops(op);
+  auto a = cross_entropy_args(op, ops, x, target, reduction);
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(a.logits);
+    auto g = empty<T>({a.n, a.c});
+    T* gp = g.mutable_data();
+    {
+      py::gil_scoped_release release;
+      cnnkit::cross_entropy_backward<T>(xc.data(), a.target.data(), a.n, a.c, a.reduction, gp);
+    }
+    return g;
+  });
+}
+
+template <bool Backward>
+py::object mse_loss_op(const char* op, py::handle x, py::handle target,
+                       const std::string& reduction) {
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  auto ta = ops.add("target", target);
+  const Shape s = shape_of(xa);
+  check_shape(op, "target", shape_of(ta), s);
+  const Reduction r = parse_reduction(op, reduction);
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(xa);
+    auto tc = contiguous<T>(ta);
+    auto out = Backward ? empty<T>(s) : loss_array<T>(r, s);
+    T* outp = out.mutable_data();
+    const int64_t n = xc.size();
+    {
+      py::gil_scoped_release release;
+      if (Backward)
+        mse_loss_backward<T>(xc.data(), tc.data(), n, r, outp);
+      else
+        mse_loss_forward<T>(xc.data(), tc.data(), n, r, outp);
+    }
+    return out;
+  });
+}
+
+// ---- Normalisation
+
+// A seed as a 64-bit unsigned integer: any Python or NumPy integer in [0, 2**64).
+uint64_t seed_value(const char* op, py::handle seed) {
+  if (PyBool_Check(seed.ptr()) || !PyIndex_Check(seed.ptr()))
+    raise_type(op, ": seed: expected an int, got ",
+               std::string(py::str(py::type::of(seed).attr("__name__"))));
+  auto index = py::reinterpret_steal<py::object>(PyNumber_Index(seed.ptr()));
+  if (!index) throw py::error_already_set();
+  const unsigned long long v = PyLong_AsUnsignedLongLong(index.ptr());
+  if (PyErr_Occurred()) {
+    PyErr_Clear();
+    raise_value(op, ": seed: expected an int in [0, 2**64), got ", std::string(py::str(seed)));
+  }
+  return v;
+}
+
+// Returns (y, mask): mask is a bool array, True where x was kept; in eval mode y is a
+// copy of x and mask is None.
+py::object py_dropout(py::handle x, double p, bool training, py::handle seed) {
+  const char* op = "dropout";
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  check_dropout_p(op, p);
+  const uint64_t s = training ? seed_value(op, seed) : 0;
+  const Shape shape = shape_of(xa);
+  return ops.dispatch([&](auto tag) -> py::tuple {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(xa);
+    auto y = empty<T>(shape);
+    const T* xp = xc.data();
+    T* yp = y.mutable_data();
+    const int64_t n = xc.size();
+    if (!training) {
+      std::copy(xp, xp + n, yp);
+      return py::make_tuple(y, py::none());
+    }
+    auto mask = empty<bool>(shape);
+    auto* kp = reinterpret_cast<uint8_t*>(mask.mutable_data());
+    {
+      py::gil_scoped_release release;
+      dropout_forward<T>(xp, yp, kp, n, p, s);
+    }
+    return py::make_tuple(y, mask);
+  });
+}
+
+py::object py_dropout_backward(py::handle gy, py::handle mask, double p) {
+  const char* op = "dropout_backward";
+  Operands ops(op);
+  auto ga = ops.add("grad_output", gy);
+  check_dropout_p(op, p);
+  std::optional<py::array_t<bool, py::array::c_style>> kc;
+  if (!mask.is_none()) {
+    if (!py::isinstance<py::array>(mask) ||
+        !py::reinterpret_borrow<py::array>(mask).dtype().is(py::dtype::of<bool>()))
+      raise_type(op, ": mask: expected the bool array (or None) that dropout returned, got ",
+                 py::isinstance<py::array>(mask)
+                     ? "dtype " + std::string(py::str(py::reinterpret_borrow<py::array>(mask).dtype()))
+                     : std::string(py::str(py::type::of(mask).attr("__name__"))));
+    auto ma = py::reinterpret_borrow<py::array>(mask);
+    check_shape(op, "mask", shape_of(ma), shape_of(ga));
+    kc = py::array_t<bool, py::array::c_style>::ensure(ma);
+  }
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto gc = contiguous<T>(ga);
+    auto gx = empty<T>(shape_of(ga));
+    const T* gp = gc.data();
+    T* gxp = gx.mutable_data();
+    const int64_t n = gc.size();
+    {
+      py::gil_scoped_release release;
+      if (kc)
+        dropout_backward<T>(gp, reinterpret_cast<const uint8_t*>(kc->data()), gxp, n, p);
+      else
+        std::copy(gp, gp + n, gxp);  // eval mode: dropout was the identity
+    }
+    return gx;
+  });
+}
+
+// Running stats are updated in place, so in training they must be the caller's own
+// writeable C-contiguous arrays: a converted copy would take the update and be lost.
+void check_in_place(const char* op, const char* name, const std::optional<py::array>& a) {
+  if (a && (!(a->flags() & py::array::c_style) || !a->writeable()))
+    raise_value(op, ": ", name,
+                ": expected a writeable C-contiguous array (it is updated in place), got ",
+                a->writeable() ? "a non-contiguous array" : "a read-only array");
+}
+
+// Returns (y, input, mean, invstd): the C-contiguous input and the float64 statistics
+// used, which batch_norm_backward needs.
+py::object py_batch_norm(py::handle x, py::handle gamma, py::handle beta, py::handle running_mean,
+                         py::handle running_var, bool training, double momentum, double eps) {
+  const char* op = "batch_norm";
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  auto ga = ops.add_optional("gamma", gamma);
+  auto ba = ops.add_optional("beta", beta);
+  auto rma = ops.add_optional("running_mean", running_mean);
+  auto rva = ops.add_optional("running_var", running_var);
+  Shape gs = ga ? shape_of(*ga) : Shape{}, bs = ba ? shape_of(*ba) : Shape{};
+  Shape ms = rma ? shape_of(*rma) : Shape{}, vs = rva ? shape_of(*rva) : Shape{};
+  const DimSplit d = check_batch_norm(op, shape_of(xa), ga ? &gs : nullptr, ba ? &bs : nullptr,
+                                      rma ? &ms : nullptr, rva ? &vs : nullptr, training, eps);
+  if (training) {
+    check_in_place(op, "running_mean", rma);
+    check_in_place(op, "running_var", rva);
+  }
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(xa);
+    auto gc = contiguous<T>(ga);
+    auto bc = contiguous<T>(ba);
+    // Checked above to be the caller's arrays in training; in eval they are only read.
+    auto rmc = contiguous<T>(rma);
+    auto rvc = contiguous<T>(rva);
+    T* rmp = rmc ? const_cast<T*>(rmc->data()) : nullptr;
+    T* rvp = rvc ? const_cast<T*>(rvc->data()) : nullptr;
+    auto y = empty<T>(shape_of(xa));
+    auto mean = empty<double>({d.size});
+    auto invstd = empty<double>({d.size});
+    T* yp = y.mutable_data();
+    double *mp = mean.mutable_data(), *ip = invstd.mutable_data();
+    {
+      py::gil_scoped_release release;
+      batch_norm_forward<T>(xc.data(), cptr<T>(gc), cptr<T>(bc), rmp, rvp, yp, mp, ip, d,
+                            training, momentum, eps);
+    }
+    return py::make_tuple(y, xc, mean, invstd);
+  });
+}
+
+// mean and invstd come from py_batch_norm; has_beta says whether to return grad_beta.
+py::object py_batch_norm_backward(py::handle gy, py::handle x, py::handle gamma, py::handle mean,
+                                  py::handle invstd, bool training, bool has_beta) {
+  const char* op = "batch_norm_backward";
+  Operands ops(op);
+  auto ga = ops.add("grad_output", gy);
+  auto xa = ops.add("input", x);
+  auto wa = ops.add_optional("gamma", gamma);
+  Shape ws = wa ? shape_of(*wa) : Shape{};
+  const DimSplit d = check_batch_norm_input(op, shape_of(xa), wa ? &ws : nullptr, nullptr);
+  check_shape(op, "grad_output", shape_of(ga), shape_of(xa));
+  auto stats = [&](const char* name, py::handle a) {
+    auto c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
+    if (!c) raise_type(op, ": ", name, ": expected a float64 array from batch_norm");
+    check_shape(op, name, shape_of(c), {d.size});
+    return c;
+  };
+  auto mc = stats("saved.mean", mean);
+  auto ic = stats("saved.invstd", invstd);
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto gc = contiguous<T>(ga);
+    auto xc = contiguous<T>(xa);
+    auto wc = contiguous<T>(wa);
+    auto gx = empty<T>(shape_of(xa));
+    std::optional<py::array_t<T>> gw, gb;
+    if (wa) gw = empty<T>({d.size});
+    if (has_beta) gb = empty<T>({d.size});
+    T* gxp = gx.mutable_data();
+    T* gwp = gw ? gw->mutable_data() : nullptr;
+    T* gbp = gb ? gb->mutable_data() : nullptr;
+    {
+      py::gil_scoped_release release;
+      cnnkit::batch_norm_backward<T>(gc.data(), xc.data(), cptr<T>(wc), mc.data(), ic.data(), gxp,
+                                     gwp, gbp, d, training);
+    }
+    return py::make_tuple(gx, gw ? py::object(*gw) : py::none(), gb ? py::object(*gb) : py::none());
+  });
+}
+
+py::object py_local_response_norm(py::handle x, int64_t size, double alpha, double beta,
+                                  double k) {
+  const char* op = "local_response_norm";
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  const DimSplit d = check_local_response_norm(op, shape_of(xa), size);
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(xa);
+    auto y = empty<T>(shape_of(xa));
+    T* yp = y.mutable_data();
+    {
+      py::gil_scoped_release release;
+      local_response_norm_forward<T>(xc.data(), yp, d, size, alpha, beta, k);
+    }
+    return y;
+  });
+}
+
+py::object py_local_response_norm_backward(py::handle gy, py::handle x, int64_t size,
+                                           double alpha, double beta, double k) {
+  const char* op = "local_response_norm_backward";
+  Operands ops(op);
+  auto ga = ops.add("grad_output", gy);
+  auto xa = ops.add("input", x);
+  const DimSplit d = check_local_response_norm(op, shape_of(xa), size);
+  check_shape(op, "grad_output", shape_of(ga), shape_of(xa));
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto gc = contiguous<T>(ga);
+    auto xc = contiguous<T>(xa);
+    auto gx = empty<T>(shape_of(xa));
+    T* gxp = gx.mutable_data();
+    {
+      py::gil_scoped_release release;
+      cnnkit::local_response_norm_backward<T>(gc.data(), xc.data(), gxp, d, size, alpha, beta, k);
+    }
+    return gx;
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -341,4 +782,63 @@ PYBIND11_MODULE(_C, m) {
       py::arg("bytes"));
   m.def("simd_level", &simd_level);
   m.def("blas_config", [] { return std::string(blas_config()); });
+
+  m.def("relu", &py_relu, py::arg("input"));
+  m.def("relu_backward", &py_relu_backward, py::arg("grad_output"), py::arg("input"));
+  m.def("sigmoid", &py_sigmoid, py::arg("input"));
+  m.def("sigmoid_backward", &py_sigmoid_backward, py::arg("grad_output"), py::arg("output"));
+  m.def("tanh", &py_tanh, py::arg("input"));
+  m.def("tanh_backward", &py_tanh_backward, py::arg("grad_output"), py::arg("output"));
+
+  m.def(
+      "softmax", [](py::handle x, int64_t dim) { return softmax_op("softmax", x, dim, false); },
+      py::arg("input"), py::arg("dim"));
+  m.def(
+      "log_softmax",
+      [](py::handle x, int64_t dim) { return softmax_op("log_softmax", x, dim, true); },
+      py::arg("input"), py::arg("dim"));
+  m.def(
+      "softmax_backward",
+      [](py::handle gy, py::handle y, int64_t dim) {
+        return softmax_backward_op("softmax_backward", gy, y, dim, false);
+      },
+      py::arg("grad_output"), py::arg("output"), py::arg("dim"));
+  m.def(
+      "log_softmax_backward",
+      [](py::handle gy, py::handle y, int64_t dim) {
+        return softmax_backward_op("log_softmax_backward", gy, y, dim, true);
+      },
+      py::arg("grad_output"), py::arg("output"), py::arg("dim"));
+  m.def("cross_entropy", &py_cross_entropy, py::arg("input"), py::arg("target"),
+        py::arg("reduction"));
+  m.def("cross_entropy_backward", &py_cross_entropy_backward, py::arg("input"),
+        py::arg("target"), py::arg("reduction"));
+  m.def(
+      "mse_loss",
+      [](py::handle x, py::handle t, const std::string& r) {
+        return mse_loss_op<false>("mse_loss", x, t, r);
+      },
+      py::arg("input"), py::arg("target"), py::arg("reduction"));
+  m.def(
+      "mse_loss_backward",
+      [](py::handle x, py::handle t, const std::string& r) {
+        return mse_loss_op<true>("mse_loss_backward", x, t, r);
+      },
+      py::arg("input"), py::arg("target"), py::arg("reduction"));
+
+  m.def("dropout", &py_dropout, py::arg("input"), py::arg("p"), py::arg("training"),
+        py::arg("seed"));
+  m.def("dropout_backward", &py_dropout_backward, py::arg("grad_output"), py::arg("mask"),
+        py::arg("p"));
+  m.def("batch_norm", &py_batch_norm, py::arg("input"), py::arg("gamma"), py::arg("beta"),
+        py::arg("running_mean"), py::arg("running_var"), py::arg("training"),
+        py::arg("momentum"), py::arg("eps"));
+  m.def("batch_norm_backward", &py_batch_norm_backward, py::arg("grad_output"),
+        py::arg("input"), py::arg("gamma"), py::arg("mean"), py::arg("invstd"),
+        py::arg("training"), py::arg("has_beta"));
+  m.def("local_response_norm", &py_local_response_norm, py::arg("input"), py::arg("size"),
+        py::arg("alpha"), py::arg("beta"), py::arg("k"));
+  m.def("local_response_norm_backward", &py_local_response_norm_backward,
+        py::arg("grad_output"), py::arg("input"), py::arg("size"), py::arg("alpha"),
+        py::arg("beta"), py::arg("k"));
 }

@@ -224,3 +224,220 @@ def linear_grads(grad_out, x, weight):
     gw = np.einsum("no,ni->oi", gy2, x2)
     gb = gy2.sum(axis=0)
     return gx, gw, gb
+
+
+# ---------------------------------------------------------------------------
+# Activations: relu, sigmoid, tanh (forward and gradients)
+# ---------------------------------------------------------------------------
+
+
+def relu(x):
+    """max(x, 0); NaN stays NaN, as in torch."""
+    x = np.asarray(x, np.float64)
+    return np.where(np.isnan(x) | (x > 0), x, 0.0)
+
+
+def relu_grad(grad_out, x):
+    """grad_out where x > 0 or x is NaN (torch's threshold_backward: zero where x <= 0)."""
+    x = np.asarray(x, np.float64)
+    return np.where(x <= 0, 0.0, np.asarray(grad_out, np.float64))
+
+
+def sigmoid(x):
+    """1 / (1 + e^-x), from e^-|x| so that no exp overflows."""
+    x = np.asarray(x, np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def sigmoid_grad(grad_out, y):
+    """d sigmoid / dx = y (1 - y), given the output y."""
+    y = np.asarray(y, np.float64)
+    return np.asarray(grad_out, np.float64) * y * (1.0 - y)
+
+
+def tanh(x):
+    return np.tanh(np.asarray(x, np.float64))
+
+
+def tanh_grad(grad_out, y):
+    """d tanh / dx = 1 - y^2, given the output y."""
+    y = np.asarray(y, np.float64)
+    return np.asarray(grad_out, np.float64) * (1.0 - y * y)
+
+
+# ---------------------------------------------------------------------------
+# Softmax and losses: softmax, log_softmax, cross_entropy, mse_loss
+# ---------------------------------------------------------------------------
+
+
+def softmax(x, dim=-1):
+    x = np.asarray(x, np.float64)
+    e = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    return e / np.sum(e, axis=dim, keepdims=True)
+
+
+def log_softmax(x, dim=-1):
+    """(x - max) - log(sum(exp(x - max))): exact for large logits."""
+    x = np.asarray(x, np.float64)
+    shifted = x - np.max(x, axis=dim, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))
+
+
+def _jacobian_along(grad_out, jac, dim):
+    """grad_x[..., i] = sum_j grad_out[..., j] * jac[..., j, i] with dim moved last."""
+    g = np.moveaxis(np.asarray(grad_out, np.float64), dim, -1)
+    return np.moveaxis(np.einsum("...j,...ji->...i", g, jac), -1, dim)
+
+
+def softmax_grad(grad_out, y, dim=-1):
+    """Through the full Jacobian d y_j / d x_i = y_j (delta_ij - y_i), given the output y."""
+    s = np.moveaxis(np.asarray(y, np.float64), dim, -1)
+    jac = s[..., :, None] * (np.eye(s.shape[-1]) - s[..., None, :])
+    return _jacobian_along(grad_out, jac, dim)
+
+
+def log_softmax_grad(grad_out, y, dim=-1):
+    """Through the full Jacobian d y_j / d x_i = delta_ij - softmax_i, given the output y."""
+    p = np.exp(np.moveaxis(np.asarray(y, np.float64), dim, -1))
+    jac = np.eye(p.shape[-1]) - p[..., None, :]
+    return _jacobian_along(grad_out, jac, dim)
+
+
+def _reduce(losses, reduction):
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return np.sum(losses)
+    return np.mean(losses) if losses.size else np.nan
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    """-log_softmax(logits)[i, target[i]] per sample, then reduced."""
+    lp = log_softmax(logits, dim=1)
+    target = np.asarray(target, np.int64)
+    losses = np.array([-lp[i, t] for i, t in enumerate(target)], dtype=np.float64)
+    return _reduce(losses, reduction)
+
+
+def cross_entropy_grad(logits, target, reduction="mean"):
+    """d loss / d logits for an upstream gradient of 1 (ones for 'none')."""
+    p = softmax(logits, dim=1)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(len(target)), np.asarray(target, np.int64)] = 1.0
+    g = p - onehot
+    return g / len(target) if reduction == "mean" else g
+
+
+def mse_loss(x, target, reduction="mean"):
+    d = np.asarray(x, np.float64) - np.asarray(target, np.float64)
+    return _reduce(d * d, reduction)
+
+
+def mse_loss_grad(x, target, reduction="mean"):
+    d = np.asarray(x, np.float64) - np.asarray(target, np.float64)
+    return 2.0 * d / d.size if reduction == "mean" else 2.0 * d
+
+
+# ---------------------------------------------------------------------------
+# Dropout and normalisation: dropout, batch_norm, local_response_norm
+# ---------------------------------------------------------------------------
+
+
+def dropout(x, keep, p):
+    """Inverted dropout with a given keep-mask: x * keep / (1 - p)."""
+    return np.asarray(x, np.float64) * np.asarray(keep, np.float64) / (1.0 - p)
+
+
+def _channel_view(x):
+    """(N, C, ...) -> (N, C, S) and the axes that a per-channel statistic reduces."""
+    x = np.asarray(x, np.float64)
+    return x.reshape(x.shape[0], x.shape[1], -1), (0, 2)
+
+
+def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
+    """Returns (y, new_running_mean, new_running_var); the running stats are returned
+    updated (training) or unchanged, never modified in place. Training normalises
+    with the biased variance and updates running_var with the unbiased one."""
+    x3, axes = _channel_view(x)
+    c = x3.shape[1]
+    if training:
+        m = x3.shape[0] * x3.shape[2]
+        mean = x3.mean(axis=axes)
+        var = ((x3 - mean[None, :, None]) ** 2).mean(axis=axes)
+        new_rm = new_rv = None
+        if running_mean is not None:
+            new_rm = (1 - momentum) * np.asarray(running_mean, np.float64) + momentum * mean
+        if running_var is not None:
+            new_rv = (1 - momentum) * np.asarray(running_var, np.float64) + momentum * var * m / (m - 1)
+    else:
+        mean = np.asarray(running_mean, np.float64)
+        var = np.asarray(running_var, np.float64)
+        new_rm, new_rv = mean, var
+    g = np.ones(c) if gamma is None else np.asarray(gamma, np.float64)
+    b = np.zeros(c) if beta is None else np.asarray(beta, np.float64)
+    y = (x3 - mean[None, :, None]) / np.sqrt(var[None, :, None] + eps) * g[None, :, None] + b[None, :, None]
+    return y.reshape(np.shape(x)), new_rm, new_rv
+
+
+def batch_norm_grads(grad_out, x, gamma, training=True, eps=1e-5, running_mean=None, running_var=None):
+    """(grad_x, grad_gamma, grad_beta). Training differentiates through the batch mean
+    and variance: with x_hat = (x - mean) / sqrt(var + eps) and M values per channel,
+    dL/dx = gamma / sqrt(var + eps) * (g - mean(g) - x_hat * mean(g * x_hat));
+    eval treats the running stats as constants."""
+    x3, axes = _channel_view(x)
+    g3 = np.asarray(grad_out, np.float64).reshape(x3.shape)
+    c = x3.shape[1]
+    if training:
+        mean = x3.mean(axis=axes)
+        var = ((x3 - mean[None, :, None]) ** 2).mean(axis=axes)
+    else:
+        mean = np.asarray(running_mean, np.float64)
+        var = np.asarray(running_var, np.float64)
+    gam = np.ones(c) if gamma is None else np.asarray(gamma, np.float64)
+    inv = 1.0 / np.sqrt(var + eps)
+    x_hat = (x3 - mean[None, :, None]) * inv[None, :, None]
+    grad_gamma = (g3 * x_hat).sum(axis=axes)
+    grad_beta = g3.sum(axis=axes)
+    if training:
+        gm = g3.mean(axis=axes, keepdims=True)
+        gxm = (g3 * x_hat).mean(axis=axes, keepdims=True)
+        gx = (gam * inv)[None, :, None] * (g3 - gm - x_hat * gxm)
+    else:
+        gx = (gam * inv)[None, :, None] * g3
+    return gx.reshape(np.shape(x)), grad_gamma, grad_beta
+
+
+def _lrn_window(c, channels, size):
+    """Channels summed for channel c: [c - size//2, c + (size-1)//2], clipped."""
+    return range(max(0, c - size // 2), min(channels, c + (size - 1) // 2 + 1))
+
+
+def _lrn_denominator(x3, size, alpha, k):
+    """k + alpha / size * (sum of x^2 over each channel's window), x3 as (N, C, S)."""
+    channels = x3.shape[1]
+    d = np.empty_like(x3)
+    for c in range(channels):
+        d[:, c] = k + alpha / size * sum(x3[:, j] ** 2 for j in _lrn_window(c, channels, size))
+    return d
+
+
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """torch.nn.functional.local_response_norm, across channels of (N, C, ...)."""
+    x3, _ = _channel_view(x)
+    return (x3 / _lrn_denominator(x3, size, alpha, k) ** beta).reshape(np.shape(x))
+
+
+def local_response_norm_grad(grad_out, x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Chain rule over every pair (c, j) with j in c's window:
+    dy_c/dx_j = [c == j] d_c^-beta - 2 alpha beta / size * x_c x_j d_c^(-beta-1)."""
+    x3, _ = _channel_view(x)
+    g3 = np.asarray(grad_out, np.float64).reshape(x3.shape)
+    d = _lrn_denominator(x3, size, alpha, k)
+    gx = g3 * d**-beta
+    channels = x3.shape[1]
+    for c in range(channels):
+        common = g3[:, c] * x3[:, c] * d[:, c] ** (-beta - 1) * (-2.0 * alpha * beta / size)
+        for j in _lrn_window(c, channels, size):
+            gx[:, j] += common * x3[:, j]
+    return gx.reshape(np.shape(x))

@@ -1,5 +1,7 @@
 #include "common/validate.h"
 
+#include <algorithm>
+
 #include "common/shapes.h"
 
 namespace cnnkit {
@@ -119,6 +121,95 @@ void check_linear(const char* op, const Shape& x, const Shape& weight, const Sha
     raise_value(op, ": weight: expected in_features = ", x[1],
                 " in weight.shape[1] to match the input, got weight shape ", shape_str(weight));
   check_bias(op, bias, weight[0]);
+}
+
+namespace {
+void check_min_ndim(const char* op, const char* name, const Shape& s, size_t ndim,
+                    const char* layout) {
+  if (s.size() < ndim)
+    raise_value(op, ": ", name, ": expected ", ndim, " or more dims ", layout, ", got ", s.size(),
+                "-D shape ", shape_str(s));
+}
+
+int64_t product(Shape::const_iterator begin, Shape::const_iterator end) {
+  int64_t p = 1;
+  for (auto it = begin; it != end; ++it) p *= *it;
+  return p;
+}
+}  // namespace
+
+int64_t wrap_dim(const char* op, int64_t dim, size_t ndim) {
+  const int64_t r = std::max<int64_t>(1, static_cast<int64_t>(ndim));
+  if (dim < -r || dim >= r) {
+    std::ostringstream os;
+    os << op << ": dim: expected a value in [" << -r << ", " << r - 1 << "], got " << dim;
+    throw std::out_of_range(os.str());
+  }
+  return dim < 0 ? dim + r : dim;
+}
+
+DimSplit split_at_dim(const Shape& s, int64_t dim) {
+  if (s.empty()) return {1, 1, 1};
+  return {product(s.begin(), s.begin() + dim), s[dim], product(s.begin() + dim + 1, s.end())};
+}
+
+Reduction parse_reduction(const char* op, const std::string& reduction) {
+  if (reduction == "mean") return Reduction::mean;
+  if (reduction == "sum") return Reduction::sum;
+  if (reduction == "none") return Reduction::none;
+  raise_value(op, ": reduction: expected 'mean', 'sum' or 'none', got '", reduction, "'");
+}
+
+void check_cross_entropy(const char* op, const Shape& logits, const Shape& target) {
+  check_ndim(op, "input", logits, 2, "(N, C) of logits");
+  check_ndim(op, "target", target, 1, "(N,) of class indices");
+  if (target[0] != logits[0])
+    raise_value(op, ": target: expected shape (", logits[0], ",) to match the batch of input ",
+                shape_str(logits), ", got ", shape_str(target));
+}
+
+void check_class_indices(const char* op, const char* name, const int64_t* target, int64_t n,
+                         int64_t classes) {
+  for (int64_t i = 0; i < n; ++i)
+    if (target[i] < 0 || target[i] >= classes)
+      raise_value(op, ": ", name, ": expected class indices in [0, ", classes, "), got ",
+                  target[i], " at position ", i);
+}
+
+void check_dropout_p(const char* op, double p) {
+  if (!(p >= 0 && p < 1)) raise_value(op, ": p: expected a probability in [0, 1), got ", p);
+}
+
+DimSplit check_batch_norm_input(const char* op, const Shape& x, const Shape* gamma,
+                                const Shape* beta) {
+  check_min_ndim(op, "input", x, 2, "(N, C, ...)");
+  if (gamma) check_shape(op, "gamma", *gamma, {x[1]});
+  if (beta) check_shape(op, "beta", *beta, {x[1]});
+  return {x[0], x[1], product(x.begin() + 2, x.end())};
+}
+
+DimSplit check_batch_norm(const char* op, const Shape& x, const Shape* gamma, const Shape* beta,
+                          const Shape* running_mean, const Shape* running_var, bool training,
+                          double eps) {
+  const DimSplit d = check_batch_norm_input(op, x, gamma, beta);
+  const int64_t c = d.size;
+  if (running_mean) check_shape(op, "running_mean", *running_mean, {c});
+  if (running_var) check_shape(op, "running_var", *running_var, {c});
+  if (!training && !running_mean)
+    raise_value(op, ": running_mean: expected an array when training=False, got None");
+  if (!training && !running_var)
+    raise_value(op, ": running_var: expected an array when training=False, got None");
+  if (!(eps >= 0)) raise_value(op, ": eps: expected a non-negative value, got ", eps);
+  if (training && d.outer * d.inner == 1)
+    raise_value(op, ": input: expected more than 1 value per channel when training, got shape ",
+                shape_str(x));
+  return d;
+}
+
+DimSplit check_local_response_norm(const char* op, const Shape& x, int64_t size) {
+  check_min_ndim(op, "input", x, 3, "(N, C, ...)");
+  if (size < 1) raise_value(op, ": size: expected a positive integer, got ", size);
+  return {x[0], x[1], product(x.begin() + 2, x.end())};
 }
 
 }  // namespace cnnkit

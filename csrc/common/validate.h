@@ -52,4 +52,41 @@ ConvGeometry conv_transpose2d_geometry(const char* op, const Shape& x, const Sha
 // linear: x (N, in), weight (out, in), bias (out,) or null.
 void check_linear(const char* op, const Shape& x, const Shape& weight, const Shape* bias);
 
+// ---- Activations, softmax, losses and normalisation
+
+// An array seen as (outer, size, inner) around one of its dims.
+struct DimSplit {
+  int64_t outer, size, inner;
+};
+
+// dim of an ndim-D array (a 0-D array counts as 1-D, as in torch) wrapped to
+// [0, ndim); out of range throws std::out_of_range, which Python sees as IndexError.
+int64_t wrap_dim(const char* op, int64_t dim, size_t ndim);
+DimSplit split_at_dim(const Shape& s, int64_t dim);
+
+enum class Reduction { none, mean, sum };
+Reduction parse_reduction(const char* op, const std::string& reduction);
+
+// cross_entropy: logits (N, C), target (N,) of class indices in [0, C).
+void check_cross_entropy(const char* op, const Shape& logits, const Shape& target);
+void check_class_indices(const char* op, const char* name, const int64_t* target, int64_t n,
+                         int64_t classes);
+
+// A probability in [0, 1).
+void check_dropout_p(const char* op, double p);
+
+// batch_norm: x (N, C, ...) with at least 2 dims, per-channel arrays (C,) or null.
+// Returns x as (N, C, spatial).
+DimSplit check_batch_norm_input(const char* op, const Shape& x, const Shape* gamma,
+                                const Shape* beta);
+// The forward's checks: the above, plus running stats (required in eval), eps and,
+// in training, more than one value per channel.
+DimSplit check_batch_norm(const char* op, const Shape& x, const Shape* gamma, const Shape* beta,
+                          const Shape* running_mean, const Shape* running_var, bool training,
+                          double eps);
+
+// local_response_norm: x (N, C, ...) with at least 3 dims, size >= 1. Returns x as
+// (N, C, spatial).
+DimSplit check_local_response_norm(const char* op, const Shape& x, int64_t size);
+
 }  // namespace cnnkit

@@ -4,9 +4,12 @@ Signatures and semantics follow torch.nn.functional. Every op has an explicit
 backward. Arguments are normalised here and validated once, in C++.
 """
 
+import numbers
+from typing import NamedTuple, Optional
+
 import numpy as np
 
-from . import _C
+from . import _C, _random
 from ._args import conv_padding, groups as _groups, pair, weight_kernel_hw
 
 __all__ = [
@@ -16,6 +19,26 @@ __all__ = [
     "conv_transpose2d_backward",
     "linear",
     "linear_backward",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "tanh",
+    "tanh_backward",
+    "softmax",
+    "softmax_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "cross_entropy",
+    "cross_entropy_backward",
+    "mse_loss",
+    "mse_loss_backward",
+    "dropout",
+    "dropout_backward",
+    "batch_norm",
+    "batch_norm_backward",
+    "local_response_norm",
+    "local_response_norm_backward",
 ]
 
 
@@ -90,3 +113,202 @@ def linear_backward(grad_output, input, weight):
         g = g.reshape(-1, g.shape[-1])
     gx, gw, gb = _C.linear_backward(g, x, weight)
     return (gx if lead is None else gx.reshape(input.shape)), gw, gb
+
+
+# ---- Argument types of the layer ops (values are checked in C++)
+
+
+def _int(v, op, name):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{op}: {name}: expected an int, got {type(v).__name__}")
+    return int(v)
+
+
+def _real(v, op, name):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{op}: {name}: expected a real number, got {type(v).__name__}")
+    return float(v)
+
+
+def _reduction(v, op):
+    if not isinstance(v, str):
+        raise TypeError(f"{op}: reduction: expected 'mean', 'sum' or 'none', got {type(v).__name__}")
+    return v
+
+
+# ---- Activations (any shape)
+
+
+def relu(input):
+    """max(x, 0) elementwise; NaN stays NaN."""
+    return _C.relu(input)
+
+
+def relu_backward(grad_output, input):
+    """grad_output where input > 0 (or NaN), else 0, as torch's threshold_backward."""
+    return _C.relu_backward(grad_output, input)
+
+
+def sigmoid(input):
+    """1 / (1 + e^-x), stable for large |x|."""
+    return _C.sigmoid(input)
+
+
+def sigmoid_backward(grad_output, output):
+    """grad_output * y * (1 - y), where output y is sigmoid's result."""
+    return _C.sigmoid_backward(grad_output, output)
+
+
+def tanh(input):
+    return _C.tanh(input)
+
+
+def tanh_backward(grad_output, output):
+    """grad_output * (1 - y^2), where output y is tanh's result."""
+    return _C.tanh_backward(grad_output, output)
+
+
+# ---- Softmax and losses
+
+
+def softmax(input, dim=-1):
+    """Softmax along dim of an array of any rank; out-of-range dim raises IndexError."""
+    return _C.softmax(input, _int(dim, "softmax", "dim"))
+
+
+def log_softmax(input, dim=-1):
+    """log(softmax(x)) along dim, computed as (x - max) - log(sum(exp(x - max)))."""
+    return _C.log_softmax(input, _int(dim, "log_softmax", "dim"))
+
+
+def softmax_backward(grad_output, output, dim=-1):
+    """Gradient of softmax given its output y: y * (g - sum(g * y)) along dim."""
+    return _C.softmax_backward(grad_output, output, _int(dim, "softmax_backward", "dim"))
+
+
+def log_softmax_backward(grad_output, output, dim=-1):
+    """Gradient of log_softmax given its output y: g - exp(y) * sum(g) along dim."""
+    return _C.log_softmax_backward(grad_output, output, _int(dim, "log_softmax_backward", "dim"))
+
+
+def cross_entropy(input, target, reduction="mean"):
+    """Softmax cross-entropy of logits input (N, C) against class indices target (N,),
+    of any integer dtype, each in [0, C) (there is no ignore_index).
+
+    reduction 'none' gives the (N,) losses; 'mean' and 'sum' give a 0-d array of the
+    input's dtype (as torch gives a 0-d tensor; float() it for a Python number). The
+    mean of an empty batch is NaN.
+    """
+    return _C.cross_entropy(input, target, _reduction(reduction, "cross_entropy"))
+
+
+def cross_entropy_backward(input, target, reduction="mean"):
+    """Gradient of cross_entropy with respect to the logits for an upstream gradient of
+    1 (ones for 'none'): softmax(input) - onehot(target), divided by N for 'mean'."""
+    return _C.cross_entropy_backward(input, target, _reduction(reduction, "cross_entropy_backward"))
+
+
+def mse_loss(input, target, reduction="mean"):
+    """Squared error; target has input's shape exactly. 'mean' and 'sum' give a 0-d array."""
+    return _C.mse_loss(input, target, _reduction(reduction, "mse_loss"))
+
+
+def mse_loss_backward(input, target, reduction="mean"):
+    """Gradient of mse_loss with respect to input: 2 (input - target), divided by the
+    element count for 'mean'."""
+    return _C.mse_loss_backward(input, target, _reduction(reduction, "mse_loss_backward"))
+
+
+# ---- Dropout and normalisation
+
+
+def dropout(input, p=0.5, training=True, seed=None):
+    """Inverted dropout: returns (y, mask).
+
+    In training each element is kept with probability 1 - p (0 <= p < 1) and scaled by
+    1 / (1 - p); mask is a bool array, True where the element was kept. The mask is a
+    function of seed and the element's flat index only: the same seed gives the same
+    mask for any thread count and either dtype. seed=None draws one from cnnkit's
+    random stream (cnnkit.manual_seed). In eval mode (training=False) y is a copy of
+    input and mask is None.
+    """
+    training = bool(training)
+    if training and seed is None:
+        seed = _random.next_seed()
+    return _C.dropout(input, _real(p, "dropout", "p"), training, seed)
+
+
+def dropout_backward(grad_output, mask, p):
+    """Gradient of dropout: grad_output * mask / (1 - p); a copy of grad_output when
+    mask is None (eval mode)."""
+    return _C.dropout_backward(grad_output, mask, _real(p, "dropout_backward", "p"))
+
+
+class BatchNormSaved(NamedTuple):
+    """What batch_norm_backward needs from batch_norm's forward; treat it as opaque."""
+
+    input: np.ndarray  # the C-contiguous input
+    gamma: Optional[np.ndarray]
+    mean: np.ndarray  # float64 (C,): the statistics used (the batch's in training, else the running ones)
+    invstd: np.ndarray  # float64 (C,): 1 / sqrt(var + eps)
+    training: bool
+    has_beta: bool
+
+
+def batch_norm(input, gamma=None, beta=None, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
+    """Batch norm of input (N, C, ...) per channel; returns (y, saved).
+
+    training=True normalises with the batch's mean and biased variance and, where
+    running_mean/running_var are given, updates them in place as torch does:
+    r = (1 - momentum) * r + momentum * stat, with the unbiased variance for
+    running_var. They must then be writeable C-contiguous arrays of input's dtype.
+    training=False normalises with the running stats, which are then required.
+    gamma and beta (C,) may be None (scale 1, shift 0). saved is a BatchNormSaved for
+    batch_norm_backward.
+    """
+    training = bool(training)
+    y, x, mean, invstd = _C.batch_norm(
+        input,
+        gamma,
+        beta,
+        running_mean,
+        running_var,
+        training,
+        _real(momentum, "batch_norm", "momentum"),
+        _real(eps, "batch_norm", "eps"),
+    )
+    return y, BatchNormSaved(x, gamma, mean, invstd, training, beta is not None)
+
+
+def batch_norm_backward(grad_output, saved):
+    """Gradients of batch_norm: (grad_input, grad_gamma, grad_beta); grad_gamma and
+    grad_beta are None where gamma and beta were None. In eval mode the statistics
+    are constants and the gradient is that of the affine map."""
+    if not isinstance(saved, BatchNormSaved):
+        raise TypeError(f"batch_norm_backward: saved: expected the BatchNormSaved from batch_norm, got {type(saved).__name__}")
+    return _C.batch_norm_backward(
+        grad_output, saved.input, saved.gamma, saved.mean, saved.invstd, saved.training, saved.has_beta
+    )
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Cross-channel LRN of input (N, C, ...), as torch:
+    y = x / (k + alpha / size * sum of x^2 over channels [c - size//2, c + (size-1)//2]) ^ beta.
+    """
+    op = "local_response_norm"
+    return _C.local_response_norm(
+        input, _int(size, op, "size"), _real(alpha, op, "alpha"), _real(beta, op, "beta"), _real(k, op, "k")
+    )
+
+
+def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Gradient of local_response_norm with respect to input."""
+    op = "local_response_norm_backward"
+    return _C.local_response_norm_backward(
+        grad_output,
+        input,
+        _int(size, op, "size"),
+        _real(alpha, op, "alpha"),
+        _real(beta, op, "beta"),
+        _real(k, op, "k"),
+    )
