@@ -412,8 +412,8 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p: expected a probability in [0, 1], got {p}")
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p: expected a probability in [0, 1), got {p}")
         self.p = float(p)
 
     def forward(self, x):
@@ -445,27 +445,18 @@ class BatchNorm2d(Module):
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         dtype = _float_dtype(dtype, "BatchNorm2d")
-        if self.affine:
-            self.weight = Parameter(np.ones(num_features, dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype))
-        else:
-            # Fixed gamma = 1, beta = 0: not parameters, not saved.
-            object.__setattr__(self, "weight", None)
-            object.__setattr__(self, "bias", None)
+        self.weight = Parameter(np.ones(num_features, dtype)) if self.affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype)) if self.affine else None
         if self.track_running_stats:
             self.register_buffer("running_mean", np.zeros(num_features, dtype))
             self.register_buffer("running_var", np.ones(num_features, dtype))
         else:
-            object.__setattr__(self, "running_mean", None)
-            object.__setattr__(self, "running_var", None)
-
-    def _affine(self, dtype):
-        if self.affine:
-            return self.weight.data, self.bias.data
-        return np.ones(self.num_features, dtype), np.zeros(self.num_features, dtype)
+            self.running_mean = None
+            self.running_var = None
 
     def forward(self, x):
-        gamma, beta = self._affine(x.dtype)
+        gamma = self.weight.data if self.affine else None
+        beta = self.bias.data if self.affine else None
         use_batch_stats = self.training or not self.track_running_stats
         y, saved = F.batch_norm(
             x,

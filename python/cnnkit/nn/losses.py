@@ -12,19 +12,13 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 class _Loss(Module):
+    """The target is validated by the functional op (its batch size must match)."""
+
     def __init__(self, reduction="mean"):
         super().__init__()
         if reduction not in _REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
-
-    def _check_batch(self, output, target):
-        n_out = np.shape(output)[0] if np.ndim(output) else None
-        n_target = np.shape(target)[0] if np.ndim(target) else None
-        if n_out != n_target:
-            raise ValueError(
-                f"{type(self).__name__}: target: expected batch size {n_out} (that of the output), got {n_target}"
-            )
 
     def _result(self, loss):
         return float(loss) if self.reduction != "none" else loss
@@ -48,9 +42,9 @@ class CrossEntropyLoss(_Loss):
     """Softmax cross-entropy of logits (N, C) against integer class targets (N,)."""
 
     def forward(self, output, target):
-        self._check_batch(output, target)
+        loss = F.cross_entropy(output, target, reduction=self.reduction)
         self._save(output, target)
-        return self._result(F.cross_entropy(output, target, reduction=self.reduction))
+        return self._result(loss)
 
     def _gradient(self, output, target):
         return F.cross_entropy_backward(output, target, reduction=self.reduction)
@@ -60,9 +54,9 @@ class MSELoss(_Loss):
     """Mean squared error between output and a target of the same shape."""
 
     def forward(self, output, target):
-        self._check_batch(output, target)
+        loss = F.mse_loss(output, target, reduction=self.reduction)
         self._save(output, target)
-        return self._result(F.mse_loss(output, target, reduction=self.reduction))
+        return self._result(loss)
 
     def _gradient(self, output, target):
         return F.mse_loss_backward(output, target, reduction=self.reduction)

@@ -1,0 +1,222 @@
+"""cnnkit.data: the batch iterator, and the MNIST IDX / CIFAR-10 binary readers on tiny
+files written here in those formats."""
+
+import gzip
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+import cnnkit
+from cnnkit import data
+
+
+# ---- DataLoader ---------------------------------------------------------------------
+def test_batches_in_order_without_shuffle():
+    x = np.arange(10)[:, None] * np.ones((1, 3))
+    y = np.arange(10)
+    loader = data.DataLoader((x, y), batch_size=4)
+    batches = list(loader)
+    assert len(loader) == 3
+    assert [len(b[1]) for b in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), y)
+    np.testing.assert_array_equal(batches[0][0], x[:4])
+
+
+def test_drop_last():
+    loader = data.DataLoader((np.arange(10),), batch_size=4, drop_last=True)
+    assert len(loader) == 2
+    assert [len(b[0]) for b in loader] == [4, 4]
+
+
+def test_shuffle_is_a_permutation_reproducible_by_seed_and_new_each_epoch():
+    y = np.arange(50)
+    first = data.DataLoader((y,), batch_size=7, shuffle=True, seed=3)
+    second = data.DataLoader((y,), batch_size=7, shuffle=True, seed=3)
+    epoch1 = np.concatenate([b[0] for b in first])
+    epoch2 = np.concatenate([b[0] for b in first])
+    assert sorted(epoch1) == list(y)
+    assert not np.array_equal(epoch1, y)
+    assert not np.array_equal(epoch1, epoch2)
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in second]), epoch1)
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in second]), epoch2)
+
+
+def test_unseeded_shuffle_follows_manual_seed():
+    y = np.arange(30)
+    cnnkit.manual_seed(11)
+    a = np.concatenate([b[0] for b in data.DataLoader((y,), batch_size=8, shuffle=True)])
+    cnnkit.manual_seed(11)
+    b = np.concatenate([b[0] for b in data.DataLoader((y,), batch_size=8, shuffle=True)])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_features_and_labels_stay_paired():
+    x = np.arange(20, dtype=np.float32) * 10
+    y = np.arange(20)
+    for xb, yb in data.DataLoader(data.ArrayDataset(x, y), batch_size=6, shuffle=True, seed=0):
+        np.testing.assert_array_equal(xb, yb * 10)
+
+
+def test_dataset_arrays_must_have_equal_length():
+    with pytest.raises(ValueError, match="arrays: expected 5 samples in every array, got \\(4,\\) for array 1"):
+        data.ArrayDataset(np.zeros(5), np.zeros(4))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_bad_batch_size(bad):
+    with pytest.raises(ValueError, match="batch_size: expected a positive int"):
+        data.DataLoader((np.zeros(3),), batch_size=bad)
+
+
+# ---- IDX (MNIST) --------------------------------------------------------------------
+def write_idx(path, array, code=0x08):
+    dtype = {0x08: ">u1", 0x0B: ">i2", 0x0D: ">f4"}[code]
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + np.asarray(array, dtype).tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(payload)
+
+
+@pytest.mark.parametrize("code", [0x08, 0x0B, 0x0D])
+def test_read_idx_types(tmp_path, rng, code):
+    values = rng.integers(0, 200, size=(3, 4, 5))
+    path = tmp_path / "a.idx"
+    write_idx(path, values, code)
+    got = data.read_idx(path)
+    assert got.shape == (3, 4, 5)
+    assert got.dtype.isnative
+    np.testing.assert_array_equal(got, values)
+
+
+def test_read_idx_gzip(tmp_path):
+    values = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    write_idx(tmp_path / "a.idx.gz", values)
+    np.testing.assert_array_equal(data.read_idx(tmp_path / "a.idx.gz"), values)
+
+
+def test_read_idx_bad_magic(tmp_path):
+    path = tmp_path / "bad"
+    path.write_bytes(b"\x01\x02\x08\x01\x00\x00\x00\x01\x00")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        data.read_idx(path)
+
+
+def test_read_idx_truncated(tmp_path):
+    path = tmp_path / "short"
+    write_idx(path, np.zeros((2, 3), np.uint8))
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ValueError, match="expected 18 bytes for shape \\(2, 3\\), got 17"):
+        data.read_idx(path)
+
+
+def write_mnist(root, n_train=6, n_test=3, gz=False):
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if gz else ""
+    sets = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28)).astype(np.uint8)
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        write_idx(root / f"{prefix}-images-idx3-ubyte{suffix}", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+        sets[prefix] = (images, labels)
+    return sets
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+def test_load_mnist(tmp_path, gz):
+    sets = write_mnist(tmp_path, gz=gz)
+    for train, prefix in ((True, "train"), (False, "t10k")):
+        x, y = data.load_mnist(tmp_path, train=train)
+        images, labels = sets[prefix]
+        assert x.shape == (len(images), 1, 28, 28) and x.dtype == np.float32
+        assert y.dtype == np.int64
+        np.testing.assert_allclose(x[:, 0], images / 255.0, rtol=1e-6)
+        np.testing.assert_array_equal(y, labels)
+
+
+def test_load_mnist_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        data.load_mnist(tmp_path)
+
+
+def test_load_mnist_count_mismatch(tmp_path):
+    write_mnist(tmp_path)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(5, np.uint8))
+    with pytest.raises(ValueError, match="expected images \\(N, H, W\\) and labels \\(N,\\)"):
+        data.load_mnist(tmp_path)
+
+
+# ---- CIFAR-10 -----------------------------------------------------------------------
+def write_cifar(root, counts):
+    rng = np.random.default_rng(1)
+    sets = {}
+    for name, n in counts.items():
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        images = rng.integers(0, 256, size=(n, 3, 32, 32)).astype(np.uint8)
+        records = np.concatenate([labels[:, None], images.reshape(n, -1)], axis=1)
+        (root / name).write_bytes(records.tobytes())
+        sets[name] = (images, labels)
+    return sets
+
+
+def test_load_cifar10(tmp_path):
+    nested = tmp_path / "cifar-10-batches-bin"
+    nested.mkdir()
+    sets = write_cifar(nested, {"data_batch_1.bin": 3, "data_batch_2.bin": 2, "test_batch.bin": 4})
+    x, y = data.load_cifar10(tmp_path, train=True)
+    assert x.shape == (5, 3, 32, 32) and x.dtype == np.float32 and y.dtype == np.int64
+    images = np.concatenate([sets["data_batch_1.bin"][0], sets["data_batch_2.bin"][0]])
+    labels = np.concatenate([sets["data_batch_1.bin"][1], sets["data_batch_2.bin"][1]])
+    np.testing.assert_allclose(x, images / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(y, labels)
+    x, y = data.load_cifar10(nested, train=False)
+    np.testing.assert_array_equal(y, sets["test_batch.bin"][1])
+    assert x.shape == (4, 3, 32, 32)
+
+
+def test_load_cifar10_bad_size(tmp_path):
+    (tmp_path / "test_batch.bin").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="expected a multiple of 3073 bytes"):
+        data.load_cifar10(tmp_path, train=False)
+
+
+def test_load_cifar10_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data_batch_1.bin"):
+        data.load_cifar10(tmp_path)
+
+
+# ---- named datasets -----------------------------------------------------------------
+def test_load_dataset_mnist(tmp_path):
+    write_mnist(tmp_path)
+    ds = data.load_dataset(f"mnist:{tmp_path}")
+    assert ds.x_train.shape == (6, 1, 28, 28) and ds.x_test.shape == (3, 1, 28, 28)
+    assert ds.num_classes == 10
+
+
+@pytest.mark.parametrize("spec", ["imagenet", "mnist", "mnist:", "digits:/tmp", ""])
+def test_load_dataset_unknown(spec):
+    with pytest.raises(ValueError, match="spec: expected one of digits, mnist:DIR, cifar10:DIR"):
+        data.load_dataset(spec)
+
+
+def test_load_digits():
+    pytest.importorskip("sklearn")
+    x, y = data.load_digits()
+    assert x.shape == (1797, 1, 8, 8) and x.dtype == np.float32
+    assert x.min() == 0 and x.max() == 1
+    assert set(np.unique(y)) == set(range(10))
+    ds = data.load_dataset("digits")
+    assert len(ds.x_train) + len(ds.x_test) == 1797
+    assert len(ds.x_test) == 359
+    again = data.load_dataset("digits")
+    np.testing.assert_array_equal(ds.y_test, again.y_test)
+
+
+def test_digits_without_scikit_learn(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError, match=r"pip install 'cnnkit\[digits\]'"):
+        data.load_digits()
