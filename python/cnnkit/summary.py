@@ -97,7 +97,7 @@ def _receptive_field(m, rf):
     multiplies the jump by s."""
     if rf is None or isinstance(m, (nn.Flatten, nn.Linear)):
         return None
-    if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.ConvTranspose2d)):
+    if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.LPPool2d, nn.ConvTranspose2d)):
         dilation = getattr(m, "dilation", (1, 1))
         new = []
         for axis in range(2):

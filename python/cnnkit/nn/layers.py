@@ -17,6 +17,7 @@ __all__ = [
     "MaxPool2d",
     "MaxUnpool2d",
     "AvgPool2d",
+    "LPPool2d",
     "ReLU",
     "Sigmoid",
     "Tanh",
@@ -313,6 +314,32 @@ class AvgPool2d(Module):
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class LPPool2d(Module):
+    """Power-average pooling (L2 pooling for norm_type 2), PyTorch's definition:
+    (sum over the window of x^p)^(1/p)."""
+
+    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+        super().__init__()
+        self.norm_type = float(norm_type)
+        self.kernel_size = pair(kernel_size, "LPPool2d", "kernel_size")
+        self.stride = self.kernel_size if stride is None else pair(stride, "LPPool2d", "stride")
+        self.ceil_mode = bool(ceil_mode)
+
+    def _args(self):
+        return dict(norm_type=self.norm_type, kernel_size=self.kernel_size, stride=self.stride, ceil_mode=self.ceil_mode)
+
+    def forward(self, x):
+        self._save(x)
+        return F.lp_pool2d(x, **self._args())
+
+    def backward(self, grad_output):
+        (x,) = self._saved()
+        return F.lp_pool2d_backward(grad_output, x, **self._args())
+
+    def extra_repr(self):
+        return f"norm_type={self.norm_type:g}, kernel_size={self.kernel_size}, stride={self.stride}"
 
 
 class ReLU(Module):
