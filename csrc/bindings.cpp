@@ -319,12 +319,12 @@ py::object elementwise_backward(const char* op, py::handle gy, const char* other
     auto gc = contiguous<T>(ga);
     auto oc = contiguous<T>(oa);
     auto gx = empty<T>(shape_of(oa));
-    const T *gp = gc.data(), *op_ = oc.data();
+    const T *gp = gc.data(), *other_p = oc.data();
     T* gxp = gx.mutable_data();
     const int64_t n = oc.size();
     {
       py::gil_scoped_release release;
-      kernel(gp, op_, gxp, n);
+      kernel(gp, other_p, gxp, n);
     }
     return gx;
   });

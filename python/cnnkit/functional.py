@@ -160,6 +160,7 @@ def sigmoid_backward(grad_output, output):
 
 
 def tanh(input):
+    """Hyperbolic tangent elementwise, accurate near 0 (through expm1)."""
     return _C.tanh(input)
 
 
