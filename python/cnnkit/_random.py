@@ -33,5 +33,9 @@ def next_seed():
 
 
 def uniform(shape, bound, dtype):
-    """U(-bound, bound) of the given shape and dtype."""
-    return (_generator.uniform(-bound, bound, size=shape)).astype(dtype, copy=False)
+    """U(-bound, bound) of the given shape and dtype, drawn directly in that dtype
+    (float32 draws are several times faster than drawing float64 and casting)."""
+    values = _generator.random(shape, dtype=dtype)
+    values *= 2 * bound
+    values -= bound
+    return values

@@ -1,0 +1,145 @@
+"""cnnkit.models and cnnkit.summary: shapes, parameter counts, multiply-adds and
+receptive fields."""
+
+import numpy as np
+import pytest
+
+import cnnkit
+from cnnkit import models, nn
+
+
+def test_mlp(rng):
+    net = models.MLP(64, hidden=(32, 16), out_features=10, activation="tanh")
+    x = rng.standard_normal((5, 1, 8, 8)).astype(np.float32)
+    y = net(x)
+    assert y.shape == (5, 10)
+    assert net.backward(np.ones_like(y)).shape == x.shape
+    assert net.num_parameters() == 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
+    assert [type(m).__name__ for m in net] == ["Flatten", "Linear", "Tanh", "Linear", "Tanh", "Linear"]
+
+
+def test_mlp_bad_activation():
+    with pytest.raises(ValueError, match="activation: expected one of"):
+        models.MLP(4, activation="gelu")
+
+
+@pytest.mark.parametrize("size, padding, flat", [(32, 0, 400), (28, 2, 784), (8, 2, 64)])
+def test_lenet5(rng, size, padding, flat):
+    net = models.LeNet5(10, in_channels=1, input_size=size, padding=padding)
+    assert net[7].in_features == flat
+    x = rng.standard_normal((3, 1, size, size)).astype(np.float32)
+    y = net(x)
+    assert y.shape == (3, 10)
+    assert net.backward(np.ones_like(y)).shape == x.shape
+
+
+def test_lenet5_classic_parameter_count():
+    # conv1 156, conv2 2,416, fc 48,120 + 10,164 + 850.
+    assert models.LeNet5().num_parameters() == 61706
+
+
+def test_model_construction_leaves_no_forward_state():
+    net = models.LeNet5()
+    with pytest.raises(RuntimeError, match="called before forward"):
+        net.backward(np.zeros((1, 10), np.float32))
+    assert net[2].switches is None and net.training
+
+
+@pytest.fixture(scope="module")
+def alexnet():
+    cnnkit.manual_seed(0)
+    return models.AlexNet()
+
+
+def test_alexnet_parameter_count(alexnet):
+    assert alexnet.num_parameters() == 62_378_344
+    s = cnnkit.summary(alexnet, (3, 224, 224))
+    assert s.total_params == 62_378_344
+    convs = [r for r in s.layers if r.kind == "Conv2d"]
+    assert [r.output_shape for r in convs] == [(96, 55, 55), (256, 27, 27), (384, 13, 13), (384, 13, 13), (256, 13, 13)]
+    assert [r.params for r in convs] == [34_944, 614_656, 885_120, 1_327_488, 884_992]
+    assert s.output_shape == (1000,)
+    assert s.layers[-1].macs == 4096 * 1000
+
+
+def test_alexnet_forward_batch_of_one(alexnet, rng):
+    alexnet.eval()
+    y = alexnet(rng.standard_normal((1, 3, 224, 224)).astype(np.float32))
+    alexnet.train()
+    assert y.shape == (1, 1000) and np.isfinite(y).all()
+
+
+@pytest.mark.parametrize(
+    "make, params, macs",
+    [(models.VGG11, 132_863_336, 7_609_090_048), (models.VGG16, 138_357_544, 15_470_264_320)],
+    ids=["vgg11", "vgg16"],
+)
+def test_vgg_counts(make, params, macs):
+    net = make()
+    s = cnnkit.summary(net, (3, 224, 224))
+    assert s.total_params == params
+    assert s.total_macs == macs
+    assert [r.output_shape for r in s.layers if r.kind == "MaxPool2d"][-1] == (512, 7, 7)
+
+
+@pytest.mark.parametrize("make, n_conv", [(models.VGG11, 8), (models.VGG16, 13)], ids=["vgg11", "vgg16"])
+def test_small_vgg_forward_backward(rng, make, n_conv):
+    net = make(num_classes=5, input_size=32, hidden=16, width=16, batch_norm=True)
+    assert sum(isinstance(m, nn.Conv2d) for m in net) == n_conv
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    y = net(x)
+    assert y.shape == (2, 5)
+    assert net.backward(np.ones_like(y)).shape == x.shape
+
+
+def test_vgg_bad_config():
+    with pytest.raises(ValueError, match="config: expected one of"):
+        models.VGG("Z")
+
+
+# ---- summary ------------------------------------------------------------------------
+@pytest.mark.parametrize("k, p", [(3, 2), (5, 2), (5, 3), (1, 2), (7, 4)])
+def test_receptive_field_conv_then_pool(k, p):
+    net = nn.Sequential(nn.Conv2d(1, 2, k), nn.ReLU(), nn.MaxPool2d(p, stride=p))
+    s = cnnkit.summary(net, (1, 32, 32))
+    assert [r.receptive_field for r in s.layers] == [(k, k), (k, k), (p + k - 1, p + k - 1)]
+
+
+def test_receptive_field_stack():
+    # conv3 -> 3; pool2 -> 4 (jump 2); conv3 -> 4 + 2*2 = 8; dilated conv3 (k_eff 5) -> 8 + 4*2 = 16;
+    # strided conv (1x2, stride 2) -> rows 16, cols 16 + 1*2 = 18 (jump 4 cols).
+    net = nn.Sequential(
+        nn.Conv2d(1, 1, 3),
+        nn.MaxPool2d(2),
+        nn.Conv2d(1, 1, 3),
+        nn.Conv2d(1, 1, 3, dilation=2),
+        nn.Conv2d(1, 1, (1, 2), stride=2),
+        nn.Flatten(),
+        nn.Linear(20, 2),
+    )
+    s = cnnkit.summary(net, (1, 32, 32))
+    assert [r.receptive_field for r in s.layers] == [(3, 3), (4, 4), (8, 8), (16, 16), (16, 18), None, None]
+    assert str(s).splitlines()[-5].rstrip().endswith("all")
+
+
+def test_summary_macs_and_table():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, groups=1), nn.Conv2d(8, 8, 3, groups=4), nn.Flatten(), nn.Linear(8 * 6 * 6, 5))
+    s = cnnkit.summary(net, (3, 8, 8))
+    assert [r.macs for r in s.layers] == [8 * 8 * 8 * 27, 8 * 6 * 6 * 2 * 9, 0, 288 * 5]
+    assert s.total_macs == sum(r.macs for r in s.layers)
+    assert s.total_params == net.num_parameters()
+    text = str(s)
+    assert "output shape" in text and "receptive field" in text
+    assert f"total params: {net.num_parameters():,}" in text
+    assert "8x8x8" in text and "8x6x6" in text
+
+
+def test_summary_leaves_the_model_as_it_was(rng):
+    net = models.LeNet5()
+    x = rng.standard_normal((2, 1, 32, 32)).astype(np.float32)
+    y = net(x)
+    switches = net[2].switches
+    cnnkit.summary(net, (1, 32, 32))
+    assert net.training and net[2].switches is switches
+    assert "forward" not in net[0].__dict__
+    assert net.backward(np.ones_like(y)).shape == x.shape  # the forward state survived
