@@ -16,6 +16,12 @@ import time
 import numpy as np
 
 MODELS = ("lenet", "mlp")
+
+
+class CommandError(Exception):
+    """A problem with the user's input found after parsing (a missing dataset directory,
+    scikit-learn not installed): reported in one line with exit status 1."""
+
 BAR_WIDTH = 30
 
 
@@ -64,13 +70,15 @@ def build_parser():
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     train.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
     train.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default: 32)")
-    train.add_argument("--lr", type=_positive_float, default=0.05, help="SGD learning rate (default: 0.05)")
+    train.add_argument("--lr", type=_positive_float, default=0.02, help="SGD learning rate (default: 0.02)")
     train.add_argument("--limit", type=_positive_int, default=None, help="train on the first N samples only")
     train.add_argument("--save", metavar="PATH", default=None, help="save the trained weights to an .npz file")
 
     bench = sub.add_parser("bench", help="print the kernel benchmark table")
     bench.add_argument("--quick", action="store_true", help="fewer cases and repeats")
-    bench.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
+    bench.add_argument(
+        "--threads", type=_positive_int, default=None, help="threads for cnnkit and torch (default: cnnkit.bench's)"
+    )
     return parser
 
 
@@ -132,7 +140,10 @@ def train(args, out=None, err=None):
     if args.threads is not None:
         cnnkit.set_num_threads(args.threads)
     cnnkit.manual_seed(args.seed)
-    ds = data.load_dataset(args.data, split_seed=args.seed)
+    try:
+        ds = data.load_dataset(args.data)
+    except (ImportError, OSError, ValueError) as e:
+        raise CommandError(f"cannot load {args.data!r}: {e}") from None
     x_train, y_train = ds.x_train, ds.y_train
     if args.limit is not None:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
@@ -172,7 +183,10 @@ def train(args, out=None, err=None):
 
     correct = _accuracy(model, x_test, ds.y_test)
     if args.save:
-        model.save(args.save)
+        try:
+            model.save(args.save)
+        except OSError as e:
+            raise CommandError(f"cannot save to {args.save!r}: {e}") from None
     out.write(
         f"test accuracy: {100 * correct / len(x_test):.2f}% ({correct}/{len(x_test)}), "
         f"{args.model} on {ds.name}, {args.epochs} epochs, {np.mean(epoch_times):.2f} s/epoch\n"
@@ -181,11 +195,9 @@ def train(args, out=None, err=None):
 
 
 def bench(args):
-    try:
-        bench_module = importlib.import_module("cnnkit.bench")
-    except ImportError as e:
-        raise RuntimeError(f"the benchmark module is not available ({e})") from None
-    bench_module.run(quick=args.quick, threads=args.threads)
+    bench_module = importlib.import_module("cnnkit.bench")  # imported only when asked for
+    options = {} if args.threads is None else {"threads": args.threads}
+    bench_module.run(quick=args.quick, **options)
     return 0
 
 
@@ -195,7 +207,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return train(args) if args.command == "train" else bench(args)
-    except (ImportError, OSError, ValueError, RuntimeError) as e:
+    except CommandError as e:
         sys.stderr.write(f"cnnkit {args.command}: error: {e}\n")
         return 1
     except KeyboardInterrupt:
