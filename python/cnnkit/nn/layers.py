@@ -209,7 +209,11 @@ class ConvTranspose2d(Module):
             s += f", padding={self.padding}"
         if self.output_padding != (0, 0):
             s += f", output_padding={self.output_padding}"
-        return s
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + ("" if self.bias is not None else ", bias=False")
 
 
 class MaxPool2d(Module):
@@ -375,6 +379,8 @@ class Tanh(Module):
 
 
 class Softmax(Module):
+    """Softmax along dim (default -1, the last axis; pass dim=1 for the channels of NCHW)."""
+
     def __init__(self, dim=-1):
         super().__init__()
         self.dim = dim
