@@ -11,4 +11,8 @@ if [ ! -f build/build.ninja ]; then
     -Dpybind11_DIR="$(python -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
 fi
 cmake --build build
-cp build/_C*.so python/cnnkit/
+# Replace by rename: overwriting the loaded .so in place crashes running processes.
+for so in build/_C*.so; do
+  cp "$so" "python/cnnkit/.$(basename "$so").tmp"
+  mv -f "python/cnnkit/.$(basename "$so").tmp" "python/cnnkit/$(basename "$so")"
+done
