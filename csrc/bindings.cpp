@@ -736,7 +736,7 @@ PYBIND11_MODULE(_C, m) {
     }
   });
 
-  set_blas_threads(get_num_threads());
+  init_blas();
 
   m.def("conv2d", &py_conv2d, py::arg("input"), py::arg("weight"), py::arg("bias"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));

@@ -2,13 +2,18 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <climits>
 
 #include "common/errors.h"
+#include "common/threading.h"
 
 namespace cnnkit {
 
-void set_blas_threads(int n) { scipy_openblas_set_num_threads(n); }
+// OpenBLAS always runs single-threaded: cnnkit's pool splits each GEMM instead,
+// so there is one level of parallelism and no OpenBLAS threads left spinning
+// after a call to steal cores from the next kernel.
+void init_blas() { scipy_openblas_set_num_threads(1); }
 
 const char* blas_config() { return scipy_openblas_get_config(); }
 
@@ -18,23 +23,48 @@ blasint checked(int64_t v) {
   return static_cast<blasint>(v);
 }
 CBLAS_TRANSPOSE op(bool t) { return t ? CblasTrans : CblasNoTrans; }
-}  // namespace
 
-template <>
-void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
   scipy_cblas_sgemm(CblasRowMajor, op(ta), op(tb), checked(m), checked(n), checked(k), alpha, a,
                     checked(lda), b, checked(ldb), beta, c, checked(ldc));
 }
 
-template <>
-void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-                  const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
-                  double* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
+void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                 const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
+                 double* c, int64_t ldc) {
   scipy_cblas_dgemm(CblasRowMajor, op(ta), op(tb), checked(m), checked(n), checked(k), alpha, a,
                     checked(lda), b, checked(ldb), beta, c, checked(ldc));
 }
+
+// Panels are split on multiples of this many rows or columns (a GEMM micro-tile).
+constexpr int64_t kPanel = 64;
+// Below this many multiply-adds per thread a split costs more than it saves.
+constexpr int64_t kMinWork = int64_t(1) << 18;
+}  // namespace
+
+template <class T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+          const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  // Split the larger of C's dimensions into panels; each task is a serial GEMM.
+  const bool by_cols = n >= m;
+  const int64_t panels = ((by_cols ? n : m) + kPanel - 1) / kPanel;
+  const int64_t grain = std::max<int64_t>(1, kMinWork / std::max<int64_t>(1, kPanel * (by_cols ? m : n) * k));
+  parallel_for(panels, grain, [&](int64_t p0, int64_t p1) {
+    const int64_t lo = p0 * kPanel, hi = std::min(p1 * kPanel, by_cols ? n : m);
+    if (by_cols)
+      gemm_serial(ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + lo * ldb : b + lo, ldb, beta,
+                  c + lo, ldc);
+    else
+      gemm_serial(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + lo * lda, lda, b, ldb, beta,
+                  c + lo * ldc, ldc);
+  });
+}
+
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                          const float*, int64_t, float, float*, int64_t);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,
+                           int64_t, const double*, int64_t, double, double*, int64_t);
 
 }  // namespace cnnkit

@@ -1,10 +1,12 @@
-// The GEMM wrapper: row-major C = alpha * op(A) * op(B) + beta * C on OpenBLAS.
+// The GEMM wrapper: row-major C = alpha * op(A) * op(B) + beta * C on OpenBLAS,
+// split across cnnkit's threads. Never call it from inside parallel_for.
 #pragma once
 #include <cstdint>
 
 namespace cnnkit {
 
-void set_blas_threads(int n);
+// Pins OpenBLAS to one thread; called once at module load.
+void init_blas();
 const char* blas_config();
 
 template <class T>

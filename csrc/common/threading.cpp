@@ -12,7 +12,6 @@
 #include <thread>
 #include <vector>
 
-#include "common/gemm.h"
 
 namespace cnnkit {
 namespace {
@@ -141,7 +140,6 @@ int get_num_threads() { return Pool::instance().threads(); }
 
 void set_num_threads(int n) {
   Pool::instance().resize(n);
-  set_blas_threads(n);
 }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {

@@ -8,7 +8,7 @@
 namespace cnnkit {
 
 int get_num_threads();
-// n >= 1; also sets OpenBLAS's thread count.
+// n >= 1.
 void set_num_threads(int n);
 
 // Calls fn(begin, end) on disjoint sub-ranges of [0, n) covering it, in parallel
