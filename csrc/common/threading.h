@@ -1,6 +1,6 @@
-// cnnkit's own worker threads. One level of parallelism at a time: parallel_for
-// regions never call BLAS, and BLAS calls run from the calling thread with
-// OpenBLAS's own threads (see gemm.h).
+// cnnkit's own worker threads, the only parallelism in the package: OpenBLAS runs
+// single-threaded and gemm() splits its work over this pool (see gemm.h), so
+// parallel_for bodies must not call gemm().
 #pragma once
 #include <cstdint>
 #include <functional>
