@@ -18,6 +18,7 @@
 #include "activation.h"
 #include "conv.h"
 #include "norm.h"
+#include "pool.h"
 #include "softmax.h"
 
 namespace py = pybind11;
@@ -250,6 +251,203 @@ py::object py_linear_backward(py::handle gy, py::handle x, py::handle w) {
       cnnkit::linear_backward<T>(gc.data(), xc.data(), wc.data(), gxp, gwp, gbp, n, in, out);
     }
     return py::make_tuple(gx, gw, gb);
+  });
+}
+
+// ---- Pooling
+
+using Switches = py::array_t<int64_t, py::array::c_style>;
+
+// Switches are int64 ndarrays of any layout.
+Switches switches_operand(const char* op, const py::handle& obj) {
+  if (!py::isinstance<py::array>(obj))
+    raise_type(op, ": switches: expected a numpy.ndarray of int64, got ",
+               std::string(py::str(py::type::of(obj).attr("__name__"))));
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<int64_t>()))
+    raise_type(op, ": switches: expected dtype int64, got ", std::string(py::str(a.dtype())));
+  return Switches::ensure(a);
+}
+
+// Raises if a switch kernel met an index out of range (bad: its flat position or -1).
+void check_switch_result(const char* op, const Switches& s, int64_t bad, int64_t plane) {
+  check_switch(op, shape_of(s), bad, bad >= 0 ? s.data()[bad] : 0, plane);
+}
+
+py::object py_max_pool2d(py::handle x, P2 kernel, P2 stride, P2 pad, P2 dil, bool ceil_mode,
+                         bool return_indices) {
+  const char* op = "max_pool2d";
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  auto g = pool2d_geometry(op, shape_of(xa), pair(kernel), pair(stride), pair(pad), pair(dil),
+                           ceil_mode);
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(xa);
+    auto y = empty<T>({g.n, g.c, g.ho, g.wo});
+    auto s = empty<int64_t>(return_indices ? Shape{g.n, g.c, g.ho, g.wo} : Shape{0});
+    T* yp = y.mutable_data();
+    int64_t* sp = return_indices ? s.mutable_data() : nullptr;
+    {
+      py::gil_scoped_release release;
+      max_pool2d_forward<T>(xc.data(), yp, sp, g);
+    }
+    return return_indices ? py::object(py::make_tuple(y, s)) : py::object(y);
+  });
+}
+
+py::object py_max_pool2d_backward(py::handle gy, py::handle switches,
+                                  const std::vector<int64_t>& input_shape) {
+  const char* op = "max_pool2d_backward";
+  Operands ops(op);
+  auto ga = ops.add("grad_output", gy);
+  auto sa = switches_operand(op, switches);
+  const Shape full = pool2d_input_shape(op, input_shape);
+  auto g = switches_geometry(op, "grad_output", shape_of(ga), "input_shape", full);
+  check_shape(op, "switches", shape_of(sa), shape_of(ga));
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto gc = contiguous<T>(ga);
+    auto gx = empty<T>(full);
+    T* gxp = gx.mutable_data();
+    int64_t bad;
+    {
+      py::gil_scoped_release release;
+      bad = max_pool2d_backward<T>(gc.data(), sa.data(), gxp, g);
+    }
+    check_switch_result(op, sa, bad, g.plane_in());
+    return gx;
+  });
+}
+
+py::object py_max_unpool2d(py::handle x, py::handle switches, P2 kernel, P2 stride, P2 pad,
+                           const std::optional<std::vector<int64_t>>& output_size) {
+  const char* op = "max_unpool2d";
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  auto sa = switches_operand(op, switches);
+  auto g = max_unpool2d_geometry(op, shape_of(xa), pair(kernel), pair(stride), pair(pad),
+                                 output_size ? &*output_size : nullptr);
+  check_shape(op, "switches", shape_of(sa), shape_of(xa));
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(xa);
+    auto y = empty<T>({g.n, g.c, g.h, g.w});
+    T* yp = y.mutable_data();
+    int64_t bad;
+    {
+      py::gil_scoped_release release;
+      bad = max_unpool2d_forward<T>(xc.data(), sa.data(), yp, g);
+    }
+    check_switch_result(op, sa, bad, g.plane_in());
+    return y;
+  });
+}
+
+py::object py_max_unpool2d_backward(py::handle gy, py::handle switches) {
+  const char* op = "max_unpool2d_backward";
+  Operands ops(op);
+  auto ga = ops.add("grad_output", gy);
+  auto sa = switches_operand(op, switches);
+  auto g = switches_geometry(op, "switches", shape_of(sa), "grad_output", shape_of(ga));
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto gc = contiguous<T>(ga);
+    auto gx = empty<T>(shape_of(sa));
+    T* gxp = gx.mutable_data();
+    int64_t bad;
+    {
+      py::gil_scoped_release release;
+      bad = max_unpool2d_backward<T>(gc.data(), sa.data(), gxp, g);
+    }
+    check_switch_result(op, sa, bad, g.plane_in());
+    return gx;
+  });
+}
+
+py::object py_avg_pool2d(py::handle x, P2 kernel, P2 stride, P2 pad, bool ceil_mode,
+                         bool count_include_pad) {
+  const char* op = "avg_pool2d";
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  auto g = pool2d_geometry(op, shape_of(xa), pair(kernel), pair(stride), pair(pad), {1, 1},
+                           ceil_mode);
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(xa);
+    auto y = empty<T>({g.n, g.c, g.ho, g.wo});
+    T* yp = y.mutable_data();
+    {
+      py::gil_scoped_release release;
+      avg_pool2d_forward<T>(xc.data(), yp, g, count_include_pad);
+    }
+    return y;
+  });
+}
+
+py::object py_avg_pool2d_backward(py::handle gy, const std::vector<int64_t>& input_shape,
+                                  P2 kernel, P2 stride, P2 pad, bool ceil_mode,
+                                  bool count_include_pad) {
+  const char* op = "avg_pool2d_backward";
+  Operands ops(op);
+  auto ga = ops.add("grad_output", gy);
+  const Shape full = pool2d_input_shape(op, input_shape);
+  auto g = pool2d_geometry(op, full, pair(kernel), pair(stride), pair(pad), {1, 1}, ceil_mode);
+  check_shape(op, "grad_output", shape_of(ga), {g.n, g.c, g.ho, g.wo});
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto gc = contiguous<T>(ga);
+    auto gx = empty<T>(full);
+    T* gxp = gx.mutable_data();
+    {
+      py::gil_scoped_release release;
+      avg_pool2d_backward<T>(gc.data(), gxp, g, count_include_pad);
+    }
+    return gx;
+  });
+}
+
+py::object py_lp_pool2d(py::handle x, double norm_type, P2 kernel, P2 stride, bool ceil_mode) {
+  const char* op = "lp_pool2d";
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  check_norm_type(op, norm_type);
+  auto g = pool2d_geometry(op, shape_of(xa), pair(kernel), pair(stride), {0, 0}, {1, 1},
+                           ceil_mode);
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto xc = contiguous<T>(xa);
+    auto y = empty<T>({g.n, g.c, g.ho, g.wo});
+    T* yp = y.mutable_data();
+    {
+      py::gil_scoped_release release;
+      lp_pool2d_forward<T>(xc.data(), yp, norm_type, g);
+    }
+    return y;
+  });
+}
+
+py::object py_lp_pool2d_backward(py::handle gy, py::handle x, double norm_type, P2 kernel,
+                                 P2 stride, bool ceil_mode) {
+  const char* op = "lp_pool2d_backward";
+  Operands ops(op);
+  auto ga = ops.add("grad_output", gy);
+  auto xa = ops.add("input", x);
+  check_norm_type(op, norm_type);
+  auto g = pool2d_geometry(op, shape_of(xa), pair(kernel), pair(stride), {0, 0}, {1, 1},
+                           ceil_mode);
+  check_shape(op, "grad_output", shape_of(ga), {g.n, g.c, g.ho, g.wo});
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto gc = contiguous<T>(ga);
+    auto xc = contiguous<T>(xa);
+    auto gx = empty<T>(shape_of(xa));
+    T* gxp = gx.mutable_data();
+    {
+      py::gil_scoped_release release;
+      lp_pool2d_backward<T>(gc.data(), xc.data(), gxp, norm_type, g);
+    }
+    return gx;
   });
 }
 
@@ -752,6 +950,27 @@ PYBIND11_MODULE(_C, m) {
   m.def("linear", &py_linear, py::arg("input"), py::arg("weight"), py::arg("bias"));
   m.def("linear_backward", &py_linear_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"));
+
+  // ---- Pooling
+  m.def("max_pool2d", &py_max_pool2d, py::arg("input"), py::arg("kernel_size"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"),
+        py::arg("return_indices"));
+  m.def("max_pool2d_backward", &py_max_pool2d_backward, py::arg("grad_output"),
+        py::arg("switches"), py::arg("input_shape"));
+  m.def("max_unpool2d", &py_max_unpool2d, py::arg("input"), py::arg("switches"),
+        py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("output_size"));
+  m.def("max_unpool2d_backward", &py_max_unpool2d_backward, py::arg("grad_output"),
+        py::arg("switches"));
+  m.def("avg_pool2d", &py_avg_pool2d, py::arg("input"), py::arg("kernel_size"),
+        py::arg("stride"), py::arg("padding"), py::arg("ceil_mode"),
+        py::arg("count_include_pad"));
+  m.def("avg_pool2d_backward", &py_avg_pool2d_backward, py::arg("grad_output"),
+        py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+        py::arg("ceil_mode"), py::arg("count_include_pad"));
+  m.def("lp_pool2d", &py_lp_pool2d, py::arg("input"), py::arg("norm_type"),
+        py::arg("kernel_size"), py::arg("stride"), py::arg("ceil_mode"));
+  m.def("lp_pool2d_backward", &py_lp_pool2d_backward, py::arg("grad_output"), py::arg("input"),
+        py::arg("norm_type"), py::arg("kernel_size"), py::arg("stride"), py::arg("ceil_mode"));
 
   m.def("matmul", &py_matmul, py::arg("a"), py::arg("b"));
 

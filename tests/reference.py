@@ -441,3 +441,187 @@ def local_response_norm_grad(grad_out, x, size, alpha=1e-4, beta=0.75, k=1.0):
         for j in _lrn_window(c, channels, size):
             gx[:, j] += common * x3[:, j]
     return gx.reshape(np.shape(x))
+
+
+# ---------------------------------------------------------------------------
+# Pooling: max_pool2d (with PyTorch's switches), max_unpool2d, avg_pool2d, lp_pool2d
+# ---------------------------------------------------------------------------
+#
+# x is (N, C, H, W). Windows are walked tap by tap, in row-major order; taps that fall
+# in the padding (or past it, for ceil_mode) hold no input. Switches are flat indices
+# h * W + w within each (n, c) plane.
+
+
+def pool_out_size(size, k, stride, pad, dilation, ceil_mode):
+    """PyTorch's pooling output length: ceil_mode rounds the window count up, but the
+    last window must start inside the input or its left padding."""
+    span = size + 2 * pad - dilation * (k - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _pool_params(kernel_size, stride, padding, dilation):
+    k = _pair(kernel_size)
+    return k, (k if stride is None else _pair(stride)), _pair(padding), _pair(dilation)
+
+
+def _tap_positions(out, stride, pad, dilation, tap, size):
+    """Input positions of one tap for every output position along an axis, and
+    whether each lies inside the input."""
+    pos = np.arange(out) * stride - pad + tap * dilation
+    return pos, (pos >= 0) & (pos < size)
+
+
+def _first_inside(out, k, stride, pad, dilation, size):
+    """Input position of the first tap inside the input, for every output position."""
+    first = np.full(out, -1)
+    for tap in reversed(range(k)):
+        pos, inside = _tap_positions(out, stride, pad, dilation, tap, size)
+        first = np.where(inside, pos, first)
+    return first
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """(y, switches) with PyTorch's rule: starting from -inf at the window's first input
+    element, a tap takes the window when it is greater than the running maximum or NaN.
+    So on ties the first maximum wins, and among NaNs the last one."""
+    x = np.asarray(x, dtype=np.float64)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _pool_params(kernel_size, stride, padding, dilation)
+    ho = pool_out_size(h, kh, sh, ph, dh, ceil_mode)
+    wo = pool_out_size(w, kw, sw, pw, dw, ceil_mode)
+    y = np.full((n, c, ho, wo), -np.inf)
+    first = np.add.outer(_first_inside(ho, kh, sh, ph, dh, h) * w, _first_inside(wo, kw, sw, pw, dw, w))
+    switches = np.broadcast_to(first, y.shape).astype(np.int64)
+    for i in range(kh):
+        rows, rows_in = _tap_positions(ho, sh, ph, dh, i, h)
+        for j in range(kw):
+            cols, cols_in = _tap_positions(wo, sw, pw, dw, j, w)
+            v = x[:, :, np.clip(rows, 0, h - 1)[:, None], np.clip(cols, 0, w - 1)[None, :]]
+            take = np.outer(rows_in, cols_in) & ((v > y) | np.isnan(v))
+            y = np.where(take, v, y)
+            switches = np.where(take, np.add.outer(rows * w, cols), switches)
+    return y, switches
+
+
+def _scatter_add(values, switches, plane_shape):
+    """Planes of plane_shape with values added at the switches of each (n, c) plane."""
+    n, c = values.shape[:2]
+    out = np.zeros((n * c, plane_shape[0] * plane_shape[1]))
+    flat = switches.reshape(n * c, -1) + np.arange(n * c)[:, None] * out.shape[1]
+    np.add.at(out.reshape(-1), flat.reshape(-1), np.asarray(values, np.float64).reshape(-1))
+    return out.reshape(n, c, *plane_shape)
+
+
+def max_pool2d_grad(grad_out, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Gradient of max_pool2d: each output's gradient goes to its window's winner."""
+    _, switches = max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+    return _scatter_add(grad_out, switches, np.shape(x)[2:])
+
+
+def max_unpool2d(x, switches, output_hw):
+    """Zeros of plane shape output_hw with x written at the switches, position by
+    position in row-major order, so that the last of duplicate switches wins."""
+    x = np.asarray(x, dtype=np.float64)
+    n, c = x.shape[:2]
+    out = np.zeros((n * c, output_hw[0] * output_hw[1]))
+    planes = np.arange(n * c)
+    xs, ss = x.reshape(n * c, -1), np.asarray(switches).reshape(n * c, -1)
+    for k in range(xs.shape[1]):
+        out[planes, ss[:, k]] = xs[:, k]
+    return out.reshape(n, c, *output_hw)
+
+
+def max_unpool2d_grad(grad_out, switches):
+    """Gradient of max_unpool2d: grad_out read back at the switches."""
+    g = np.asarray(grad_out, dtype=np.float64)
+    n, c = g.shape[:2]
+    s = np.asarray(switches)
+    return np.take_along_axis(g.reshape(n, c, -1), s.reshape(n, c, -1), axis=2).reshape(s.shape)
+
+
+def unpool_out_size(size, k, stride, pad):
+    return (size - 1) * stride - 2 * pad + k
+
+
+def _avg_divisors(out, k, stride, pad, size, count_include_pad):
+    """Divisor factor along one axis: the window clipped to the padded input when
+    count_include_pad, else the number of input elements in it."""
+    start = np.arange(out) * stride - pad
+    if count_include_pad:
+        return np.minimum(start + k, size + pad) - start
+    return np.minimum(start + k, size) - np.maximum(start, 0)
+
+
+def _avg_setup(x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad):
+    h, w = x_shape[2:]
+    (kh, kw), (sh, sw), (ph, pw), _ = _pool_params(kernel_size, stride, padding, 1)
+    ho = pool_out_size(h, kh, sh, ph, 1, ceil_mode)
+    wo = pool_out_size(w, kw, sw, pw, 1, ceil_mode)
+    div = np.outer(_avg_divisors(ho, kh, sh, ph, h, count_include_pad), _avg_divisors(wo, kw, sw, pw, w, count_include_pad))
+    return (kh, kw), (sh, sw), (ph, pw), (ho, wo), div
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Window sums over the input elements of each window, divided as PyTorch divides."""
+    x = np.asarray(x, dtype=np.float64)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (ho, wo), div = _avg_setup(x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad)
+    total = np.zeros((n, c, ho, wo))
+    for i in range(kh):
+        rows, rows_in = _tap_positions(ho, sh, ph, 1, i, h)
+        for j in range(kw):
+            cols, cols_in = _tap_positions(wo, sw, pw, 1, j, w)
+            v = x[:, :, np.clip(rows, 0, h - 1)[:, None], np.clip(cols, 0, w - 1)[None, :]]
+            total += np.where(np.outer(rows_in, cols_in), v, 0.0)
+    return total / div
+
+
+def avg_pool2d_grad(grad_out, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Gradient of avg_pool2d: each output's gradient / divisor to every input of its window."""
+    n, c, h, w = input_shape
+    (kh, kw), (sh, sw), (ph, pw), (ho, wo), div = _avg_setup(input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad)
+    share = np.asarray(grad_out, dtype=np.float64) / div
+    gx = np.zeros((n, c, h, w))
+    for i in range(kh):
+        rows, rows_in = _tap_positions(ho, sh, ph, 1, i, h)
+        for j in range(kw):
+            cols, cols_in = _tap_positions(wo, sw, pw, 1, j, w)
+            oi, oj = np.nonzero(np.outer(rows_in, cols_in))
+            np.add.at(gx, (slice(None), slice(None), rows[oi], cols[oj]), share[:, :, oi, oj])
+    return gx
+
+
+def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """PyTorch's definition: (avg_pool2d(x^p) * kH * kW)^(1/p), padding 0 and
+    count_include_pad; p = inf is the max of |x|, p = -inf the min of |x|."""
+    x = np.asarray(x, dtype=np.float64)
+    if np.isinf(norm_type):
+        sign = 1.0 if norm_type > 0 else -1.0
+        return sign * max_pool2d(sign * np.abs(x), kernel_size, stride, 0, 1, ceil_mode)[0]
+    kh, kw = _pair(kernel_size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = avg_pool2d(x**norm_type, kernel_size, stride, 0, ceil_mode, True) * kh * kw
+        return (np.sign(out) * np.abs(out)) ** (1.0 / norm_type)
+
+
+def lp_pool2d_grad(grad_out, x, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """Gradient of lp_pool2d by the chain rule through its definition; windows whose
+    power sum is zero pass no gradient, as in PyTorch."""
+    x = np.asarray(x, dtype=np.float64)
+    g = np.asarray(grad_out, dtype=np.float64)
+    if np.isinf(norm_type):
+        sign = 1.0 if norm_type > 0 else -1.0
+        _, switches = max_pool2d(sign * np.abs(x), kernel_size, stride, 0, 1, ceil_mode)
+        n, c = x.shape[:2]
+        at_winner = np.take_along_axis(np.sign(x).reshape(n, c, -1), switches.reshape(n, c, -1), axis=2)
+        return _scatter_add(g * at_winner.reshape(g.shape), switches, x.shape[2:])
+    p = norm_type
+    kh, kw = _pair(kernel_size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = avg_pool2d(x**p, kernel_size, stride, 0, ceil_mode, True) * kh * kw
+        # d/d(out) of out^(1/p), times d(out)/d(avg) = kH * kW.
+        d_avg = np.where(out != 0, g * out ** (1.0 / p - 1.0) / p * kh * kw, 0.0)
+        return avg_pool2d_grad(d_avg, x.shape, kernel_size, stride, 0, ceil_mode, True) * p * x ** (p - 1)

@@ -123,6 +123,124 @@ void check_linear(const char* op, const Shape& x, const Shape& weight, const Sha
   check_bias(op, bias, weight[0]);
 }
 
+// ---- Pooling
+
+namespace {
+// A dilated window that starts in the padding can step over every input row (or
+// column): PyTorch then returns -inf with an index outside the plane, so such a
+// geometry is refused.
+void check_windows_hit_input(const char* op, const char* axis, int64_t in, int64_t out,
+                             int64_t k, int64_t stride, int64_t pad, int64_t dilation) {
+  for (int64_t o = 0; o < out; ++o) {
+    int64_t lo, hi;
+    valid_range(o * stride - pad, dilation, in, k, &lo, &hi);
+    if (lo >= hi)
+      raise_value(op, ": dilation: the window of output ", axis, " ", o, " (taps at ",
+                  o * stride - pad, " + ", dilation, " * i) holds none of the ", in,
+                  " input ", axis, "s");
+  }
+}
+}  // namespace
+
+PoolGeometry pool2d_geometry(const char* op, const Shape& x, Pair kernel, Pair stride,
+                             Pair padding, Pair dilation, bool ceil_mode) {
+  check_ndim(op, "input", x, 4, "(N, C, H, W)");
+  check_positive(op, "kernel_size", kernel);
+  check_positive(op, "stride", stride);
+  check_positive(op, "dilation", dilation);
+  check_non_negative(op, "padding", padding);
+  // PyTorch bounds padding by half the undilated kernel, so every window holds
+  // at least one input element.
+  const Pair half{kernel.h / 2, kernel.w / 2};
+  if (padding.h > half.h || padding.w > half.w)
+    raise_value(op, ": padding: expected at most half of kernel_size ", pair_str(kernel), ", ",
+                pair_str(half), ", got ", pair_str(padding));
+  PoolGeometry g{x[0],     x[1],     x[2],      x[3],      0,          0,          kernel.h, kernel.w,
+                 stride.h, stride.w, padding.h, padding.w, dilation.h, dilation.w, ceil_mode};
+  g.ho = pool_out_size(g.h, g.kh, g.sh, g.ph, g.dh, ceil_mode);
+  g.wo = pool_out_size(g.w, g.kw, g.sw, g.pw, g.dw, ceil_mode);
+  if (g.ho < 1 || g.wo < 1)
+    raise_value(op, ": kernel_size: ", (dilation.h > 1 || dilation.w > 1) ? "dilated extent " : "",
+                pair_str({dilated_extent(g.kh, g.dh), dilated_extent(g.kw, g.dw)}),
+                " is larger than the padded input ",
+                pair_str({g.h + 2 * g.ph, g.w + 2 * g.pw}), " (output size ",
+                pair_str({g.ho, g.wo}), ")");
+  check_windows_hit_input(op, "row", g.h, g.ho, g.kh, g.sh, g.ph, g.dh);
+  check_windows_hit_input(op, "column", g.w, g.wo, g.kw, g.sw, g.pw, g.dw);
+  return g;
+}
+
+Shape pool2d_input_shape(const char* op, const std::vector<int64_t>& input_shape) {
+  if (input_shape.size() != 4)
+    raise_value(op, ": input_shape: expected 4 values (N, C, H, W), got ", input_shape.size(),
+                " values ", shape_str(input_shape));
+  for (int64_t v : input_shape)
+    if (v < 0)
+      raise_value(op, ": input_shape: expected non-negative values, got ", shape_str(input_shape));
+  return input_shape;
+}
+
+PoolGeometry switches_geometry(const char* op, const char* pooled_name, const Shape& pooled,
+                               const char* full_name, const Shape& full) {
+  check_ndim(op, pooled_name, pooled, 4, "(N, C, H, W)");
+  check_ndim(op, full_name, full, 4, "(N, C, H, W)");
+  if (pooled[0] != full[0] || pooled[1] != full[1])
+    raise_value(op, ": ", full_name, ": expected N, C = ", pooled[0], ", ", pooled[1], " to match ",
+                pooled_name, " ", shape_str(pooled), ", got ", shape_str(full));
+  return PoolGeometry{full[0], full[1], full[2], full[3], pooled[2], pooled[3], 0, 0,
+                      0,       0,       0,       0,       0,         0,         false};
+}
+
+PoolGeometry max_unpool2d_geometry(const char* op, const Shape& x, Pair kernel, Pair stride,
+                                   Pair padding, const std::vector<int64_t>* output_size) {
+  check_ndim(op, "input", x, 4, "(N, C, H, W)");
+  check_positive(op, "kernel_size", kernel);
+  check_positive(op, "stride", stride);
+  check_non_negative(op, "padding", padding);
+  // The output of the transposed window map, as PyTorch's default.
+  const Pair def{conv_transpose_out_size(x[2], kernel.h, stride.h, padding.h, 0, 1),
+                 conv_transpose_out_size(x[3], kernel.w, stride.w, padding.w, 0, 1)};
+  Pair out = def;
+  if (output_size) {
+    const Shape& s = *output_size;
+    if (s.size() != 2 && s.size() != 4)
+      raise_value(op, ": output_size: expected (H, W) or (N, C, H, W), got ", s.size(),
+                  " values ", shape_str(s));
+    if (s.size() == 4 && (s[0] != x[0] || s[1] != x[1]))
+      raise_value(op, ": output_size: expected N, C = ", x[0], ", ", x[1],
+                  " to match the input, got ", shape_str(s));
+    out = {s[s.size() - 2], s[s.size() - 1]};
+    if (out.h <= def.h - stride.h || out.h >= def.h + stride.h || out.w <= def.w - stride.w ||
+        out.w >= def.w + stride.w)
+      raise_value(op, ": output_size: expected (H, W) within stride ", pair_str(stride),
+                  " of the default ", pair_str(def), " (exclusive), got ", pair_str(out));
+  }
+  if (out.h < 1 || out.w < 1)
+    raise_value(op, ": ", output_size ? "output_size" : "padding", ": output size ",
+                pair_str(out), " is not positive for input ", pair_str({x[2], x[3]}),
+                ", kernel_size ", pair_str(kernel), ", stride ", pair_str(stride),
+                " and padding ", pair_str(padding));
+  return PoolGeometry{x[0],     x[1],     out.h,     out.w,     x[2], x[3], kernel.h, kernel.w,
+                      stride.h, stride.w, padding.h, padding.w, 1,    1,    false};
+}
+
+void check_switch(const char* op, const Shape& switches, int64_t position, int64_t value,
+                  int64_t plane) {
+  if (position < 0) return;
+  Shape at(switches.size());
+  for (size_t d = switches.size(); d-- > 0;) {
+    at[d] = position % switches[d];
+    position /= switches[d];
+  }
+  raise_value(op, ": switches: expected flat indices h * W + w in [0, ", plane,
+              ") of the plane they index, got ", value, " at ", shape_str(at));
+}
+
+void check_norm_type(const char* op, double norm_type) {
+  if (!(norm_type < 0 || norm_type > 0))  // zero or NaN
+    raise_value(op, ": norm_type: expected a non-zero number, got ", norm_type);
+}
+
 namespace {
 void check_min_ndim(const char* op, const char* name, const Shape& s, size_t ndim,
                     const char* layout) {

@@ -52,6 +52,49 @@ ConvGeometry conv_transpose2d_geometry(const char* op, const Shape& x, const Sha
 // linear: x (N, in), weight (out, in), bias (out,) or null.
 void check_linear(const char* op, const Shape& x, const Shape& weight, const Shape* bias);
 
+// ---- Pooling
+
+// Geometry of a 2-D pooling: n * c planes, each (h, w) on the input side and (ho, wo)
+// on the pooled side. max_unpool2d is described by the pooling it inverts: its
+// input is the pooled side and its output the input side.
+struct PoolGeometry {
+  int64_t n, c, h, w, ho, wo;
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+  bool ceil_mode;
+  int64_t planes() const { return n * c; }
+  int64_t plane_in() const { return h * w; }
+  int64_t plane_out() const { return ho * wo; }
+};
+
+// max_pool2d, avg_pool2d, lp_pool2d: x (N, C, H, W); stride as resolved by the caller
+// (None is kernel_size). Checks PyTorch's rules: positive kernel_size, stride and
+// dilation, padding at most half of kernel_size, and a positive output size.
+PoolGeometry pool2d_geometry(const char* op, const Shape& x, Pair kernel, Pair stride,
+                             Pair padding, Pair dilation, bool ceil_mode);
+
+// The input_shape argument of a pooling backward: 4 non-negative values (N, C, H, W).
+Shape pool2d_input_shape(const char* op, const std::vector<int64_t>& input_shape);
+
+// max_pool2d_backward (pooled: grad_output, full: input_shape) and max_unpool2d_backward
+// (pooled: switches, full: grad_output): two (N, C, ., .) shapes with the same N and C,
+// the switches of the pooled planes indexing the full planes. Kernel fields are unset.
+PoolGeometry switches_geometry(const char* op, const char* pooled_name, const Shape& pooled,
+                               const char* full_name, const Shape& full);
+
+// max_unpool2d: x (N, C, H, W) pooled; output_size null (PyTorch's default
+// (H - 1) * stride - 2 * padding + kernel_size), (H_out, W_out) or (N, C, H_out, W_out),
+// each within stride of the default, as PyTorch requires.
+PoolGeometry max_unpool2d_geometry(const char* op, const Shape& x, Pair kernel, Pair stride,
+                                   Pair padding, const std::vector<int64_t>* output_size);
+
+// Raises if position >= 0: switches (of the given shape) holds at that flat position
+// the value, which is not in [0, plane), the size of the plane it indexes.
+void check_switch(const char* op, const Shape& switches, int64_t position, int64_t value,
+                  int64_t plane);
+
+// lp_pool2d: a non-zero norm_type (finite, or +-inf for the max of |x| / the min of |x|).
+void check_norm_type(const char* op, double norm_type);
+
 // ---- Activations, softmax, losses and normalisation
 
 // An array seen as (outer, size, inner) around one of its dims.

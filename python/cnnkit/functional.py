@@ -19,6 +19,14 @@ __all__ = [
     "conv_transpose2d_backward",
     "linear",
     "linear_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "lp_pool2d",
+    "lp_pool2d_backward",
     "relu",
     "relu_backward",
     "sigmoid",
@@ -113,6 +121,88 @@ def linear_backward(grad_output, input, weight):
         g = g.reshape(-1, g.shape[-1])
     gx, gw, gb = _C.linear_backward(g, x, weight)
     return (gx if lead is None else gx.reshape(input.shape)), gw, gb
+
+
+# ---- Pooling (NCHW). Switches are int64 flat indices h * W + w within each (n, c) plane.
+
+
+def _pool_args(kernel_size, stride, op):
+    """(kernel, stride) pairs; stride None (or empty, as torch accepts) means kernel_size."""
+    kernel = pair(kernel_size, op, "kernel_size")
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        return kernel, kernel
+    return kernel, pair(stride, op, "stride")
+
+
+def _ints(v, op, name):
+    """A shape-like sequence of ints as a list; its length and values are checked in C++."""
+    if not isinstance(v, (tuple, list)):
+        raise TypeError(f"{op}: {name}: expected a tuple of ints, got {type(v).__name__}")
+    return [_int(i, op, name) for i in v]
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max pooling; padding is -inf. With return_indices, returns (output, switches): the
+    first maximum of each window in row-major order wins ties, and NaN wins (the last one)."""
+    op = "max_pool2d"
+    kernel, stride = _pool_args(kernel_size, stride, op)
+    return _C.max_pool2d(
+        input, kernel, stride, pair(padding, op, "padding"), pair(dilation, op, "dilation"),
+        bool(ceil_mode), bool(return_indices),
+    )
+
+
+def max_pool2d_backward(grad_output, switches, input_shape):
+    """Gradient of max_pool2d: grad_output scattered (added) to the inputs the switches name."""
+    op = "max_pool2d_backward"
+    return _C.max_pool2d_backward(grad_output, switches, _ints(input_shape, op, "input_shape"))
+
+
+def max_unpool2d(input, switches, kernel_size, stride=None, padding=0, output_size=None):
+    """Partial inverse of max_pool2d: zeros with input written where the switches point.
+    output_size is (H, W) or (N, C, H, W), by default (H_in - 1) * stride - 2 * padding + kernel_size."""
+    op = "max_unpool2d"
+    kernel, stride = _pool_args(kernel_size, stride, op)
+    size = None if output_size is None else _ints(output_size, op, "output_size")
+    return _C.max_unpool2d(input, switches, kernel, stride, pair(padding, op, "padding"), size)
+
+
+def max_unpool2d_backward(grad_output, switches):
+    """Gradient of max_unpool2d: grad_output gathered at the switches."""
+    return _C.max_unpool2d_backward(grad_output, switches)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Average pooling with torch's divisors (see count_include_pad there)."""
+    op = "avg_pool2d"
+    kernel, stride = _pool_args(kernel_size, stride, op)
+    return _C.avg_pool2d(input, kernel, stride, pair(padding, op, "padding"), bool(ceil_mode), bool(count_include_pad))
+
+
+def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """Gradient of avg_pool2d with respect to its input, of shape input_shape."""
+    op = "avg_pool2d_backward"
+    kernel, stride = _pool_args(kernel_size, stride, op)
+    return _C.avg_pool2d_backward(
+        grad_output, _ints(input_shape, op, "input_shape"), kernel, stride, pair(padding, op, "padding"),
+        bool(ceil_mode), bool(count_include_pad),
+    )
+
+
+def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """Power-average pooling as torch computes it: (avg_pool2d(x^p) * kH * kW)^(1/p);
+    norm_type inf gives the max of |x|, -inf the min of |x|."""
+    op = "lp_pool2d"
+    kernel, stride = _pool_args(kernel_size, stride, op)
+    return _C.lp_pool2d(input, _real(norm_type, op, "norm_type"), kernel, stride, bool(ceil_mode))
+
+
+def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """Gradient of lp_pool2d; windows whose power sum is zero pass no gradient, as in torch."""
+    op = "lp_pool2d_backward"
+    kernel, stride = _pool_args(kernel_size, stride, op)
+    return _C.lp_pool2d_backward(grad_output, input, _real(norm_type, op, "norm_type"), kernel, stride, bool(ceil_mode))
 
 
 # ---- Argument types of the layer ops (values are checked in C++)
