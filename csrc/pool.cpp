@@ -218,13 +218,14 @@ CNNKIT_INLINE void max_chunk(const T* xp, const PoolGeometry& g, int64_t ih0, Sp
   using I = typename Vec<T>::I;
   using R = SameWidthInt<T>;
   constexpr int64_t L = kLanes<T>;
-  const int64_t origin = ih0 * g.w + k0 * S - g.pw;  // flat index of the first window's origin
-  const T* base = xp + origin;
+  // Flat index of the first window's origin (negative in the top padding: only the
+  // tap offsets bring it into the plane).
+  const int64_t origin = ih0 * g.w + k0 * S - g.pw;
   const R first = static_cast<R>(rows.lo * g.dh * g.w);
   V m[kUnroll];
   I r[kUnroll];
   for (int u = 0; u < kUnroll; ++u) {
-    load_columns<S>(base + first + u * L * S, m[u]);
+    load_columns<S>(xp + (origin + first + u * L * S), m[u]);
     r[u] = I{} + first;
   }
   for (int64_t i = rows.lo; i < rows.hi; ++i) {
@@ -232,7 +233,7 @@ CNNKIT_INLINE void max_chunk(const T* xp, const PoolGeometry& g, int64_t ih0, Sp
       const R t = static_cast<R>(i * g.dh * g.w + j * g.dw);
       for (int u = 0; u < kUnroll; ++u) {
         V v;
-        load_columns<S>(base + t + u * L * S, v);
+        load_columns<S>(xp + (origin + t + u * L * S), v);
         const I take = (v > m[u]) | (v != v);  // takes_max, lane-wise
         m[u] = take ? v : m[u];
         if (kIdx) r[u] = take ? I{} + t : r[u];
@@ -391,14 +392,14 @@ CNNKIT_INLINE void avg_chunk(const T* xp, const PoolGeometry& g, int64_t ih0, Sp
                              int64_t k0, T row_count, const T* col_count, T* y) {
   using V = typename Vec<T>::V;
   constexpr int64_t L = kLanes<T>;
-  const T* base = xp + (ih0 * g.w + k0 * S - g.pw);
+  const int64_t origin = ih0 * g.w + k0 * S - g.pw;  // as in max_chunk
   V acc[kUnroll];
   for (int u = 0; u < kUnroll; ++u) acc[u] = V{};
   for (int64_t i = rows.lo; i < rows.hi; ++i)
     for (int64_t j = 0; j < g.kw; ++j)
       for (int u = 0; u < kUnroll; ++u) {
         V v;
-        load_columns<S>(base + i * g.w + j + u * L * S, v);
+        load_columns<S>(xp + (origin + i * g.w + j + u * L * S), v);
         acc[u] += v;
       }
   for (int u = 0; u < kUnroll; ++u) {
@@ -446,11 +447,11 @@ CNNKIT_INLINE void avg_pool_rows(const T* x, T* y, const PoolGeometry& g, Column
     const int64_t n = cols.hi - done;
     if (n > 0) {
       T* __restrict acc = yr + done;
-      const T* origin = xp + (ih0 * g.w + done * s - g.pw);
+      const int64_t origin = ih0 * g.w + done * s - g.pw;
       for (int64_t k = 0; k < n; ++k) acc[k] = 0;
       for (int64_t i = rows.lo; i < rows.hi; ++i)
         for (int64_t j = 0; j < g.kw; ++j) {
-          const T* __restrict src = origin + i * g.w + j;
+          const T* __restrict src = xp + (origin + i * g.w + j);
           for (int64_t k = 0; k < n; ++k) acc[k] += src[k * s];
         }
       const T* __restrict cc = col_count + done;
@@ -483,10 +484,10 @@ CNNKIT_INLINE void avg_backward_plane(const T* gy, T* gx, const PoolGeometry& g,
     const int64_t n = cols.hi - cols.lo;
     if (n > 0) {
       const T* __restrict sh = share + cols.lo;
-      T* origin = gx + (ih0 * g.w + cols.lo * s - g.pw);
+      const int64_t origin = ih0 * g.w + cols.lo * s - g.pw;
       for (int64_t i = rows.lo; i < rows.hi; ++i)
         for (int64_t j = 0; j < g.kw; ++j) {
-          T* __restrict dst = origin + i * g.w + j;
+          T* __restrict dst = gx + (origin + i * g.w + j);
           for (int64_t k = 0; k < n; ++k) dst[k * s] += sh[k];
         }
     }
