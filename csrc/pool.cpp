@@ -51,6 +51,14 @@ struct Columns {
   int64_t lo, hi, vec_hi;
 };
 
+// End of the whole-vector columns of an output row whose windows' last input row is
+// last_row. Reading past the end of an input row reads the next row's start, so only
+// windows that reach the array's very last row must stop at vec_hi.
+CNNKIT_INLINE int64_t vector_end(const PoolGeometry& g, Columns cols, int64_t plane,
+                                 int64_t last_row) {
+  return plane == g.planes() - 1 && last_row == g.h - 1 ? cols.vec_hi : cols.hi;
+}
+
 Columns interior_columns(const PoolGeometry& g) {
   Span first, last, room;
   const int64_t last_tap = -g.pw + (g.kw - 1) * g.dw;
@@ -265,10 +273,11 @@ CNNKIT_INLINE void max_pool_rows(const T* x, T* y, int64_t* switches, const Pool
     int64_t done = cols.lo;
     if constexpr (S != 0) {
       // Whole vectors; the last one overlaps its predecessor rather than running short.
-      if (cols.vec_hi - cols.lo >= L) {
-        for (int64_t k0 = cols.lo; k0 < cols.vec_hi; k0 += L)
-          max_chunk<T, kIdx, S>(xp, g, ih0, rows, std::min(k0, cols.vec_hi - L), yr, sr);
-        done = cols.vec_hi;
+      const int64_t end = vector_end(g, cols, row / g.ho, ih0 + (rows.hi - 1) * g.dh);
+      if (end - cols.lo >= L) {
+        for (int64_t k0 = cols.lo; k0 < end; k0 += L)
+          max_chunk<T, kIdx, S>(xp, g, ih0, rows, std::min(k0, end - L), yr, sr);
+        done = end;
       }
     }
     const int64_t n = cols.hi - done;
@@ -437,11 +446,12 @@ CNNKIT_INLINE void avg_pool_rows(const T* x, T* y, const PoolGeometry& g, Column
     int64_t done = cols.lo;
     if constexpr (S != 0) {
       // Whole vectors; the last one overlaps its predecessor rather than running short.
-      if (cols.vec_hi - cols.lo >= L) {
-        for (int64_t k0 = cols.lo; k0 < cols.vec_hi; k0 += L)
-          avg_chunk<T, S>(xp, g, ih0, rows, std::min(k0, cols.vec_hi - L), row_count,
+      const int64_t end = vector_end(g, cols, row / g.ho, ih0 + rows.hi - 1);
+      if (end - cols.lo >= L) {
+        for (int64_t k0 = cols.lo; k0 < end; k0 += L)
+          avg_chunk<T, S>(xp, g, ih0, rows, std::min(k0, end - L), row_count,
                           col_count, yr);
-        done = cols.vec_hi;
+        done = end;
       }
     }
     const int64_t n = cols.hi - done;
