@@ -149,8 +149,8 @@ PoolGeometry pool2d_geometry(const char* op, const Shape& x, Pair kernel, Pair s
   check_positive(op, "stride", stride);
   check_positive(op, "dilation", dilation);
   check_non_negative(op, "padding", padding);
-  // PyTorch bounds padding by half the undilated kernel, so every window holds
-  // at least one input element.
+  // PyTorch's bound: half the undilated kernel (it also checks half the dilated
+  // extent, which this implies).
   const Pair half{kernel.h / 2, kernel.w / 2};
   if (padding.h > half.h || padding.w > half.w)
     raise_value(op, ": padding: expected at most half of kernel_size ", pair_str(kernel), ", ",
