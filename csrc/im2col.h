@@ -7,13 +7,14 @@
 
 namespace cnnkit {
 
-// Writes the kH*kW rows of channel c; col points at row (c*kH*kW) and rows are ld apart.
+// Writes the kW column-matrix rows of kernel row ki of one channel; col points at
+// row (c*kH + ki)*kW and rows are ld apart.
 template <class T>
-void im2col_channel(const T* plane, const ConvGeometry& g, int64_t oh0, int64_t oh1, T* col,
-                    int64_t ld);
+void im2col_kernel_row(const T* plane, const ConvGeometry& g, int64_t oh0, int64_t oh1,
+                       int64_t ki, T* col, int64_t ld);
 
 // Adds the kH*kW rows of channel c back into input rows [ih0, ih1) of its plane (the
-// adjoint of im2col_channel). Disjoint row ranges can run in parallel.
+// adjoint of im2col_kernel_row over every ki). Disjoint row ranges can run in parallel.
 template <class T>
 void col2im_channel(const T* col, int64_t ld, const ConvGeometry& g, int64_t oh0, int64_t oh1,
                     T* plane, int64_t ih0, int64_t ih1);

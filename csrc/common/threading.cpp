@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -26,8 +27,25 @@ int default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// Workers sleep on a condition variable between jobs: no spinning that would
-// steal cycles from OpenBLAS's threads.
+// Spins for up to about this long before blocking: a kernel issues several
+// parallel_for calls back to back, and waking a sleeping thread (in a VM, a halted
+// vCPU) costs tens of microseconds each time. OpenBLAS runs single-threaded, so a
+// spinning worker takes no cycles from it.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+template <class Ready>
+bool spin_until(Ready&& ready) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (ready()) return true;
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return false;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+// Workers spin briefly, then sleep on a condition variable between jobs.
 class Pool {
  public:
   // A child of fork() inherits the pool but not its worker threads: it builds a
@@ -76,6 +94,7 @@ class Pool {
     }
     cv_.notify_all();
     run_chunk(0);
+    spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; });
     std::unique_lock<std::mutex> lk(m_);
     done_cv_.wait(lk, [this] { return pending_ == 0; });
     fn_ = nullptr;
@@ -109,6 +128,7 @@ class Pool {
 
   void work(int index, uint64_t seen) {
     for (;;) {
+      spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
       {
         std::unique_lock<std::mutex> lk(m_);
         cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
@@ -128,8 +148,9 @@ class Pool {
   std::condition_variable cv_, done_cv_;
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunks_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
+  // Written under m_; atomic so that spinning threads can read them without it.
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
   std::exception_ptr error_;
 };
