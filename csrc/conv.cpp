@@ -233,28 +233,27 @@ std::unique_ptr<T[]> zeroed(int64_t n) {
   return buf;
 }
 
+// Row copies are inline loops rather than memcpy: rows of small planes are a few
+// dozen bytes, where a library call costs more than the copy.
+template <class T>
+CNNKIT_INLINE void copy_row(const T* src, int64_t n, T* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
 // Copies an (ho, wo) plane into the first wo columns of each wp-wide row; the
 // other columns of dst are left as they are (zero).
 template <class T>
 void widen_rows(const T* src, const ConvGeometry& g, const PaddedPlane& pp, T* dst) {
-  for (int64_t oh = 0; oh < g.ho; ++oh)
-    std::memcpy(dst + oh * pp.wp, src + oh * g.wo, sizeof(T) * g.wo);
+  for (int64_t oh = 0; oh < g.ho; ++oh) copy_row(src + oh * g.wo, g.wo, dst + oh * pp.wp);
 }
 
+// Copies x into the interior of a padded plane whose border is already zero (the
+// buffers come from zeroed() and only their interiors are ever written).
 template <class T>
 void pad_plane(const T* x, const ConvGeometry& g, const PaddedPlane& pp, T* xp) {
-  for (int64_t r = 0; r < pp.hp; ++r) {
-    T* d = xp + r * pp.wp;
-    const int64_t ih = r - g.ph;
-    if (ih < 0 || ih >= g.h) {
-      std::fill(d, d + pp.wp, T(0));
-      continue;
-    }
-    const int64_t c0 = std::min(pp.wp, g.pw), c1 = std::min(pp.wp, g.pw + g.w);
-    std::fill(d, d + c0, T(0));
-    std::memcpy(d + c0, x + ih * g.w, sizeof(T) * (c1 - c0));
-    std::fill(d + c1, d + pp.wp, T(0));
-  }
+  const int64_t c0 = std::min(pp.wp, g.pw), c1 = std::min(pp.wp, g.pw + g.w);
+  const int64_t r1 = std::min(pp.hp, g.ph + g.h);
+  for (int64_t r = g.ph; r < r1; ++r) copy_row(x + (r - g.ph) * g.w, c1 - c0, xp + r * pp.wp + c0);
 }
 
 // Adds the interior of a padded gradient plane into gx (the adjoint of pad_plane).
@@ -340,6 +339,19 @@ CNNKIT_INLINE void direct_backward_weight_plane(const T* gy, const T* xp, int64_
   }
 }
 
+// One stride-1 output plane from cig padded input planes in the flat form: every
+// tap is one shift of a whole plane, accumulated in ybuf (rows wp wide), whose
+// first wo columns of each row are then the output.
+template <class T>
+CNNKIT_INLINE void flat_forward_plane(const T* xp, int64_t cig, const int64_t* shifts,
+                                      const T* w, T b, T* ybuf, T* y, const ConvGeometry& g,
+                                      const PaddedPlane& pp) {
+  const int64_t n = pp.flat_len(g), kk = g.kh * g.kw;
+  for (int64_t i = 0; i < n; ++i) ybuf[i] = b;
+  for (int64_t c = 0; c < cig; ++c) taps_accumulate(ybuf, xp + c * pp.size(), shifts, w + c * kk, kk, n);
+  for (int64_t oh = 0; oh < g.ho; ++oh) copy_row(ybuf + oh * pp.wp, g.wo, y + oh * g.wo);
+}
+
 #define CNNKIT_DIRECT_DISPATCH(T)                                                            \
   CNNKIT_MULTIVERSION void direct_forward_plane_mv(const T* xp, int64_t wp, const T* w, T* y, \
                                                    const ConvGeometry& g) {                 \
@@ -353,6 +365,15 @@ CNNKIT_INLINE void direct_backward_weight_plane(const T* gy, const T* xp, int64_
                                                            int64_t wp, T* gw,               \
                                                            const ConvGeometry& g) {         \
     direct_backward_weight_plane(gy, xp, wp, gw, g);                                        \
+  }                                                                                         \
+  CNNKIT_MULTIVERSION void pad_plane_mv(const T* x, const ConvGeometry& g,                   \
+                                        const PaddedPlane& pp, T* xp) {                     \
+    pad_plane(x, g, pp, xp);                                                                \
+  }                                                                                         \
+  CNNKIT_MULTIVERSION void flat_forward_plane_mv(const T* xp, int64_t cig, const int64_t* shifts, \
+                                                 const T* w, T b, T* ybuf, T* y,            \
+                                                 const ConvGeometry& g, const PaddedPlane& pp) { \
+    flat_forward_plane(xp, cig, shifts, w, b, ybuf, y, g, pp);                              \
   }
 CNNKIT_DIRECT_DISPATCH(float)
 CNNKIT_DIRECT_DISPATCH(double)
@@ -374,22 +395,18 @@ void direct_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeome
   // One task is one (sample, group): its input planes are padded once for all its filters.
   parallel_for(g.n * g.groups, grain_for(g.plane_out() * kk * cig * cog),
                [&](int64_t i0, int64_t i1) {
-    auto xp = uninitialized<T>(cig * pp.size());
+    auto xp = zeroed<T>(cig * pp.size());
     auto ybuf = uninitialized<T>(flat ? flat_len : 0);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t n = i / g.groups, gi = i % g.groups;
       for (int64_t c = 0; c < cig; ++c)
-        pad_plane(x + (n * g.c_in + gi * cig + c) * g.plane_in(), g, pp, xp.get() + c * pp.size());
+        pad_plane_mv(x + (n * g.c_in + gi * cig + c) * g.plane_in(), g, pp, xp.get() + c * pp.size());
       for (int64_t co = gi * cog; co < (gi + 1) * cog; ++co) {
         T* yp = y + (n * g.c_out + co) * g.plane_out();
         const T b = bias ? bias[co] : T(0);
         if (flat) {
-          std::fill(ybuf.get(), ybuf.get() + flat_len, b);
-          for (int64_t c = 0; c < cig; ++c)
-            taps_accumulate(ybuf.get(), xp.get() + c * pp.size(), shifts.data(),
-                            w + (co * cig + c) * kk, kk, flat_len);
-          for (int64_t oh = 0; oh < g.ho; ++oh)
-            std::memcpy(yp + oh * g.wo, ybuf.get() + oh * pp.wp, sizeof(T) * g.wo);
+          flat_forward_plane_mv(xp.get(), cig, shifts.data(), w + co * cig * kk, b, ybuf.get(), yp,
+                                g, pp);
         } else {
           std::fill(yp, yp + g.plane_out(), b);
           for (int64_t c = 0; c < cig; ++c)
@@ -445,7 +462,7 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
     // One task owns one output channel's filters, so its sums need no locks.
     parallel_for(g.c_out, grain_for(g.n * work / std::max<int64_t>(1, cog)),
                  [&](int64_t c0, int64_t c1) {
-      auto xp = uninitialized<T>(pp.size());
+      auto xp = zeroed<T>(pp.size());
       auto gybuf = zeroed<T>(flat ? pp.size() : 0);
       for (int64_t co = c0; co < c1; ++co) {
         const int64_t gi = co / cog;
@@ -453,7 +470,7 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
         for (int64_t n = 0; n < g.n; ++n)
           for (int64_t c = 0; c < cig; ++c) {
             const T* gyp = gy + (n * g.c_out + co) * g.plane_out();
-            pad_plane(x + (n * g.c_in + gi * cig + c) * g.plane_in(), g, pp, xp.get());
+            pad_plane_mv(x + (n * g.c_in + gi * cig + c) * g.plane_in(), g, pp, xp.get());
             T* gwc = gw + (co * cig + c) * kk;
             if (flat) {
               if (c == 0) widen_rows(gyp, g, pp, gybuf.get());

@@ -58,6 +58,11 @@ inline __attribute__((always_inline)) void taps_accumulate_impl(T* y, const T* x
     *reinterpret_cast<V*>(y + i0 + 2 * L) = a2;
     *reinterpret_cast<V*>(y + i0 + 3 * L) = a3;
   }
+  for (; i0 + L <= n; i0 += L) {
+    V a = *reinterpret_cast<const V*>(y + i0);
+    for (int64_t t = 0; t < taps; ++t) a += w[t] * *reinterpret_cast<const V*>(x + offset[t] + i0);
+    *reinterpret_cast<V*>(y + i0) = a;
+  }
   for (int64_t t = 0; t < taps; ++t) {
     const T wv = w[t];
     const T* xs = x + offset[t];
