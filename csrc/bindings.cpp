@@ -100,6 +100,28 @@ std::optional<py::array_t<T, py::array::c_style>> contiguous(const std::optional
   return contiguous<T>(*a);
 }
 
+// The backward of a layer with an input, a weight and a bias: gradients shaped like
+// x, w and (bias_len,), filled by backward(gy, x, w, gx, gw, gb) with the GIL released.
+template <class Backward>
+py::object backward_xwb(const Operands& ops, const py::array& ga, const py::array& xa,
+                        const py::array& wa, int64_t bias_len, Backward&& backward) {
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto gc = contiguous<T>(ga);
+    auto xc = contiguous<T>(xa);
+    auto wc = contiguous<T>(wa);
+    auto gx = empty<T>(shape_of(xa));
+    auto gw = empty<T>(shape_of(wa));
+    auto gb = empty<T>({bias_len});
+    T *gxp = gx.mutable_data(), *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
+    {
+      py::gil_scoped_release release;
+      backward(gc.data(), xc.data(), wc.data(), gxp, gwp, gbp);
+    }
+    return py::make_tuple(gx, gw, gb);
+  });
+}
+
 // ---- Convolution family
 
 py::object py_conv2d(py::handle x, py::handle w, py::handle b, P2 stride, P4 pad, P2 dil,
@@ -136,21 +158,9 @@ py::object py_conv2d_backward(py::handle gy, py::handle x, py::handle w, P2 stri
   auto g = conv2d_geometry(op, shape_of(xa), shape_of(wa), nullptr, pair(stride),
                            {pad[0], pad[1], pad[2], pad[3]}, pair(dil), groups);
   check_shape(op, "grad_output", shape_of(ga), {g.n, g.c_out, g.ho, g.wo});
-  return ops.dispatch([&](auto tag) {
-    using T = typename decltype(tag)::type;
-    auto gc = contiguous<T>(ga);
-    auto xc = contiguous<T>(xa);
-    auto wc = contiguous<T>(wa);
-    auto gx = empty<T>(shape_of(xa));
-    auto gw = empty<T>(shape_of(wa));
-    auto gb = empty<T>({g.c_out});
-    T *gxp = gx.mutable_data(), *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
-    {
-      py::gil_scoped_release release;
-      cnnkit::conv2d_backward<T>(gc.data(), xc.data(), wc.data(), gxp, gwp, gbp, g);
-    }
-    return py::make_tuple(gx, gw, gb);
-  });
+  return backward_xwb(ops, ga, xa, wa, g.c_out,
+                      [&](const auto* gy, const auto* xp, const auto* wp, auto* gx, auto* gw,
+                          auto* gb) { cnnkit::conv2d_backward(gy, xp, wp, gx, gw, gb, g); });
 }
 
 py::object py_conv_transpose2d(py::handle x, py::handle w, py::handle b, P2 stride, P2 pad,
@@ -188,21 +198,9 @@ py::object py_conv_transpose2d_backward(py::handle gy, py::handle x, py::handle 
   auto g = conv_transpose2d_geometry(op, shape_of(xa), shape_of(wa), nullptr, pair(stride),
                                      pair(pad), pair(out_pad), groups, pair(dil));
   check_shape(op, "grad_output", shape_of(ga), {g.n, g.c_in, g.h, g.w});
-  return ops.dispatch([&](auto tag) {
-    using T = typename decltype(tag)::type;
-    auto gc = contiguous<T>(ga);
-    auto xc = contiguous<T>(xa);
-    auto wc = contiguous<T>(wa);
-    auto gx = empty<T>(shape_of(xa));
-    auto gw = empty<T>(shape_of(wa));
-    auto gb = empty<T>({g.c_in});
-    T *gxp = gx.mutable_data(), *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
-    {
-      py::gil_scoped_release release;
-      cnnkit::conv_transpose2d_backward<T>(gc.data(), xc.data(), wc.data(), gxp, gwp, gbp, g);
-    }
-    return py::make_tuple(gx, gw, gb);
-  });
+  return backward_xwb(ops, ga, xa, wa, g.c_in,
+                      [&](const auto* gy, const auto* xp, const auto* wp, auto* gx, auto* gw,
+                          auto* gb) { cnnkit::conv_transpose2d_backward(gy, xp, wp, gx, gw, gb, g); });
 }
 
 py::object py_linear(py::handle x, py::handle w, py::handle b) {
@@ -237,21 +235,9 @@ py::object py_linear_backward(py::handle gy, py::handle x, py::handle w) {
   check_linear(op, shape_of(xa), shape_of(wa), nullptr);
   const int64_t n = xa.shape(0), in = xa.shape(1), out = wa.shape(0);
   check_shape(op, "grad_output", shape_of(ga), {n, out});
-  return ops.dispatch([&](auto tag) {
-    using T = typename decltype(tag)::type;
-    auto gc = contiguous<T>(ga);
-    auto xc = contiguous<T>(xa);
-    auto wc = contiguous<T>(wa);
-    auto gx = empty<T>({n, in});
-    auto gw = empty<T>({out, in});
-    auto gb = empty<T>({out});
-    T *gxp = gx.mutable_data(), *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
-    {
-      py::gil_scoped_release release;
-      cnnkit::linear_backward<T>(gc.data(), xc.data(), wc.data(), gxp, gwp, gbp, n, in, out);
-    }
-    return py::make_tuple(gx, gw, gb);
-  });
+  return backward_xwb(ops, ga, xa, wa, out,
+                      [&](const auto* gy, const auto* xp, const auto* wp, auto* gx, auto* gw,
+                          auto* gb) { cnnkit::linear_backward(gy, xp, wp, gx, gw, gb, n, in, out); });
 }
 
 // ---- Pooling

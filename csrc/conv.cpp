@@ -29,9 +29,6 @@ constexpr int64_t kCacheBytes = int64_t(32) << 20;
 // Elements of work below which a parallel_for item is not worth a thread.
 constexpr int64_t kGrainElems = 16384;
 
-int64_t grain_for(int64_t elems_per_item) {
-  return std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, elems_per_item));
-}
 
 template <class T>
 std::unique_ptr<T[]> uninitialized(int64_t n) {
@@ -104,7 +101,8 @@ void for_each_block(const ConvGeometry& g, const Plan& p, F&& fn) {
 template <class T>
 void lower(const T* x, const ConvGeometry& g, const Block& b, T* col, int64_t cols) {
   const int64_t rows = b.oh1 - b.oh0;
-  parallel_for(b.nb * g.c_in * g.kh, grain_for(g.kw * rows * g.wo), [&](int64_t i0, int64_t i1) {
+  parallel_for(b.nb * g.c_in * g.kh, grain_for(g.kw * rows * g.wo, kGrainElems),
+               [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t ki = i % g.kh, sc = i / g.kh;
       const int64_t s = sc / g.c_in, c = sc % g.c_in;
@@ -120,7 +118,7 @@ template <class T>
 void raise(const T* col, int64_t cols, const ConvGeometry& g, const Block& b, T* x) {
   const int64_t kk = g.kh * g.kw, rows = b.oh1 - b.oh0;
   const int64_t bands = std::min<int64_t>(g.h, std::max<int64_t>(1, 8 / (b.nb * g.c_in)));
-  parallel_for(b.nb * g.c_in * bands, grain_for(kk * rows * g.wo / bands),
+  parallel_for(b.nb * g.c_in * bands, grain_for(kk * rows * g.wo / bands, kGrainElems),
                [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t band = i % bands, sc = i / bands;
@@ -138,7 +136,7 @@ template <class T>
 void stage(const T* t, const ConvGeometry& g, const Block& b, T* buf, bool to_buffer,
            T* t_out = nullptr) {
   const int64_t plane = g.plane_out(), cols = b.nb * plane;
-  parallel_for(b.nb * g.c_out, grain_for(plane), [&](int64_t i0, int64_t i1) {
+  parallel_for(b.nb * g.c_out, grain_for(plane, kGrainElems), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t s = i / g.c_out, c = i % g.c_out;
       const int64_t off = ((b.n0 + s) * g.c_out + c) * plane;
@@ -393,7 +391,7 @@ void direct_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeome
   const int64_t flat_len = pp.flat_len(g);
   const std::vector<int64_t> shifts = tap_shifts(g, pp, false);
   // One task is one (sample, group): its input planes are padded once for all its filters.
-  parallel_for(g.n * g.groups, grain_for(g.plane_out() * kk * cig * cog),
+  parallel_for(g.n * g.groups, grain_for(g.plane_out() * kk * cig * cog, kGrainElems),
                [&](int64_t i0, int64_t i1) {
     auto xp = zeroed<T>(cig * pp.size());
     auto ybuf = uninitialized<T>(flat ? flat_len : 0);
@@ -429,7 +427,7 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
   const std::vector<int64_t> back_shifts = tap_shifts(g, pp, true);
   const int64_t max_shift = shifts.back();
   if (gx) {
-    parallel_for(g.n * g.groups, grain_for(work), [&](int64_t i0, int64_t i1) {
+    parallel_for(g.n * g.groups, grain_for(work, kGrainElems), [&](int64_t i0, int64_t i1) {
       auto gxp = uninitialized<T>(cig * pp.size());
       auto gybuf = zeroed<T>(flat ? max_shift + pp.size() : 0);
       for (int64_t i = i0; i < i1; ++i) {
@@ -460,7 +458,7 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
   }
   if (gw) {
     // One task owns one output channel's filters, so its sums need no locks.
-    parallel_for(g.c_out, grain_for(g.n * work / std::max<int64_t>(1, cog)),
+    parallel_for(g.c_out, grain_for(g.n * work / std::max<int64_t>(1, cog), kGrainElems),
                  [&](int64_t c0, int64_t c1) {
       auto xp = zeroed<T>(pp.size());
       auto gybuf = zeroed<T>(flat ? pp.size() : 0);
@@ -489,7 +487,7 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
 
 template <class T>
 void add_bias(T* y, const T* bias, int64_t n, int64_t c, int64_t plane) {
-  parallel_for(n * c, grain_for(plane), [&](int64_t i0, int64_t i1) {
+  parallel_for(n * c, grain_for(plane, kGrainElems), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const T b = bias[i % c];
       T* p = y + i * plane;
@@ -500,7 +498,7 @@ void add_bias(T* y, const T* bias, int64_t n, int64_t c, int64_t plane) {
 
 template <class T>
 void sum_channels(const T* gy, T* gb, int64_t n, int64_t c, int64_t plane) {
-  parallel_for(c, grain_for(n * plane), [&](int64_t c0, int64_t c1) {
+  parallel_for(c, grain_for(n * plane, kGrainElems), [&](int64_t c0, int64_t c1) {
     for (int64_t ch = c0; ch < c1; ++ch) {
       T acc = 0;
       for (int64_t s = 0; s < n; ++s) {

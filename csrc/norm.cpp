@@ -18,9 +18,6 @@ constexpr int64_t kGrain = 32768;
 // Spatial positions that local_response_norm carries through the channels together.
 constexpr int64_t kBlock = 256;
 
-int64_t grain_for(int64_t elems_per_item) {
-  return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, elems_per_item));
-}
 
 // ---- Dropout
 
@@ -292,7 +289,7 @@ template <class F>
 void for_each_spatial_block(const DimSplit& d, int64_t scratch_per_block, F&& fn) {
   const int64_t blocks = (d.inner + kBlock - 1) / kBlock;
   const int64_t per_item = d.size * std::min(d.inner, kBlock);
-  parallel_for(d.outer * blocks, grain_for(per_item), [&](int64_t b, int64_t e) {
+  parallel_for(d.outer * blocks, grain_for(per_item, kGrain), [&](int64_t b, int64_t e) {
     std::vector<double> scratch(static_cast<size_t>(scratch_per_block));
     for (int64_t item = b; item < e; ++item) {
       const int64_t s0 = (item % blocks) * kBlock;
@@ -325,7 +322,7 @@ void batch_norm_forward(const T* x, const T* gamma, const T* beta, T* running_me
                         bool training, double momentum, double eps) {
   const int64_t n = d.outer, channels = d.size, s = d.inner, stride = channels * s;
   const int64_t count = n * s;
-  parallel_for(channels, grain_for(count), [&](int64_t b, int64_t e) {
+  parallel_for(channels, grain_for(count, kGrain), [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) {
       const T* xc = x + c * s;
       double mu, var;
@@ -358,7 +355,7 @@ void batch_norm_backward(const T* gy, const T* x, const T* gamma, const double* 
                          bool training) {
   const int64_t n = d.outer, channels = d.size, s = d.inner, stride = channels * s;
   const int64_t count = n * s;
-  parallel_for(channels, grain_for(count), [&](int64_t b, int64_t e) {
+  parallel_for(channels, grain_for(count, kGrain), [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) {
       const int64_t off = c * s;
       const double mu = mean[c], is = invstd[c];

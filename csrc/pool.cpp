@@ -22,9 +22,6 @@ namespace {
 // Elements of work below which a parallel_for item is not worth a thread.
 constexpr int64_t kGrainElems = 16384;
 
-int64_t grain_for(int64_t elems_per_item) {
-  return std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, elems_per_item));
-}
 
 template <class T>
 std::unique_ptr<T[]> uninitialized(int64_t n) {
@@ -352,7 +349,7 @@ template <class F>
 int64_t over_switch_planes(const PoolGeometry& g, F&& plane_fn) {
   std::atomic<int64_t> first{std::numeric_limits<int64_t>::max()};
   const int64_t count = g.plane_out();
-  parallel_for(g.planes(), grain_for(g.plane_in() + count), [&](int64_t p0, int64_t p1) {
+  parallel_for(g.planes(), grain_for(g.plane_in() + count, kGrainElems), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t bad = plane_fn(p);
       if (bad < 0) continue;
@@ -586,7 +583,7 @@ void max_pool2d_forward(const T* x, T* y, int64_t* switches, const PoolGeometry&
   const int64_t max_offset = (g.kh - 1) * g.dh * g.w + (g.kw - 1) * g.dw;
   if (max_offset > std::numeric_limits<R>::max()) cols = {g.wo, g.wo, g.wo};
   const int64_t rows = g.planes() * g.ho;
-  parallel_for(rows, grain_for(g.wo * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+  parallel_for(rows, grain_for(g.wo * g.kh * g.kw, kGrainElems), [&](int64_t r0, int64_t r1) {
     std::vector<R> rel(switches ? g.wo : 0);
     max_pool_rows_mv(x, y, switches, g, cols, r0, r1, rel.data());
   });
@@ -615,7 +612,7 @@ template <class T>
 void avg_pool2d_forward(const T* x, T* y, const PoolGeometry& g, bool count_include_pad) {
   const Columns cols = interior_columns(g);
   const std::vector<T> col_count = column_counts<T>(g, count_include_pad);
-  parallel_for(g.planes() * g.ho, grain_for(g.wo * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+  parallel_for(g.planes() * g.ho, grain_for(g.wo * g.kh * g.kw, kGrainElems), [&](int64_t r0, int64_t r1) {
     avg_pool_rows_mv(x, y, g, cols, col_count.data(), count_include_pad, r0, r1);
   });
 }
@@ -624,7 +621,7 @@ template <class T>
 void avg_pool2d_backward(const T* gy, T* gx, const PoolGeometry& g, bool count_include_pad) {
   const Columns cols = interior_columns(g);
   const std::vector<T> col_count = column_counts<T>(g, count_include_pad);
-  parallel_for(g.planes(), grain_for(g.plane_out() * g.kh * g.kw + g.plane_in()),
+  parallel_for(g.planes(), grain_for(g.plane_out() * g.kh * g.kw + g.plane_in(), kGrainElems),
                [&](int64_t p0, int64_t p1) {
     std::vector<T> share(g.wo);
     for (int64_t p = p0; p < p1; ++p)
@@ -662,7 +659,7 @@ void lp_pool2d_backward(const T* gy, const T* x, T* gx, double p, const PoolGeom
     max_pool2d_forward<T>(a.get(), y.get(), switches.get(), g);
     const int64_t count = g.plane_out(), plane = g.plane_in();
     const int64_t* sw = switches.get();
-    parallel_for(g.planes(), grain_for(count + plane), [&](int64_t p0, int64_t p1) {
+    parallel_for(g.planes(), grain_for(count + plane, kGrainElems), [&](int64_t p0, int64_t p1) {
       for (int64_t q = p0; q < p1; ++q) {
         T* gxp = gx + q * plane;
         const T* xp = x + q * plane;

@@ -23,9 +23,6 @@ constexpr int64_t kBlock = 256;
 // Fixed summation blocks of mse_loss: the total does not depend on the thread count.
 constexpr int64_t kSumBlock = 4096;
 
-int64_t grain_for(int64_t elems_per_item) {
-  return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, elems_per_item));
-}
 
 template <class T>
 CNNKIT_INLINE T row_max(const T* x, int64_t d) {
@@ -245,7 +242,7 @@ template <class F>
 void for_each_strided_block(const DimSplit& d, F&& fn) {
   const int64_t blocks = (d.inner + kBlock - 1) / kBlock;
   const int64_t per_item = d.size * std::min(d.inner, kBlock);
-  parallel_for(d.outer * blocks, grain_for(per_item), [&](int64_t b, int64_t e) {
+  parallel_for(d.outer * blocks, grain_for(per_item, kGrain), [&](int64_t b, int64_t e) {
     for (int64_t item = b; item < e; ++item) {
       const int64_t o = item / blocks, i0 = (item % blocks) * kBlock;
       fn(o * d.size * d.inner + i0, std::min(kBlock, d.inner - i0));
@@ -259,7 +256,7 @@ template <class T>
 void softmax_forward(const T* x, T* y, const DimSplit& d, bool log) {
   if (d.size == 0) return;
   if (d.inner == 1) {
-    parallel_for(d.outer, grain_for(d.size), [&](int64_t b, int64_t e) {
+    parallel_for(d.outer, grain_for(d.size, kGrain), [&](int64_t b, int64_t e) {
       softmax_rows_mv(x + b * d.size, y + b * d.size, e - b, d.size, log);
     });
   } else {
@@ -273,7 +270,7 @@ template <class T>
 void softmax_backward(const T* gy, const T* y, T* gx, const DimSplit& d, bool log) {
   if (d.size == 0) return;
   if (d.inner == 1) {
-    parallel_for(d.outer, grain_for(d.size), [&](int64_t b, int64_t e) {
+    parallel_for(d.outer, grain_for(d.size, kGrain), [&](int64_t b, int64_t e) {
       const int64_t off = b * d.size;
       softmax_backward_rows_mv(gy + off, y + off, gx + off, e - b, d.size, log);
     });
@@ -289,7 +286,7 @@ void cross_entropy_forward(const T* logits, const int64_t* target, int64_t n, in
                            Reduction reduction, T* out) {
   std::vector<double> loss(static_cast<size_t>(n));
   double* lp = loss.data();
-  parallel_for(n, grain_for(c), [&](int64_t b, int64_t e) {
+  parallel_for(n, grain_for(c, kGrain), [&](int64_t b, int64_t e) {
     cross_entropy_rows_mv(logits + b * c, target + b, e - b, c, lp + b);
   });
   if (reduction == Reduction::none) {
@@ -305,7 +302,7 @@ template <class T>
 void cross_entropy_backward(const T* logits, const int64_t* target, int64_t n, int64_t c,
                             Reduction reduction, T* grad) {
   const T scale = reduction == Reduction::mean ? static_cast<T>(1.0 / double(n)) : T(1);
-  parallel_for(n, grain_for(c), [&](int64_t b, int64_t e) {
+  parallel_for(n, grain_for(c, kGrain), [&](int64_t b, int64_t e) {
     cross_entropy_grad_rows_mv(logits + b * c, target + b, e - b, c, scale, grad + b * c);
   });
 }
@@ -321,7 +318,7 @@ void mse_loss_forward(const T* x, const T* target, int64_t n, Reduction reductio
   const int64_t blocks = (n + kSumBlock - 1) / kSumBlock;
   std::vector<double> partial(static_cast<size_t>(blocks));
   double* pp = partial.data();
-  parallel_for(blocks, grain_for(kSumBlock), [&](int64_t b, int64_t e) {
+  parallel_for(blocks, grain_for(kSumBlock, kGrain), [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
       const int64_t i0 = k * kSumBlock;
       pp[k] = squared_error_sum_mv(x + i0, target + i0, std::min(kSumBlock, n - i0));

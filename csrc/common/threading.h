@@ -16,4 +16,11 @@ void set_num_threads(int n);
 // so calls from several Python threads never oversubscribe or deadlock.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+// The grain for items of elems_per_item elements each, so that no thread gets fewer
+// than min_elems elements: below that, waking a thread costs more than it saves.
+inline int64_t grain_for(int64_t elems_per_item, int64_t min_elems) {
+  const int64_t per = elems_per_item > 1 ? elems_per_item : 1;
+  return min_elems / per > 1 ? min_elems / per : 1;
+}
+
 }  // namespace cnnkit
