@@ -29,7 +29,6 @@ constexpr int64_t kCacheBytes = int64_t(32) << 20;
 // Elements of work below which a parallel_for item is not worth a thread.
 constexpr int64_t kGrainElems = 16384;
 
-
 template <class T>
 std::unique_ptr<T[]> uninitialized(int64_t n) {
   return std::unique_ptr<T[]>(n > 0 ? new T[n] : nullptr);

@@ -18,7 +18,6 @@ constexpr int64_t kGrain = 32768;
 // Spatial positions that local_response_norm carries through the channels together.
 constexpr int64_t kBlock = 256;
 
-
 // ---- Dropout
 
 // splitmix64's output for counter i of the stream seed: a counter-based generator,

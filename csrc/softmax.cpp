@@ -23,7 +23,6 @@ constexpr int64_t kBlock = 256;
 // Fixed summation blocks of mse_loss: the total does not depend on the thread count.
 constexpr int64_t kSumBlock = 4096;
 
-
 template <class T>
 CNNKIT_INLINE T row_max(const T* x, int64_t d) {
   T m = -std::numeric_limits<T>::infinity();
