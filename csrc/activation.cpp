@@ -29,7 +29,7 @@ CNNKIT_INLINE void relu_backward_chunk(const T* gy, const T* x, T* gx, int64_t n
 template <class T>
 CNNKIT_INLINE void sigmoid_chunk(const T* x, T* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
-    const T e = vmath::exp(-std::fabs(x[i]));
+    const T e = vmath::exp_nonpositive(-std::fabs(x[i]));
     const T r = T(1) / (T(1) + e);
     y[i] = x[i] >= T(0) ? r : e * r;
   }

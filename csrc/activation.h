@@ -118,6 +118,17 @@ CNNKIT_VMATH T exp(T x) {
   return x != x ? x : y;
 }
 
+// e^x for x <= 0 (NaN propagates through the arithmetic): the softmax family's
+// x - max and sigmoid's -|x|. Without exp's overflow and NaN selects it is cheaper.
+template <class T>
+CNNKIT_VMATH T exp_nonpositive(T x) {
+  using E = ExpTraits<T>;
+  const T xc = x < E::lo ? E::lo : x;  // NaN compares false and passes through
+  T s1, s2;
+  const T q = reduce(xc, s1, s2);
+  return ((q + T(1)) * s1) * s2;
+}
+
 // e^x - 1 for x <= 0 (NaN propagates), accurate near 0 where e^x - 1 cancels.
 template <class T>
 CNNKIT_VMATH T expm1_nonpositive(T x) {

@@ -36,7 +36,7 @@ template <class T>
 CNNKIT_INLINE T row_sum_exp(const T* x, T m, int64_t d) {
   T s = 0;
 #pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < d; ++i) s += vmath::exp(x[i] - m);
+  for (int64_t i = 0; i < d; ++i) s += vmath::exp_nonpositive(x[i] - m);
   return s;
 }
 
@@ -53,7 +53,7 @@ CNNKIT_INLINE void softmax_rows(const T* x, T* y, int64_t rows, int64_t d, bool 
       T s = 0;
 #pragma omp simd reduction(+ : s)
       for (int64_t i = 0; i < d; ++i) {
-        y[i] = vmath::exp(x[i] - m);
+        y[i] = vmath::exp_nonpositive(x[i] - m);
         s += y[i];
       }
       const T inv = T(1) / s;
@@ -96,7 +96,7 @@ CNNKIT_INLINE void softmax_strided(const T* x, T* y, int64_t d, int64_t inner, i
     const T* xr = x + k * inner;
     T* yr = y + k * inner;
     for (int64_t i = 0; i < w; ++i) {
-      const T e = vmath::exp(xr[i] - m[i]);
+      const T e = vmath::exp_nonpositive(xr[i] - m[i]);
       if (!log) yr[i] = e;
       s[i] += e;
     }
@@ -163,7 +163,7 @@ CNNKIT_INLINE void cross_entropy_grad_rows(const T* x, const int64_t* target, in
     T s = 0;
 #pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < c; ++i) {
-      g[i] = vmath::exp(x[i] - m);
+      g[i] = vmath::exp_nonpositive(x[i] - m);
       s += g[i];
     }
     const T k = scale / s;
