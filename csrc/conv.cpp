@@ -247,7 +247,7 @@ void widen_rows(const T* src, const ConvGeometry& g, const PaddedPlane& pp, T* d
 // Copies x into the interior of a padded plane whose border is already zero (the
 // buffers come from zeroed() and only their interiors are ever written).
 template <class T>
-void pad_plane(const T* x, const ConvGeometry& g, const PaddedPlane& pp, T* xp) {
+CNNKIT_INLINE void pad_plane(const T* x, const ConvGeometry& g, const PaddedPlane& pp, T* xp) {
   const int64_t c0 = std::min(pp.wp, g.pw), c1 = std::min(pp.wp, g.pw + g.w);
   const int64_t r1 = std::min(pp.hp, g.ph + g.h);
   for (int64_t r = g.ph; r < r1; ++r) copy_row(x + (r - g.ph) * g.w, c1 - c0, xp + r * pp.wp + c0);
@@ -344,8 +344,8 @@ CNNKIT_INLINE void flat_forward_plane(const T* xp, int64_t cig, const int64_t* s
                                       const T* w, T b, T* ybuf, T* y, const ConvGeometry& g,
                                       const PaddedPlane& pp) {
   const int64_t n = pp.flat_len(g), kk = g.kh * g.kw;
-  for (int64_t i = 0; i < n; ++i) ybuf[i] = b;
-  for (int64_t c = 0; c < cig; ++c) taps_accumulate(ybuf, xp + c * pp.size(), shifts, w + c * kk, kk, n);
+  taps_assign(ybuf, xp, shifts, w, kk, n, b);
+  for (int64_t c = 1; c < cig; ++c) taps_accumulate(ybuf, xp + c * pp.size(), shifts, w + c * kk, kk, n);
   for (int64_t oh = 0; oh < g.ho; ++oh) copy_row(ybuf + oh * pp.wp, g.wo, y + oh * g.wo);
 }
 

@@ -32,19 +32,19 @@ struct Vec64<double> {
   using type = vdouble;
 };
 
-template <class T>
-inline __attribute__((always_inline)) void taps_accumulate_impl(T* y, const T* x,
-                                                                const int64_t* offset,
-                                                                const T* w, int64_t taps,
-                                                                int64_t n) {
+// Assign: y[i] = start + taps; else y[i] += taps.
+template <bool Assign, class T>
+inline __attribute__((always_inline)) void taps_impl(T* y, const T* x, const int64_t* offset,
+                                                     const T* w, int64_t taps, int64_t n,
+                                                     T start) {
   using V = typename Vec64<T>::type;
   constexpr int64_t L = 64 / sizeof(T), B = 4 * L;
+  const V splat = start - V{};
+  auto load_y = [&](int64_t i) { return Assign ? splat : *reinterpret_cast<const V*>(y + i); };
   int64_t i0 = 0;
   // Four vector accumulators stay in registers across all taps.
   for (; i0 + B <= n; i0 += B) {
-    V a0 = *reinterpret_cast<const V*>(y + i0), a1 = *reinterpret_cast<const V*>(y + i0 + L),
-      a2 = *reinterpret_cast<const V*>(y + i0 + 2 * L),
-      a3 = *reinterpret_cast<const V*>(y + i0 + 3 * L);
+    V a0 = load_y(i0), a1 = load_y(i0 + L), a2 = load_y(i0 + 2 * L), a3 = load_y(i0 + 3 * L);
     for (int64_t t = 0; t < taps; ++t) {
       const T wv = w[t];
       const T* xs = x + offset[t] + i0;
@@ -59,10 +59,12 @@ inline __attribute__((always_inline)) void taps_accumulate_impl(T* y, const T* x
     *reinterpret_cast<V*>(y + i0 + 3 * L) = a3;
   }
   for (; i0 + L <= n; i0 += L) {
-    V a = *reinterpret_cast<const V*>(y + i0);
+    V a = load_y(i0);
     for (int64_t t = 0; t < taps; ++t) a += w[t] * *reinterpret_cast<const V*>(x + offset[t] + i0);
     *reinterpret_cast<V*>(y + i0) = a;
   }
+  if (Assign)
+    for (int64_t i = i0; i < n; ++i) y[i] = start;
   for (int64_t t = 0; t < taps; ++t) {
     const T wv = w[t];
     const T* xs = x + offset[t];
@@ -73,11 +75,19 @@ inline __attribute__((always_inline)) void taps_accumulate_impl(T* y, const T* x
 
 CNNKIT_MULTIVERSION void taps_accumulate(float* y, const float* x, const int64_t* offset,
                                          const float* w, int64_t taps, int64_t n) {
-  taps_accumulate_impl(y, x, offset, w, taps, n);
+  taps_impl<false>(y, x, offset, w, taps, n, 0.0f);
 }
 CNNKIT_MULTIVERSION void taps_accumulate(double* y, const double* x, const int64_t* offset,
                                          const double* w, int64_t taps, int64_t n) {
-  taps_accumulate_impl(y, x, offset, w, taps, n);
+  taps_impl<false>(y, x, offset, w, taps, n, 0.0);
+}
+CNNKIT_MULTIVERSION void taps_assign(float* y, const float* x, const int64_t* offset,
+                                     const float* w, int64_t taps, int64_t n, float start) {
+  taps_impl<true>(y, x, offset, w, taps, n, start);
+}
+CNNKIT_MULTIVERSION void taps_assign(double* y, const double* x, const int64_t* offset,
+                                     const double* w, int64_t taps, int64_t n, double start) {
+  taps_impl<true>(y, x, offset, w, taps, n, start);
 }
 
 CNNKIT_MULTIVERSION void axpy(float* y, const float* x, float a, int64_t n) {

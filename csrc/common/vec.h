@@ -18,5 +18,10 @@ void taps_accumulate(float* y, const float* x, const int64_t* offset, const floa
                      int64_t taps, int64_t n);
 void taps_accumulate(double* y, const double* x, const int64_t* offset, const double* w,
                      int64_t taps, int64_t n);
+// y[i] = start + the same sum: no separate pass to initialise y.
+void taps_assign(float* y, const float* x, const int64_t* offset, const float* w, int64_t taps,
+                 int64_t n, float start);
+void taps_assign(double* y, const double* x, const int64_t* offset, const double* w,
+                 int64_t taps, int64_t n, double start);
 
 }  // namespace cnnkit
