@@ -72,9 +72,12 @@ class Pool {
     threads_ = n;
     // New workers must not mistake an earlier job's generation for a new one.
     const uint64_t start = generation_;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, start] { work(i, start); });
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, start] { work(start); });
   }
 
+  // The caller and the workers claim chunks from a shared counter, so a worker that
+  // is slow to wake (its vCPU descheduled) never holds the caller up: the caller
+  // runs the chunks nobody has claimed and waits only for those being run.
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
     int nt = threads_.load();
     int64_t chunks = std::min<int64_t>(nt, std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));
@@ -88,16 +91,21 @@ class Pool {
       fn_ = &fn;
       n_ = n;
       chunks_ = chunks;
-      pending_ = static_cast<int>(chunks) - 1;
+      next_ = 0;
+      done_ = 0;
       error_ = nullptr;
       ++generation_;
     }
     cv_.notify_all();
-    run_chunk(0);
-    spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; });
+    run_chunks(fn, n, chunks);
+    auto finished = [this, chunks] {
+      return done_.load(std::memory_order_acquire) == chunks &&
+             entered_.load(std::memory_order_acquire) == 0;
+    };
+    spin_until(finished);
     std::unique_lock<std::mutex> lk(m_);
-    done_cv_.wait(lk, [this] { return pending_ == 0; });
-    fn_ = nullptr;
+    done_cv_.wait(lk, finished);
+    fn_ = nullptr;  // retired: a worker waking late finds no job
     if (error_) std::rethrow_exception(error_);
   }
 
@@ -116,29 +124,42 @@ class Pool {
     stop_ = false;
   }
 
-  void run_chunk(int64_t c) {
-    int64_t begin = n_ * c / chunks_, end = n_ * (c + 1) / chunks_;
-    try {
-      if (begin < end) (*fn_)(begin, end);
-    } catch (...) {
-      std::lock_guard<std::mutex> lk(m_);
-      if (!error_) error_ = std::current_exception();
+  // Runs unclaimed chunks of the current job until none is left.
+  void run_chunks(const std::function<void(int64_t, int64_t)>& fn, int64_t n, int64_t chunks) {
+    for (;;) {
+      const int64_t c = next_.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks) return;
+      const int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+      try {
+        if (begin < end) fn(begin, end);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(m_);
+        if (!error_) error_ = std::current_exception();
+      }
+      done_.fetch_add(1, std::memory_order_acq_rel);
     }
   }
 
-  void work(int index, uint64_t seen) {
+  void work(uint64_t seen) {
     for (;;) {
       spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
+      const std::function<void(int64_t, int64_t)>* fn;
+      int64_t n, chunks;
       {
         std::unique_lock<std::mutex> lk(m_);
         cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
         if (stop_) return;
         seen = generation_;
-        if (index >= chunks_) continue;
+        if (!fn_) continue;
+        // The caller does not retire the job while a worker that entered it runs.
+        ++entered_;
+        fn = fn_;
+        n = n_;
+        chunks = chunks_;
       }
-      run_chunk(index);
+      run_chunks(*fn, n, chunks);
       std::lock_guard<std::mutex> lk(m_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      if (--entered_ == 0) done_cv_.notify_one();
     }
   }
 
@@ -146,10 +167,14 @@ class Pool {
   std::vector<std::thread> workers_;
   std::mutex busy_, m_;
   std::condition_variable cv_, done_cv_;
+  // The current job; fn_ is null between jobs. Written under m_.
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunks_ = 0;
-  // Written under m_; atomic so that spinning threads can read them without it.
-  std::atomic<int> pending_{0};
+  // Chunks claimed and chunks finished, and workers inside the job: atomic so that
+  // claiming and spinning need no lock.
+  std::atomic<int64_t> next_{0}, done_{0};
+  std::atomic<int> entered_{0};
+  // Written under m_; atomic so that spinning workers can read it without it.
   std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
   std::exception_ptr error_;
