@@ -48,6 +48,10 @@ class Settings:
     # 0.1 s (torch's OpenMP threads for about 10 ms): without the pause they would steal
     # a core from the function timed next.
     settle_s: float = 0.15
+    # Untimed calls after the pause, as a share of the sample's calls: a core that has
+    # just idled runs slowly for a few milliseconds (on a VM, its vCPU is rescheduled),
+    # which would otherwise weigh on short kernels only.
+    rewarm_share: float = 0.2
 
 
 FULL = Settings(repeats=7, min_sample_s=0.05, batch_divisor=1)
@@ -796,7 +800,8 @@ def time_interleaved(fns, settings=FULL):
     """Median seconds per call of each function. After a warm-up call each, a calibration
     call sets how many calls make one sample; then samples are taken in turns (f, g, f, g...)
     so that the functions see the same machine state, each after a pause that lets the
-    previous function's spinning threads go to sleep."""
+    previous function's spinning threads go to sleep and a few untimed calls that wake
+    the cores up again."""
     for fn in fns:
         fn()
     loops = [min(10_000, max(1, math.ceil(settings.min_sample_s / max(_sample(fn, 1), 1e-7)))) for fn in fns]
@@ -804,6 +809,7 @@ def time_interleaved(fns, settings=FULL):
     for _ in range(settings.repeats):
         for fn, n, s in zip(fns, loops, samples):
             time.sleep(settings.settle_s)
+            _sample(fn, max(1, math.ceil(n * settings.rewarm_share)))
             s.append(_sample(fn, n))
     return [statistics.median(s) for s in samples]
 
