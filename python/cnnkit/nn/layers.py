@@ -85,8 +85,54 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-class Conv2d(Module):
+class _ConvBase(Module):
+    """What Conv2d and ConvTranspose2d share: channel and group checks, the weight and
+    bias pair, forward/backward through a functional op pair, and the repr."""
+
+    _op = None  # (forward, backward) in cnnkit.functional
+    # repr entries shown only when not at their default
+    _optional_repr = ()
+
+    def _init_channels(self, in_channels, out_channels, groups, kernel_size, stride, dilation, dtype):
+        name = type(self).__name__
+        self.in_channels = _positive_int(in_channels, name, "in_channels")
+        self.out_channels = _positive_int(out_channels, name, "out_channels")
+        self.groups = _positive_int(groups, name, "groups")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{name}: groups: expected a divisor of in_channels ({in_channels}) and "
+                f"out_channels ({out_channels}), got {groups}"
+            )
+        self.kernel_size = pair(kernel_size, name, "kernel_size")
+        self.stride = pair(stride, name, "stride")
+        self.dilation = pair(dilation, name, "dilation")
+        return _float_dtype(dtype, name)
+
+    def forward(self, x):
+        self._save(x)
+        return self._op[0](x, self.weight.data, None if self.bias is None else self.bias.data, **self._args())
+
+    def backward(self, grad_output):
+        (x,) = self._saved()
+        gx, gw, gb = self._op[1](grad_output, x, self.weight.data, **self._args())
+        _accumulate(self.weight, gw)
+        _accumulate(self.bias, gb)
+        return gx
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        for name, default in self._optional_repr:
+            value = getattr(self, name)
+            if value != default:
+                s += f", {name}={value}"
+        return s + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv2d(_ConvBase):
     """2-D convolution; weight (out_channels, in_channels/groups, kH, kW)."""
+
+    _op = (F.conv2d, F.conv2d_backward)
+    _optional_repr = (("padding", (0, 0)), ("dilation", (1, 1)), ("groups", 1))
 
     def __init__(
         self,
@@ -101,19 +147,8 @@ class Conv2d(Module):
         dtype=np.float32,
     ):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "Conv2d", "in_channels")
-        self.out_channels = _positive_int(out_channels, "Conv2d", "out_channels")
-        self.groups = _positive_int(groups, "Conv2d", "groups")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"Conv2d: groups: expected a divisor of in_channels ({in_channels}) and "
-                f"out_channels ({out_channels}), got {groups}"
-            )
-        self.kernel_size = pair(kernel_size, "Conv2d", "kernel_size")
-        self.stride = pair(stride, "Conv2d", "stride")
+        dtype = self._init_channels(in_channels, out_channels, groups, kernel_size, stride, dilation, dtype)
         self.padding = padding if isinstance(padding, str) else pair(padding, "Conv2d", "padding")
-        self.dilation = pair(dilation, "Conv2d", "dilation")
-        dtype = _float_dtype(dtype, "Conv2d")
         kh, kw = self.kernel_size
         fan_in = in_channels // groups * kh * kw
         self.weight, self.bias = _kaiming_uniform_pair(
@@ -123,30 +158,12 @@ class Conv2d(Module):
     def _args(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
 
-    def forward(self, x):
-        self._save(x)
-        return F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, **self._args())
 
-    def backward(self, grad_output):
-        (x,) = self._saved()
-        gx, gw, gb = F.conv2d_backward(grad_output, x, self.weight.data, **self._args())
-        _accumulate(self.weight, gw)
-        _accumulate(self.bias, gb)
-        return gx
-
-    def extra_repr(self):
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        return s + ("" if self.bias is not None else ", bias=False")
-
-
-class ConvTranspose2d(Module):
+class ConvTranspose2d(_ConvBase):
     """Transposed 2-D convolution; weight (in_channels, out_channels/groups, kH, kW)."""
+
+    _op = (F.conv_transpose2d, F.conv_transpose2d_backward)
+    _optional_repr = (("padding", (0, 0)), ("output_padding", (0, 0)), ("dilation", (1, 1)), ("groups", 1))
 
     def __init__(
         self,
@@ -162,20 +179,9 @@ class ConvTranspose2d(Module):
         dtype=np.float32,
     ):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "ConvTranspose2d", "in_channels")
-        self.out_channels = _positive_int(out_channels, "ConvTranspose2d", "out_channels")
-        self.groups = _positive_int(groups, "ConvTranspose2d", "groups")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"ConvTranspose2d: groups: expected a divisor of in_channels ({in_channels}) and "
-                f"out_channels ({out_channels}), got {groups}"
-            )
-        self.kernel_size = pair(kernel_size, "ConvTranspose2d", "kernel_size")
-        self.stride = pair(stride, "ConvTranspose2d", "stride")
+        dtype = self._init_channels(in_channels, out_channels, groups, kernel_size, stride, dilation, dtype)
         self.padding = pair(padding, "ConvTranspose2d", "padding")
         self.output_padding = pair(output_padding, "ConvTranspose2d", "output_padding")
-        self.dilation = pair(dilation, "ConvTranspose2d", "dilation")
-        dtype = _float_dtype(dtype, "ConvTranspose2d")
         kh, kw = self.kernel_size
         # PyTorch computes fan_in from weight.shape[1], i.e. out_channels/groups * kH * kW.
         fan_in = out_channels // groups * kh * kw
@@ -191,29 +197,6 @@ class ConvTranspose2d(Module):
             groups=self.groups,
             dilation=self.dilation,
         )
-
-    def forward(self, x):
-        self._save(x)
-        return F.conv_transpose2d(x, self.weight.data, None if self.bias is None else self.bias.data, **self._args())
-
-    def backward(self, grad_output):
-        (x,) = self._saved()
-        gx, gw, gb = F.conv_transpose2d_backward(grad_output, x, self.weight.data, **self._args())
-        _accumulate(self.weight, gw)
-        _accumulate(self.bias, gb)
-        return gx
-
-    def extra_repr(self):
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            s += f", padding={self.padding}"
-        if self.output_padding != (0, 0):
-            s += f", output_padding={self.output_padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        return s + ("" if self.bias is not None else ", bias=False")
 
 
 class MaxPool2d(Module):
