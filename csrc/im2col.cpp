@@ -2,13 +2,16 @@
 
 #include <algorithm>
 
+#include "common/cpu_features.h"
 #include "common/shapes.h"
 
 namespace cnnkit {
 
+namespace {
 template <class T>
-void im2col_kernel_row(const T* plane, const ConvGeometry& g, int64_t oh0, int64_t oh1,
-                       int64_t ki, T* col, int64_t ld) {
+inline __attribute__((always_inline)) void im2col_kernel_row_impl(
+    const T* plane, const ConvGeometry& g, int64_t oh0, int64_t oh1, int64_t ki, T* col,
+    int64_t ld) {
   const int64_t rows = oh1 - oh0, wo = g.wo, sw = g.sw;
   for (int64_t kj = 0; kj < g.kw; ++kj) {
     T* dst = col + kj * ld;
@@ -26,14 +29,30 @@ void im2col_kernel_row(const T* plane, const ConvGeometry& g, int64_t oh0, int64
       }
       const T* src = plane + ih * g.w + off;
       for (int64_t ow = 0; ow < lo; ++ow) d[ow] = T(0);
-      if (sw == 1) {
-        for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow];
-      } else {
-        for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * sw];
+      // Constant strides for the common cases, so that the gathers vectorise.
+      switch (sw) {
+        case 1: for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow]; break;
+        case 2: for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * 2]; break;
+        case 4: for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * 4]; break;
+        default: for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * sw];
       }
       for (int64_t ow = hi; ow < wo; ++ow) d[ow] = T(0);
     }
   }
+}
+
+}  // namespace
+
+// Multiversioned: the strided gathers (stride > 1) vectorise only with AVX2/AVX-512.
+CNNKIT_MULTIVERSION void im2col_kernel_row(const float* plane, const ConvGeometry& g,
+                                           int64_t oh0, int64_t oh1, int64_t ki, float* col,
+                                           int64_t ld) {
+  im2col_kernel_row_impl(plane, g, oh0, oh1, ki, col, ld);
+}
+CNNKIT_MULTIVERSION void im2col_kernel_row(const double* plane, const ConvGeometry& g,
+                                           int64_t oh0, int64_t oh1, int64_t ki, double* col,
+                                           int64_t ld) {
+  im2col_kernel_row_impl(plane, g, oh0, oh1, ki, col, ld);
 }
 
 template <class T>
@@ -62,10 +81,6 @@ void col2im_channel(const T* col, int64_t ld, const ConvGeometry& g, int64_t oh0
   }
 }
 
-template void im2col_kernel_row<float>(const float*, const ConvGeometry&, int64_t, int64_t,
-                                       int64_t, float*, int64_t);
-template void im2col_kernel_row<double>(const double*, const ConvGeometry&, int64_t, int64_t,
-                                        int64_t, double*, int64_t);
 template void col2im_channel<float>(const float*, int64_t, const ConvGeometry&, int64_t,
                                     int64_t, float*, int64_t, int64_t);
 template void col2im_channel<double>(const double*, int64_t, const ConvGeometry&, int64_t,

@@ -298,6 +298,21 @@ def test_asymmetric_padding_through_C(dtype, rng):
             assert_close(g, e, dtype, err_msg=str(pad))
 
 
+@pytest.mark.parametrize("stride", [(1, 2), (2, 4), (4, 4), (3, 5)], ids=str)
+def test_im2col_strided_rows(dtype, rng, stride):
+    """AlexNet conv1's lowering (k11, stride 4, pad 2) and the other horizontal strides:
+    2 and 4 have their own vectorised gathers in im2col, 5 takes the generic loop."""
+    x = random_array(rng, (2, 3, 29, 37), dtype)
+    w = random_array(rng, (8, 3, 11, 11), dtype)  # K = 363: the GEMM path, not direct
+    b = random_array(rng, (8,), dtype)
+    expected = ref.conv2d(x, w, b, stride=stride, padding=2)
+    assert_close(F.conv2d(x, w, b, stride=stride, padding=2), expected, dtype)
+    gy = random_array(rng, expected.shape, dtype)
+    got = F.conv2d_backward(gy, x, w, stride=stride, padding=2)
+    for g, e in zip(got, ref.conv2d_grads(gy, x, w, stride=stride, padding=2)):
+        assert_close(g, e, dtype)
+
+
 # ---------------------------------------------------------------------------
 # Finite differences (float64) of every backward, and of the references' own gradients
 # ---------------------------------------------------------------------------
