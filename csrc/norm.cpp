@@ -125,15 +125,15 @@ PowKind pow_kind(double beta) {
   return PowKind::general;
 }
 
-template <PowKind K>
-CNNKIT_INLINE double inv_pow(double s, double beta) {
+template <PowKind K, class P>
+CNNKIT_INLINE P inv_pow(P s, P beta) {
   if constexpr (K == PowKind::three_quarters) {
-    const double r = 1.0 / std::sqrt(s);
+    const P r = P(1) / std::sqrt(s);
     return r * std::sqrt(r);
   } else if constexpr (K == PowKind::half) {
-    return 1.0 / std::sqrt(s);
+    return P(1) / std::sqrt(s);
   } else if constexpr (K == PowKind::one) {
-    return 1.0 / s;
+    return P(1) / s;
   } else {
     return std::pow(s, -beta);
   }
@@ -179,8 +179,10 @@ CNNKIT_INLINE void lrn_forward_block(const T* x, T* y, int64_t w, const LrnParam
     slide_window(acc, x, c, q.channels, q.stride, w, before, after);
     const T* xc = x + c * q.stride;
     T* yc = y + c * q.stride;
+    // The window sums stay in double (they slide by adding and subtracting); the
+    // power runs in T: float's sqrt and divide are twice as wide and correctly rounded.
     for (int64_t i = 0; i < w; ++i)
-      yc[i] = static_cast<T>(double(xc[i]) * inv_pow<K>(q.k + q.alpha_n * acc[i], q.beta));
+      yc[i] = xc[i] * inv_pow<K>(static_cast<T>(q.k + q.alpha_n * acc[i]), static_cast<T>(q.beta));
   }
 }
 
@@ -200,7 +202,7 @@ CNNKIT_INLINE void lrn_backward_block(const T* g, const T* x, T* gx, int64_t w,
     double* tc = t + c * w;
     for (int64_t i = 0; i < w; ++i) {
       const double s = q.k + q.alpha_n * acc[i];
-      pc[i] = inv_pow<K>(s, q.beta);
+      pc[i] = inv_pow<K>(static_cast<T>(s), static_cast<T>(q.beta));
       tc[i] = double(gc[i]) * double(xc[i]) * pc[i] / s;
     }
   }
