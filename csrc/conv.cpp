@@ -25,7 +25,7 @@ std::atomic<int64_t> workspace_bytes{int64_t(64) << 20};
 constexpr int64_t kTargetCols = 4096;
 // Column blocks: fewer, larger GEMM calls run nearer the sgemm rate than cache-sized
 // ones (32 MiB measured faster than 8 on AlexNet conv3, equal elsewhere).
-constexpr int64_t kCacheBytes = int64_t(32) << 20;
+constexpr int64_t kBlockBytes = int64_t(32) << 20;
 // Elements of work below which a parallel_for item is not worth a thread.
 constexpr int64_t kGrainElems = 16384;
 
@@ -69,7 +69,7 @@ template <class T>
 Plan make_plan(const ConvGeometry& g) {
   const int64_t plane = g.plane_out();
   const int64_t per_col = (g.c_in * g.kh * g.kw + g.c_out) * int64_t(sizeof(T));
-  const int64_t budget = std::min(kCacheBytes, workspace_bytes.load());
+  const int64_t budget = std::min(kBlockBytes, workspace_bytes.load());
   const int64_t max_cols = std::max(g.wo, budget / per_col);
   Plan p{1, g.ho, false};
   if (plane < kTargetCols && 2 * plane <= max_cols && g.n > 1) {
