@@ -5,8 +5,6 @@
 #include "common/cpu_features.h"
 #include "common/threading.h"
 
-#define CNNKIT_INLINE inline __attribute__((always_inline))
-
 namespace cnnkit {
 
 namespace {

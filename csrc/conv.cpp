@@ -11,9 +11,9 @@
 #include "common/shapes.h"
 #include "common/threading.h"
 #include "common/vec.h"
+#include "common/workspace.h"
 #include "im2col.h"
-
-#define CNNKIT_INLINE inline __attribute__((always_inline))
+#include "winograd.h"
 
 namespace cnnkit {
 
@@ -37,21 +37,6 @@ std::unique_ptr<T[]> uninitialized(int64_t n) {
 template <class T>
 void fill_zero(T* p, int64_t n) {
   parallel_for(n, kGrainElems, [&](int64_t b, int64_t e) { std::fill(p + b, p + e, T(0)); });
-}
-
-// The calling thread's GEMM-path buffers, kept between calls: a fresh multi-MiB
-// allocation per call would page-fault its way through every block.
-template <class T>
-T* workspace(int slot, int64_t n) {
-  thread_local std::vector<unsigned char> buffers[2];
-  auto& b = buffers[slot];
-  const size_t bytes = static_cast<size_t>(n) * sizeof(T);
-  if (b.size() < bytes) {
-    b.clear();
-    b.shrink_to_fit();
-    b.resize(bytes);
-  }
-  return reinterpret_cast<T*>(b.data());
 }
 
 // How the column side of a convolution is cut into GEMMs: either nb whole samples
@@ -521,6 +506,10 @@ template <class T>
 void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
   if (use_direct(g)) {
     direct_forward(x, w, bias, y, g);
+    return;
+  }
+  if (winograd_applies(g, sizeof(T), workspace_bytes)) {
+    winograd_forward(x, w, bias, y, g, workspace_bytes);
     return;
   }
   gemm_conv<T>(x, w, nullptr, y, nullptr, nullptr, g);

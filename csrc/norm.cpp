@@ -7,8 +7,6 @@
 #include "common/cpu_features.h"
 #include "common/threading.h"
 
-#define CNNKIT_INLINE inline __attribute__((always_inline))
-
 namespace cnnkit {
 
 namespace {

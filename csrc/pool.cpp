@@ -13,8 +13,6 @@
 #include "common/shapes.h"
 #include "common/threading.h"
 
-#define CNNKIT_INLINE inline __attribute__((always_inline))
-
 namespace cnnkit {
 
 namespace {

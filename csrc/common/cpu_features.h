@@ -11,6 +11,10 @@
 #define CNNKIT_MULTIVERSION
 #endif
 
+// Helpers of multiversioned kernels are forced inline, so that each clone gets its own
+// vectorised copy instead of a call into the baseline one.
+#define CNNKIT_INLINE inline __attribute__((always_inline))
+
 namespace cnnkit {
 // The widest SIMD level the multiversioned kernels use on this CPU.
 std::string simd_level();
