@@ -37,14 +37,39 @@ constexpr int64_t kBlockBytes = int64_t(32) << 20;
 constexpr int64_t kMinChannels = 16;
 constexpr int64_t kGrainElems = 16384;
 
-// First outputs of the tiles along an axis of `out` outputs with dilation d. A tile
-// covers outputs o + d*{0..3}, so with d > 1 the tiles of each phase (o mod d) are
-// laid side by side, phase after phase, and every tile reads one input sub-grid.
-std::vector<int64_t> tile_origins(int64_t out, int64_t d) {
-  std::vector<int64_t> o;
-  for (int64_t phase = 0; phase < std::min(d, out); ++phase)
-    for (int64_t p = phase; p < out; p += kOut * d) o.push_back(p);
-  return o;
+// How outputs are cut into 4x4 tiles. A tile covers outputs o + d*{0..3} along each
+// axis, so with dilation d the tiles of each phase (o mod d) sit side by side, phase
+// after phase, and every tile reads one input sub-grid.
+struct Tiles {
+  std::vector<int64_t> ys;      // first output row of each row of tiles
+  std::vector<int64_t> starts;  // tiles of column phase p are [starts[p], starts[p + 1])
+  int64_t tiles_x;
+  int64_t row_len;              // a padded input row, covering every tile's taps
+
+  explicit Tiles(const ConvGeometry& g) : row_len(g.wo + (kAlpha - 1) * g.dw) {
+    for (int64_t p = 0; p < std::min(g.dh, g.ho); ++p)
+      for (int64_t o = p; o < g.ho; o += kOut * g.dh) ys.push_back(o);
+    starts.push_back(0);
+    for (int64_t p = 0; p < std::min(g.dw, g.wo); ++p)
+      starts.push_back(starts.back() + (g.wo - p + kOut * g.dw - 1) / (kOut * g.dw));
+    tiles_x = starts.back();
+  }
+  int64_t tiles_y() const { return ys.size(); }
+};
+
+// Calls fn(row, phase, j0, j1, k) for each run of tiles [j0, j1) of one row of tiles
+// and one column phase among block tiles [k0, k1) (row-major, tiles_x per row); k is
+// the block index of tile j0.
+template <class F>
+CNNKIT_INLINE void for_each_run(const Tiles& tl, int64_t k0, int64_t k1, F&& fn) {
+  for (int64_t k = k0; k < k1;) {
+    const int64_t row = k / tl.tiles_x, j = k % tl.tiles_x;
+    int64_t p = 0;
+    while (tl.starts[p + 1] <= j) ++p;
+    const int64_t j1 = std::min(tl.starts[p + 1], j + (k1 - k));
+    fn(row, p, j, j1, k);
+    k += j1 - j;
+  }
 }
 
 // out[i][j] = sum_k m[i][k] * in[k][j] for j < n. m is a compile-time matrix: once
@@ -73,72 +98,128 @@ CNNKIT_INLINE void transform(const double (&m)[R][C], const T* const (&in)[C],
   }
 }
 
-// Transforms the input tiles of one tile row of one channel plane. Tile j reads rows
-// y0 - ph + dh*t and columns xo[j] - pw + dw*s (t, s < 6), zero outside the plane,
-// and its 36 values go to v[point * ldv + j].
+// row[x + pw] = src[x] for x in [0, w), zero elsewhere in [0, len).
 template <class T>
-CNNKIT_INLINE void input_tiles(const T* plane, const ConvGeometry& g, int64_t y0,
-                               const int64_t* xo, int64_t tiles, T* v, int64_t ldv) {
+CNNKIT_INLINE void pad_row(const T* src, const ConvGeometry& g, int64_t len, T* row) {
+  const int64_t lo = std::min(g.pw, len), hi = std::min(g.pw + g.w, len);
+  for (int64_t i = 0; i < lo; ++i) row[i] = T(0);
+  for (int64_t i = lo; i < hi; ++i) row[i] = src[i - g.pw];
+  for (int64_t i = hi; i < len; ++i) row[i] = T(0);
+}
+
+// dst[s][i] = taps s (< 6) along one input row of the tiles i < n of one phase run;
+// q points at the run's first tap in a padded row, and tiles are 4*d apart.
+template <class T>
+CNNKIT_INLINE void gather_taps(const T* q, int64_t d, int64_t n, T* const (&dst)[kAlpha]) {
+  if (d == 1) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      dst[0][i] = q[4 * i];
+      dst[1][i] = q[4 * i + 1];
+      dst[2][i] = q[4 * i + 2];
+      dst[3][i] = q[4 * i + 3];
+    }
+    // Taps 4 and 5 are taps 0 and 1 of the next tile.
+    for (int64_t i = 0; i + 1 < n; ++i) {
+      dst[4][i] = dst[0][i + 1];
+      dst[5][i] = dst[1][i + 1];
+    }
+    dst[4][n - 1] = q[4 * n];
+    dst[5][n - 1] = q[4 * n + 1];
+    return;
+  }
+  for (int s = 0; s < kAlpha; ++s)
+    for (int64_t i = 0; i < n; ++i) dst[s][i] = q[d * (kOut * i + s)];
+}
+
+// Transforms the input tiles [k0, k1) (at most kChunk) of a block of tile rows starting
+// at global tile row r0, for channel c: point p of block tile k goes to v[p * ldv + k].
+// row is scratch of tl.row_len elements.
+template <class T>
+CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g, const Tiles& tl, int64_t r0,
+                               int64_t k0, int64_t k1, int64_t c, T* v, int64_t ldv, T* row) {
   T d[kAlpha][kChunk], rows[kAlpha][kAlpha][kChunk];
-  for (int64_t j0 = 0; j0 < tiles; j0 += kChunk) {
-    const int64_t n = std::min(kChunk, tiles - j0);
-    const int64_t* x0 = xo + j0;
-    for (int t = 0; t < kAlpha; ++t) {
-      const int64_t iy = y0 - g.ph + g.dh * t;
+  const int64_t n = k1 - k0;
+  for (int t = 0; t < kAlpha; ++t) {
+    int64_t padded = -1;  // the tile row whose input row t is in `row`
+    for_each_run(tl, k0, k1, [&](int64_t r, int64_t p, int64_t j0, int64_t j1, int64_t k) {
+      T* const dst[kAlpha] = {d[0] + k - k0, d[1] + k - k0, d[2] + k - k0,
+                              d[3] + k - k0, d[4] + k - k0, d[5] + k - k0};
+      const int64_t img = (r0 + r) / tl.tiles_y();
+      const int64_t iy = tl.ys[(r0 + r) % tl.tiles_y()] - g.ph + g.dh * t;
       if (iy < 0 || iy >= g.h) {
-        for (auto& r : rows[t]) std::fill(r, r + n, T(0));
-        continue;
+        for (auto* o : dst) std::fill(o, o + (j1 - j0), T(0));
+        return;
       }
-      const T* src = plane + iy * g.w;
-      for (int s = 0; s < kAlpha; ++s) {
-        const int64_t shift = g.dw * s - g.pw;
-        for (int64_t j = 0; j < n; ++j) {
-          const int64_t ix = x0[j] + shift;
-          d[s][j] = ix >= 0 && ix < g.w ? src[ix] : T(0);
-        }
+      if (padded != r) {
+        pad_row(x + ((img * g.c_in + c) * g.h + iy) * g.w, g, tl.row_len, row);
+        padded = r;
       }
-      transform(kBT, {d[0], d[1], d[2], d[3], d[4], d[5]},
-                {rows[t][0], rows[t][1], rows[t][2], rows[t][3], rows[t][4], rows[t][5]}, n);
-    }
-    for (int u = 0; u < kAlpha; ++u) {
-      T* o = v + u * ldv + j0;
-      const int64_t a = kAlpha * ldv;
-      transform(kBT, {rows[0][u], rows[1][u], rows[2][u], rows[3][u], rows[4][u], rows[5][u]},
-                {o, o + a, o + 2 * a, o + 3 * a, o + 4 * a, o + 5 * a}, n);
-    }
+      gather_taps(row + p + kOut * g.dw * (j0 - tl.starts[p]), g.dw, j1 - j0, dst);
+    });
+    transform(kBT, {d[0], d[1], d[2], d[3], d[4], d[5]},
+              {rows[t][0], rows[t][1], rows[t][2], rows[t][3], rows[t][4], rows[t][5]}, n);
+  }
+  for (int u = 0; u < kAlpha; ++u) {
+    T* o = v + u * ldv + k0;
+    const int64_t a = kAlpha * ldv;
+    transform(kBT, {rows[0][u], rows[1][u], rows[2][u], rows[3][u], rows[4][u], rows[5][u]},
+              {o, o + a, o + 2 * a, o + 3 * a, o + 4 * a, o + 5 * a}, n);
   }
 }
 
-// Transforms one output channel's products of one tile row back into its 4x4 output
-// tiles (point p of tile j at m[p * ldm + j]) and writes them, plus bias, into the
-// output plane, clipped to its edges.
+// Writes output row values src[c][i] + bias of the tiles i < n of one phase run to
+// dst[d * (4 * (jj0 + i) + c)], clipped at last, the last index of the phase's sub-row.
 template <class T>
-CNNKIT_INLINE void output_tiles(const T* m, int64_t ldm, const ConvGeometry& g, int64_t y0,
-                                const int64_t* xo, int64_t tiles, T bias, T* plane) {
-  T half[kOut][kAlpha][kChunk], out[kOut][kOut][kChunk];
-  for (int64_t j0 = 0; j0 < tiles; j0 += kChunk) {
-    const int64_t n = std::min(kChunk, tiles - j0);
-    const int64_t* x0 = xo + j0;
-    for (int u = 0; u < kAlpha; ++u) {
-      const T* p = m + u * ldm + j0;
-      const int64_t a = kAlpha * ldm;
-      transform(kAT, {p, p + a, p + 2 * a, p + 3 * a, p + 4 * a, p + 5 * a},
-                {half[0][u], half[1][u], half[2][u], half[3][u]}, n);
+CNNKIT_INLINE void scatter_row(const T* const (&src)[kOut], int64_t d, int64_t jj0, int64_t n,
+                               int64_t last, T bias, T* dst) {
+  // Tiles before `full` lie wholly inside the row.
+  const int64_t full = last >= kOut - 1 ? std::clamp<int64_t>((last - kOut + 1) / kOut + 1 - jj0, 0, n) : 0;
+  T* q = dst + d * kOut * jj0;
+  if (d == 1) {
+#pragma omp simd
+    for (int64_t i = 0; i < full; ++i) {
+      q[4 * i] = src[0][i] + bias;
+      q[4 * i + 1] = src[1][i] + bias;
+      q[4 * i + 2] = src[2][i] + bias;
+      q[4 * i + 3] = src[3][i] + bias;
     }
-    for (int r = 0; r < kOut; ++r)
-      transform(kAT, {half[r][0], half[r][1], half[r][2], half[r][3], half[r][4], half[r][5]},
-                {out[r][0], out[r][1], out[r][2], out[r][3]}, n);
-    for (int r = 0; r < kOut; ++r) {
-      const int64_t oy = y0 + g.dh * r;
-      if (oy >= g.ho) break;
-      T* dst = plane + oy * g.wo;
-      for (int c = 0; c < kOut; ++c)
-        for (int64_t j = 0; j < n; ++j) {
-          const int64_t ox = x0[j] + g.dw * c;
-          if (ox < g.wo) dst[ox] = out[r][c][j] + bias;
-        }
-    }
+  } else {
+    for (int64_t i = 0; i < full; ++i)
+      for (int c = 0; c < kOut; ++c) q[d * (kOut * i + c)] = src[c][i] + bias;
   }
+  for (int64_t i = full; i < n; ++i)
+    for (int c = 0; c < kOut && kOut * (jj0 + i) + c <= last; ++c)
+      q[d * (kOut * i + c)] = src[c][i] + bias;
+}
+
+// Transforms output channel kc's products of block tiles [k0, k1) (point p of tile k
+// at m[p * ldm + k]) back into 4x4 output tiles, and writes them plus bias into y,
+// clipped to the plane.
+template <class T>
+CNNKIT_INLINE void output_chunk(const T* m, int64_t ldm, const ConvGeometry& g, const Tiles& tl,
+                                int64_t r0, int64_t k0, int64_t k1, int64_t kc, T bias, T* y) {
+  T half[kOut][kAlpha][kChunk], out[kOut][kOut][kChunk];
+  const int64_t n = k1 - k0;
+  for (int u = 0; u < kAlpha; ++u) {
+    const T* p = m + u * ldm + k0;
+    const int64_t a = kAlpha * ldm;
+    transform(kAT, {p, p + a, p + 2 * a, p + 3 * a, p + 4 * a, p + 5 * a},
+              {half[0][u], half[1][u], half[2][u], half[3][u]}, n);
+  }
+  for (int r = 0; r < kOut; ++r)
+    transform(kAT, {half[r][0], half[r][1], half[r][2], half[r][3], half[r][4], half[r][5]},
+              {out[r][0], out[r][1], out[r][2], out[r][3]}, n);
+  for_each_run(tl, k0, k1, [&](int64_t r, int64_t p, int64_t j0, int64_t j1, int64_t k) {
+    const int64_t img = (r0 + r) / tl.tiles_y(), y0 = tl.ys[(r0 + r) % tl.tiles_y()];
+    T* plane = y + (img * g.c_out + kc) * g.plane_out();
+    for (int a = 0; a < kOut && y0 + g.dh * a < g.ho; ++a) {
+      const T* const src[kOut] = {out[a][0] + k - k0, out[a][1] + k - k0, out[a][2] + k - k0,
+                                  out[a][3] + k - k0};
+      scatter_row(src, g.dw, j0 - tl.starts[p], j1 - j0, (g.wo - 1 - p) / g.dw, bias,
+                  plane + (y0 + g.dh * a) * g.wo + p);
+    }
+  });
 }
 
 // Transforms filters [f0, f0 + n) of w (n <= kChunk, each 3x3): point p of filter f
@@ -159,15 +240,15 @@ CNNKIT_INLINE void filter_tiles(const T* w, int64_t f0, int64_t n, int64_t filte
 }
 
 #define CNNKIT_WINOGRAD_DISPATCH(T)                                                          \
-  CNNKIT_MULTIVERSION void input_tiles_mv(const T* plane, const ConvGeometry& g, int64_t y0, \
-                                          const int64_t* xo, int64_t tiles, T* v,            \
-                                          int64_t ldv) {                                     \
-    input_tiles(plane, g, y0, xo, tiles, v, ldv);                                            \
+  CNNKIT_MULTIVERSION void input_chunk_mv(const T* x, const ConvGeometry& g, const Tiles& tl,  \
+                                          int64_t r0, int64_t k0, int64_t k1, int64_t c, T* v, \
+                                          int64_t ldv, T* row) {                             \
+    input_chunk(x, g, tl, r0, k0, k1, c, v, ldv, row);                                       \
   }                                                                                          \
-  CNNKIT_MULTIVERSION void output_tiles_mv(const T* m, int64_t ldm, const ConvGeometry& g,   \
-                                           int64_t y0, const int64_t* xo, int64_t tiles,     \
-                                           T bias, T* plane) {                               \
-    output_tiles(m, ldm, g, y0, xo, tiles, bias, plane);                                     \
+  CNNKIT_MULTIVERSION void output_chunk_mv(const T* m, int64_t ldm, const ConvGeometry& g,   \
+                                           const Tiles& tl, int64_t r0, int64_t k0,          \
+                                           int64_t k1, int64_t kc, T bias, T* y) {           \
+    output_chunk(m, ldm, g, tl, r0, k0, k1, kc, bias, y);                                    \
   }                                                                                          \
   CNNKIT_MULTIVERSION void filter_tiles_mv(const T* w, int64_t f0, int64_t n, int64_t filters, \
                                            T* u) {                                           \
@@ -199,49 +280,49 @@ int64_t row_elems(const ConvGeometry& g, int64_t tiles_x) {
 bool winograd_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_bytes) {
   if (g.kh != 3 || g.kw != 3 || g.sh != 1 || g.sw != 1) return false;
   if (g.c_in_g() < kMinChannels || g.c_out_g() < kMinChannels) return false;
-  const int64_t tiles_y = tile_origins(g.ho, g.dh).size(), tiles_x = tile_origins(g.wo, g.dw).size();
+  const Tiles tl(g);
   // Tiles hanging far over the plane's edge waste what the transform saves.
-  if (kOut * kOut * tiles_y * tiles_x > 2 * g.plane_out()) return false;
-  return (filter_elems(g) + row_elems(g, tiles_x)) * elem_bytes <= workspace_bytes;
+  if (kOut * kOut * tl.tiles_y() * tl.tiles_x > 2 * g.plane_out()) return false;
+  return (filter_elems(g) + row_elems(g, tl.tiles_x)) * elem_bytes <= workspace_bytes;
 }
 
 template <class T>
 void winograd_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                       int64_t workspace_bytes) {
-  const std::vector<int64_t> ys = tile_origins(g.ho, g.dh), xs = tile_origins(g.wo, g.dw);
-  const int64_t tiles_y = ys.size(), tiles_x = xs.size(), total_rows = g.n * tiles_y;
+  const Tiles tl(g);
+  const int64_t total_rows = g.n * tl.tiles_y();
   if (total_rows == 0) return;
   const int64_t cig = g.c_in_g(), cog = g.c_out_g();
   // Tile rows per pass, as many as fit beside the filters, in passes of equal size.
   const int64_t budget =
       std::min(kBlockBytes, workspace_bytes - filter_elems(g) * int64_t(sizeof(T)));
-  const int64_t max_rows =
-      std::clamp<int64_t>(budget / int64_t(sizeof(T)) / row_elems(g, tiles_x), 1, total_rows);
+  const int64_t max_rows = std::clamp<int64_t>(
+      budget / int64_t(sizeof(T)) / row_elems(g, tl.tiles_x), 1, total_rows);
   const int64_t passes = (total_rows + max_rows - 1) / max_rows;
   const int64_t block_rows = (total_rows + passes - 1) / passes;
-  T* u = workspace<T>(0, filter_elems(g) + block_rows * row_elems(g, tiles_x));
+  T* u = workspace<T>(0, filter_elems(g) + block_rows * row_elems(g, tl.tiles_x));
   T* v = u + filter_elems(g);
-  T* m = v + kPoints * g.c_in * block_rows * tiles_x;
+  T* m = v + kPoints * g.c_in * block_rows * tl.tiles_x;
   transform_filters(w, g, u);
   for (int64_t r0 = 0; r0 < total_rows; r0 += block_rows) {
-    const int64_t rows = std::min(block_rows, total_rows - r0), tiles = rows * tiles_x;
-    parallel_for(g.c_in * rows, grain_for(kPoints * tiles_x, kGrainElems),
-                 [&](int64_t i0, int64_t i1) {
+    const int64_t tiles = std::min(block_rows, total_rows - r0) * tl.tiles_x;
+    const int64_t chunks = (tiles + kChunk - 1) / kChunk;
+    const int64_t grain = grain_for(kPoints * kChunk, kGrainElems);
+    parallel_for(g.c_in * chunks, grain, [&](int64_t i0, int64_t i1) {
+      std::vector<T> row(tl.row_len);
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t c = i / rows, row = i % rows, n = (r0 + row) / tiles_y;
-        input_tiles_mv(x + (n * g.c_in + c) * g.plane_in(), g, ys[(r0 + row) % tiles_y],
-                       xs.data(), tiles_x, v + c * tiles + row * tiles_x, g.c_in * tiles);
+        const int64_t c = i / chunks, k0 = i % chunks * kChunk;
+        input_chunk_mv(x, g, tl, r0, k0, std::min(tiles, k0 + kChunk), c, v + c * tiles,
+                       g.c_in * tiles, row.data());
       }
     });
     gemm_batch<T>(kPoints * g.groups, cog, tiles, cig, u, cig, cog * cig, v, tiles, cig * tiles,
                   m, tiles, cog * tiles);
-    parallel_for(g.c_out * rows, grain_for(kPoints * tiles_x, kGrainElems),
-                 [&](int64_t i0, int64_t i1) {
+    parallel_for(g.c_out * chunks, grain, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t k = i / rows, row = i % rows, n = (r0 + row) / tiles_y;
-        output_tiles_mv(m + k * tiles + row * tiles_x, g.c_out * tiles, g,
-                        ys[(r0 + row) % tiles_y], xs.data(), tiles_x, bias ? bias[k] : T(0),
-                        y + (n * g.c_out + k) * g.plane_out());
+        const int64_t k = i / chunks, k0 = i % chunks * kChunk;
+        output_chunk_mv(m + k * tiles, g.c_out * tiles, g, tl, r0, k0,
+                        std::min(tiles, k0 + kChunk), k, bias ? bias[k] : T(0), y);
       }
     });
   }
