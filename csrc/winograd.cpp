@@ -5,6 +5,7 @@
 
 #include "common/cpu_features.h"
 #include "common/gemm.h"
+#include "common/shapes.h"
 #include "common/threading.h"
 #include "common/workspace.h"
 
@@ -44,14 +45,20 @@ struct Tiles {
   std::vector<int64_t> ys;      // first output row of each row of tiles
   std::vector<int64_t> starts;  // tiles of column phase p are [starts[p], starts[p + 1])
   int64_t tiles_x;
-  int64_t row_len;              // a padded input row, covering every tile's taps
+  // A padded input row, split by phase: padded positions p, p + dw, p + 2*dw, ... from
+  // offsets[p], covering the taps of every tile of phase p.
+  std::vector<int64_t> offsets;
 
-  explicit Tiles(const ConvGeometry& g) : row_len(g.wo + (kAlpha - 1) * g.dw) {
+  explicit Tiles(const ConvGeometry& g) {
     for (int64_t p = 0; p < std::min(g.dh, g.ho); ++p)
       for (int64_t o = p; o < g.ho; o += kOut * g.dh) ys.push_back(o);
+    const int64_t row_len = g.wo + (kAlpha - 1) * g.dw;
     starts.push_back(0);
-    for (int64_t p = 0; p < std::min(g.dw, g.wo); ++p)
+    offsets.push_back(0);
+    for (int64_t p = 0; p < std::min(g.dw, g.wo); ++p) {
       starts.push_back(starts.back() + (g.wo - p + kOut * g.dw - 1) / (kOut * g.dw));
+      offsets.push_back(offsets.back() + (row_len - p + g.dw - 1) / g.dw);
+    }
     tiles_x = starts.back();
   }
   int64_t tiles_y() const { return ys.size(); }
@@ -98,43 +105,52 @@ CNNKIT_INLINE void transform(const double (&m)[R][C], const T* const (&in)[C],
   }
 }
 
-// row[x + pw] = src[x] for x in [0, w), zero elsewhere in [0, len).
+// Fills the phase-split padded row (see Tiles::offsets) from input row src: padded
+// position x + pw holds src[x], and the padding is zero.
 template <class T>
-CNNKIT_INLINE void pad_row(const T* src, const ConvGeometry& g, int64_t len, T* row) {
-  const int64_t lo = std::min(g.pw, len), hi = std::min(g.pw + g.w, len);
-  for (int64_t i = 0; i < lo; ++i) row[i] = T(0);
-  for (int64_t i = lo; i < hi; ++i) row[i] = src[i - g.pw];
-  for (int64_t i = hi; i < len; ++i) row[i] = T(0);
+CNNKIT_INLINE void pad_row(const T* src, const ConvGeometry& g, const Tiles& tl, T* row) {
+  for (size_t p = 0; p + 1 < tl.offsets.size(); ++p) {
+    T* dst = row + tl.offsets[p];
+    const int64_t len = tl.offsets[p + 1] - tl.offsets[p], first = int64_t(p) - g.pw;
+    int64_t lo, hi;
+    valid_range(first, g.dw, g.w, len, &lo, &hi);
+    for (int64_t k = 0; k < lo; ++k) dst[k] = T(0);
+    if (g.dw == 1) {
+      for (int64_t k = lo; k < hi; ++k) dst[k] = src[first + k];
+    } else if (g.dw == 2) {  // the common dilation: a compile-time stride vectorises
+#pragma omp simd
+      for (int64_t k = lo; k < hi; ++k) dst[k] = src[first + 2 * k];
+    } else {
+#pragma omp simd
+      for (int64_t k = lo; k < hi; ++k) dst[k] = src[first + g.dw * k];
+    }
+    for (int64_t k = hi; k < len; ++k) dst[k] = T(0);
+  }
 }
 
-// dst[s][i] = taps s (< 6) along one input row of the tiles i < n of one phase run;
-// q points at the run's first tap in a padded row, and tiles are 4*d apart.
+// dst[s][i] = tap s (< 6) along one input row of tile i < n of a run of tiles whose
+// phase sub-row starts at q (tile i's taps are q[4i .. 4i + 5]).
 template <class T>
-CNNKIT_INLINE void gather_taps(const T* q, int64_t d, int64_t n, T* const (&dst)[kAlpha]) {
-  if (d == 1) {
+CNNKIT_INLINE void gather_taps(const T* q, int64_t n, T* const (&dst)[kAlpha]) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-      dst[0][i] = q[4 * i];
-      dst[1][i] = q[4 * i + 1];
-      dst[2][i] = q[4 * i + 2];
-      dst[3][i] = q[4 * i + 3];
-    }
-    // Taps 4 and 5 are taps 0 and 1 of the next tile.
-    for (int64_t i = 0; i + 1 < n; ++i) {
-      dst[4][i] = dst[0][i + 1];
-      dst[5][i] = dst[1][i + 1];
-    }
-    dst[4][n - 1] = q[4 * n];
-    dst[5][n - 1] = q[4 * n + 1];
-    return;
+  for (int64_t i = 0; i < n; ++i) {
+    dst[0][i] = q[4 * i];
+    dst[1][i] = q[4 * i + 1];
+    dst[2][i] = q[4 * i + 2];
+    dst[3][i] = q[4 * i + 3];
   }
-  for (int s = 0; s < kAlpha; ++s)
-    for (int64_t i = 0; i < n; ++i) dst[s][i] = q[d * (kOut * i + s)];
+  // Taps 4 and 5 are taps 0 and 1 of the next tile.
+  for (int64_t i = 0; i + 1 < n; ++i) {
+    dst[4][i] = dst[0][i + 1];
+    dst[5][i] = dst[1][i + 1];
+  }
+  dst[4][n - 1] = q[4 * n];
+  dst[5][n - 1] = q[4 * n + 1];
 }
 
 // Transforms the input tiles [k0, k1) (at most kChunk) of a block of tile rows starting
 // at global tile row r0, for channel c: point p of block tile k goes to v[p * ldv + k].
-// row is scratch of tl.row_len elements.
+// row is scratch of tl.offsets.back() elements.
 template <class T>
 CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g, const Tiles& tl, int64_t r0,
                                int64_t k0, int64_t k1, int64_t c, T* v, int64_t ldv, T* row) {
@@ -152,10 +168,10 @@ CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g, const Tiles& t
         return;
       }
       if (padded != r) {
-        pad_row(x + ((img * g.c_in + c) * g.h + iy) * g.w, g, tl.row_len, row);
+        pad_row(x + ((img * g.c_in + c) * g.h + iy) * g.w, g, tl, row);
         padded = r;
       }
-      gather_taps(row + p + kOut * g.dw * (j0 - tl.starts[p]), g.dw, j1 - j0, dst);
+      gather_taps(row + tl.offsets[p] + kOut * (j0 - tl.starts[p]), j1 - j0, dst);
     });
     transform(kBT, {d[0], d[1], d[2], d[3], d[4], d[5]},
               {rows[t][0], rows[t][1], rows[t][2], rows[t][3], rows[t][4], rows[t][5]}, n);
@@ -309,7 +325,7 @@ void winograd_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeo
     const int64_t chunks = (tiles + kChunk - 1) / kChunk;
     const int64_t grain = grain_for(kPoints * kChunk, kGrainElems);
     parallel_for(g.c_in * chunks, grain, [&](int64_t i0, int64_t i1) {
-      std::vector<T> row(tl.row_len);
+      std::vector<T> row(tl.offsets.back());
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t c = i / chunks, k0 = i % chunks * kChunk;
         input_chunk_mv(x, g, tl, r0, k0, std::min(tiles, k0 + kChunk), c, v + c * tiles,
