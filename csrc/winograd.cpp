@@ -64,19 +64,17 @@ struct Tiles {
   int64_t tiles_y() const { return ys.size(); }
 };
 
-// Calls fn(row, phase, j0, j1, k) for each run of tiles [j0, j1) of one row of tiles
-// and one column phase among block tiles [k0, k1) (row-major, tiles_x per row); k is
-// the block index of tile j0.
-template <class F>
-CNNKIT_INLINE void for_each_run(const Tiles& tl, int64_t k0, int64_t k1, F&& fn) {
-  for (int64_t k = k0; k < k1;) {
-    const int64_t row = k / tl.tiles_x, j = k % tl.tiles_x;
-    int64_t p = 0;
-    while (tl.starts[p + 1] <= j) ++p;
-    const int64_t j1 = std::min(tl.starts[p + 1], j + (k1 - k));
-    fn(row, p, j, j1, k);
-    k += j1 - j;
-  }
+// The run of block tiles from k (row-major, tiles_x per row) to the end of its row,
+// its column phase, or k1, whichever comes first: tiles [j0, j1) of row `row`.
+struct Run {
+  int64_t row, phase, j0, j1;
+};
+
+CNNKIT_INLINE Run run_at(const Tiles& tl, int64_t k, int64_t k1) {
+  Run r{k / tl.tiles_x, 0, k % tl.tiles_x, 0};
+  while (tl.starts[r.phase + 1] <= r.j0) ++r.phase;
+  r.j1 = std::min(tl.starts[r.phase + 1], r.j0 + (k1 - k));
+  return r;
 }
 
 // out[i][j] = sum_k m[i][k] * in[k][j] for j < n. m is a compile-time matrix: once
@@ -158,21 +156,23 @@ CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g, const Tiles& t
   const int64_t n = k1 - k0;
   for (int t = 0; t < kAlpha; ++t) {
     int64_t padded = -1;  // the tile row whose input row t is in `row`
-    for_each_run(tl, k0, k1, [&](int64_t r, int64_t p, int64_t j0, int64_t j1, int64_t k) {
-      T* const dst[kAlpha] = {d[0] + k - k0, d[1] + k - k0, d[2] + k - k0,
-                              d[3] + k - k0, d[4] + k - k0, d[5] + k - k0};
-      const int64_t img = (r0 + r) / tl.tiles_y();
-      const int64_t iy = tl.ys[(r0 + r) % tl.tiles_y()] - g.ph + g.dh * t;
+    for (int64_t k = k0; k < k1;) {
+      const Run r = run_at(tl, k, k1);
+      const int64_t len = r.j1 - r.j0, at = k - k0;
+      k += len;
+      T* const dst[kAlpha] = {d[0] + at, d[1] + at, d[2] + at, d[3] + at, d[4] + at, d[5] + at};
+      const int64_t img = (r0 + r.row) / tl.tiles_y();
+      const int64_t iy = tl.ys[(r0 + r.row) % tl.tiles_y()] - g.ph + g.dh * t;
       if (iy < 0 || iy >= g.h) {
-        for (auto* o : dst) std::fill(o, o + (j1 - j0), T(0));
-        return;
+        for (auto* o : dst) std::fill(o, o + len, T(0));
+        continue;
       }
-      if (padded != r) {
+      if (padded != r.row) {
         pad_row(x + ((img * g.c_in + c) * g.h + iy) * g.w, g, tl, row);
-        padded = r;
+        padded = r.row;
       }
-      gather_taps(row + tl.offsets[p] + kOut * (j0 - tl.starts[p]), j1 - j0, dst);
-    });
+      gather_taps(row + tl.offsets[r.phase] + kOut * (r.j0 - tl.starts[r.phase]), len, dst);
+    }
     transform(kBT, {d[0], d[1], d[2], d[3], d[4], d[5]},
               {rows[t][0], rows[t][1], rows[t][2], rows[t][3], rows[t][4], rows[t][5]}, n);
   }
@@ -226,16 +226,18 @@ CNNKIT_INLINE void output_chunk(const T* m, int64_t ldm, const ConvGeometry& g, 
   for (int r = 0; r < kOut; ++r)
     transform(kAT, {half[r][0], half[r][1], half[r][2], half[r][3], half[r][4], half[r][5]},
               {out[r][0], out[r][1], out[r][2], out[r][3]}, n);
-  for_each_run(tl, k0, k1, [&](int64_t r, int64_t p, int64_t j0, int64_t j1, int64_t k) {
-    const int64_t img = (r0 + r) / tl.tiles_y(), y0 = tl.ys[(r0 + r) % tl.tiles_y()];
-    T* plane = y + (img * g.c_out + kc) * g.plane_out();
+  for (int64_t k = k0; k < k1;) {
+    const Run r = run_at(tl, k, k1);
+    const int64_t len = r.j1 - r.j0, at = k - k0;
+    k += len;
+    const int64_t img = (r0 + r.row) / tl.tiles_y(), y0 = tl.ys[(r0 + r.row) % tl.tiles_y()];
+    T* plane = y + (img * g.c_out + kc) * g.plane_out() + r.phase;
     for (int a = 0; a < kOut && y0 + g.dh * a < g.ho; ++a) {
-      const T* const src[kOut] = {out[a][0] + k - k0, out[a][1] + k - k0, out[a][2] + k - k0,
-                                  out[a][3] + k - k0};
-      scatter_row(src, g.dw, j0 - tl.starts[p], j1 - j0, (g.wo - 1 - p) / g.dw, bias,
-                  plane + (y0 + g.dh * a) * g.wo + p);
+      const T* const src[kOut] = {out[a][0] + at, out[a][1] + at, out[a][2] + at, out[a][3] + at};
+      scatter_row(src, g.dw, r.j0 - tl.starts[r.phase], len, (g.wo - 1 - r.phase) / g.dw, bias,
+                  plane + (y0 + g.dh * a) * g.wo);
     }
-  });
+  }
 }
 
 // Transforms filters [f0, f0 + n) of w (n <= kChunk, each 3x3): point p of filter f
