@@ -148,6 +148,16 @@ py::object py_conv2d(py::handle x, py::handle w, py::handle b, P2 stride, P4 pad
   });
 }
 
+py::str py_conv2d_algorithm(py::handle x, py::handle w, P2 stride, P4 pad, P2 dil, int64_t groups) {
+  const char* op = "conv2d_algorithm";
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  auto wa = ops.add("weight", w);
+  auto g = conv2d_geometry(op, shape_of(xa), shape_of(wa), nullptr, pair(stride),
+                           {pad[0], pad[1], pad[2], pad[3]}, pair(dil), groups);
+  return py::str(conv2d_algorithm(g, xa.dtype().itemsize()));
+}
+
 py::object py_conv2d_backward(py::handle gy, py::handle x, py::handle w, P2 stride, P4 pad, P2 dil,
                            int64_t groups) {
   const char* op = "conv2d_backward";
@@ -923,6 +933,8 @@ PYBIND11_MODULE(_C, m) {
   init_blas();
 
   m.def("conv2d", &py_conv2d, py::arg("input"), py::arg("weight"), py::arg("bias"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
+  m.def("conv2d_algorithm", &py_conv2d_algorithm, py::arg("input"), py::arg("weight"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
   m.def("conv2d_backward", &py_conv2d_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),

@@ -502,18 +502,23 @@ void sum_channels(const T* gy, T* gb, int64_t n, int64_t c, int64_t plane) {
 void set_workspace_bytes(int64_t bytes) { workspace_bytes = bytes; }
 int64_t get_workspace_bytes() { return workspace_bytes.load(); }
 
+const char* conv2d_algorithm(const ConvGeometry& g, int64_t elem_bytes) {
+  if (use_direct(g)) return "direct";
+  if (winograd_applies(g, elem_bytes, workspace_bytes)) return "winograd";
+  return "gemm";
+}
+
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
+  const int64_t cap = workspace_bytes;
   if (use_direct(g)) {
     direct_forward(x, w, bias, y, g);
-    return;
+  } else if (winograd_applies(g, sizeof(T), cap)) {
+    winograd_forward(x, w, bias, y, g, cap);
+  } else {
+    gemm_conv<T>(x, w, nullptr, y, nullptr, nullptr, g);
+    if (bias) add_bias(y, bias, g.n, g.c_out, g.plane_out());
   }
-  if (winograd_applies(g, sizeof(T), workspace_bytes)) {
-    winograd_forward(x, w, bias, y, g, workspace_bytes);
-    return;
-  }
-  gemm_conv<T>(x, w, nullptr, y, nullptr, nullptr, g);
-  if (bias) add_bias(y, bias, g.n, g.c_out, g.plane_out());
 }
 
 template <class T>

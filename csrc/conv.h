@@ -1,6 +1,7 @@
 // Convolution family on the CPU: conv2d, conv_transpose2d and linear, forward and
 // backward. GEMM-backed (im2col + OpenBLAS), with a direct 1x1 path (no im2col) and
-// direct vectorised kernels for depthwise and tiny-GEMM layers. Arrays are C-contiguous; shapes were validated by the caller.
+// direct vectorised kernels for depthwise and tiny-GEMM layers, and Winograd
+// for 3x3 and 5x5 stride-1 forward. Arrays are C-contiguous; shapes were validated by the caller.
 #pragma once
 #include <cstdint>
 
@@ -11,6 +12,11 @@ namespace cnnkit {
 // Upper bound, in bytes, of the im2col workspace of one call (default 64 MiB).
 void set_workspace_bytes(int64_t bytes);
 int64_t get_workspace_bytes();
+
+// The kernel conv2d_forward runs for g with elements of elem_bytes: "direct"
+// (vectorised loops over planes), "winograd" or "gemm" (im2col, or the image itself
+// for 1x1, times OpenBLAS).
+const char* conv2d_algorithm(const ConvGeometry& g, int64_t elem_bytes);
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g);

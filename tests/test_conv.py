@@ -618,6 +618,127 @@ def test_large_batch_small_planes(case, dtype, rng):
 
 
 # ---------------------------------------------------------------------------
+# Winograd path (3x3 and 5x5, stride 1, >= 16 channels per group)
+# ---------------------------------------------------------------------------
+
+WINOGRAD_CASES = [
+    ConvCase("w3-partial-tiles", 2, 16, 16, 9, 11, 3, 3, padding=1),
+    ConvCase("w3-one-tile", 1, 16, 20, 6, 6, 3, 3, bias=False),
+    ConvCase("w3-pad-exceeds-kernel", 2, 16, 16, 5, 7, 3, 3, padding=2),
+    ConvCase("w3-asymmetric-pad", 1, 17, 19, 8, 9, 3, 3, padding=(0, 2)),
+    ConvCase("w3-dilated", 2, 16, 16, 13, 10, 3, 3, padding=2, dilation=2),
+    ConvCase("w3-dilated-rect", 1, 16, 24, 12, 9, 3, 3, padding=(3, 1), dilation=(3, 1)),
+    ConvCase("w3-same-dilated", 2, 16, 16, 11, 12, 3, 3, padding="same", dilation=2),
+    ConvCase("w3-grouped", 2, 32, 48, 8, 10, 3, 3, padding=1, groups=2),
+    ConvCase("w3-wide-rows", 1, 16, 16, 3, 300, 3, 3, padding=1),
+    ConvCase("w5-partial-tiles", 2, 16, 16, 9, 11, 5, 5, padding=2),
+    ConvCase("w5-valid", 3, 16, 17, 7, 8, 5, 5, bias=False),
+    ConvCase("w5-dilated", 1, 16, 16, 12, 13, 5, 5, padding=(4, 3), dilation=2),
+    ConvCase("w5-grouped", 2, 32, 32, 7, 9, 5, 5, padding=2, groups=2),
+]
+
+
+def test_winograd_cases_take_the_winograd_path():
+    for case in WINOGRAD_CASES:
+        x, w, _ = case.operands(np.random.default_rng(0), np.float32)
+        assert F.conv2d_algorithm(x, w, **case.kwargs()) == "winograd", case.id
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in WINOGRAD_CASES])
+def test_winograd_matches_reference(case, dtype, rng):
+    check_forward(case, dtype, rng)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in WINOGRAD_CASES[::3]])
+def test_winograd_matches_torch(case, dtype, rng):
+    torch = pytest.importorskip("torch")
+    x, w, b = case.operands(rng, dtype)
+    tb = torch.tensor(b) if b is not None else None
+    want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), tb, **case.kwargs())
+    assert_close(case.forward(x, w, b), want.numpy().astype(np.float64), dtype)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_winograd_float32_error_is_near_im2col(k, rng):
+    """The transforms cost float32 some accuracy; on a deep layer (K = 256*k*k) the
+    error stays within 2e-5 of the largest output, the bound the README gives."""
+    x = rng.standard_normal((2, 256, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((32, 256, k, k)).astype(np.float32)
+    assert F.conv2d_algorithm(x, w, padding=k // 2) == "winograd"
+    want = ref.conv2d(x.astype(np.float64), w.astype(np.float64), None, padding=k // 2)
+    err = np.abs(F.conv2d(x, w, padding=k // 2) - want).max() / np.abs(want).max()
+    assert err < 2e-5
+
+
+def test_winograd_asymmetric_padding_through_C(dtype, rng):
+    x = random_array(rng, (2, 16, 7, 9), dtype)
+    w = random_array(rng, (16, 16, 3, 3), dtype)
+    b = random_array(rng, (16,), dtype)
+    for pad in [(0, 2, 1, 0), (2, 0, 0, 2), (1, 2, 2, 1)]:
+        assert _C.conv2d_algorithm(x, w, (1, 1), pad, (1, 1), 1) == "winograd"
+        expected = ref.conv2d(x, w, b, stride=1, padding=pad)
+        assert_close(_C.conv2d(x, w, b, (1, 1), pad, (1, 1), 1), expected, dtype, err_msg=str(pad))
+
+
+def test_winograd_non_contiguous_input(dtype, rng):
+    case = WINOGRAD_CASES[0]
+    x, w, b = case.operands(rng, dtype)
+    xs = random_array(rng, (case.n, case.c_in, case.h, 2 * case.w), dtype)[..., ::2]
+    ws = np.asfortranarray(w)
+    assert_close(case.forward(xs, ws, b), case.reference(xs, ws, b), dtype)
+
+
+def test_winograd_empty_batch(dtype, rng):
+    x = random_array(rng, (0, 16, 8, 8), dtype)
+    w = random_array(rng, (16, 16, 3, 3), dtype)
+    assert F.conv2d_algorithm(x, w, padding=1) == "winograd"
+    y = F.conv2d(x, w, padding=1)
+    assert y.shape == (0, 16, 8, 8) and y.dtype == dtype
+
+
+def _winograd_bytes(c_in, c_out, k, tiles_x, rows, dtype):
+    """Workspace of the transformed filters plus `rows` rows of tiles (36 points each)."""
+    return 36 * (c_out * c_in + rows * (c_in + c_out) * tiles_x) * np.dtype(dtype).itemsize
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5])
+def test_winograd_passes_within_the_workspace(rows, dtype, rng, workspace_bytes):
+    """A bound that holds only a few rows of tiles splits the batch into passes."""
+    case = ConvCase("w3-passes", 3, 16, 24, 10, 17, 3, 3, padding=1)  # 3 x 3 rows of 5 tiles
+    x, w, b = case.operands(rng, dtype)
+    workspace_bytes(_winograd_bytes(16, 24, 3, 5, rows, dtype))
+    assert F.conv2d_algorithm(x, w, padding=1) == "winograd"
+    assert_close(case.forward(x, w, b), case.reference(x, w, b), dtype)
+
+
+def test_winograd_falls_back_when_the_workspace_is_too_small(dtype, rng, workspace_bytes):
+    case = ConvCase("w3-fallback", 2, 16, 24, 10, 17, 3, 3, padding=1)
+    x, w, b = case.operands(rng, dtype)
+    workspace_bytes(_winograd_bytes(16, 24, 3, 5, 1, dtype) - 1)
+    assert F.conv2d_algorithm(x, w, padding=1) == "gemm"
+    assert_close(case.forward(x, w, b), case.reference(x, w, b), dtype)
+
+
+@pytest.mark.parametrize(
+    "name, x_shape, w_shape, kwargs, algorithm",
+    [
+        ("15-channels", (2, 15, 8, 8), (16, 15, 3, 3), dict(padding=1), "gemm"),
+        ("15-out-channels", (2, 16, 8, 8), (15, 16, 3, 3), dict(padding=1), "gemm"),
+        ("strided", (2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1, stride=2), "gemm"),
+        ("4x4-kernel", (2, 16, 8, 8), (16, 16, 4, 4), dict(padding=1), "gemm"),
+        ("3x5-kernel", (2, 16, 8, 8), (16, 16, 3, 5), dict(padding=1), "gemm"),
+        ("1x1-output", (2, 16, 3, 3), (16, 16, 3, 3), {}, "gemm"),  # 15/16 of the tile wasted
+        ("depthwise", (2, 16, 8, 8), (16, 1, 3, 3), dict(padding=1, groups=16), "direct"),
+        ("pointwise", (2, 64, 8, 8), (64, 64, 1, 1), {}, "gemm"),
+        ("vgg", (2, 64, 112, 112), (128, 64, 3, 3), dict(padding=1), "winograd"),
+    ],
+)
+def test_conv2d_algorithm(name, x_shape, w_shape, kwargs, algorithm):
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    assert F.conv2d_algorithm(x, w, **kwargs) == algorithm
+
+
+# ---------------------------------------------------------------------------
 # Output-size formulas
 # ---------------------------------------------------------------------------
 
@@ -941,6 +1062,26 @@ CONV_TRANSPOSE2D_BACKWARD_ERRORS = [
 ]
 
 
+CONV2D_ALGORITHM_ERRORS = [
+    ("input-3d", ValueError, "conv2d_algorithm: input: expected a 4-D", lambda: F.conv2d_algorithm(_x((4, 6, 6)), _w())),
+    (
+        "channels-mismatch",
+        ValueError,
+        "conv2d_algorithm: weight: expected C_in/groups",
+        lambda: F.conv2d_algorithm(_x(), _w((6, 3, 3, 3))),
+    ),
+    ("integer-input", TypeError, "conv2d_algorithm: input: expected dtype", lambda: F.conv2d_algorithm(_x().astype(int), _w())),
+    (
+        "mixed-dtypes",
+        TypeError,
+        "conv2d_algorithm: weight: expected dtype float64",
+        lambda: F.conv2d_algorithm(_x(), _w(dtype=np.float32)),
+    ),
+    ("not-an-array", TypeError, "conv2d_algorithm: input: expected a numpy.ndarray", lambda: F.conv2d_algorithm([1.0], _w())),
+    ("stride-zero", ValueError, "conv2d_algorithm: stride:", lambda: F.conv2d_algorithm(_x(), _w(), stride=0)),
+]
+
+
 def _error_params(table):
     return [pytest.param(exc, match, call, id=name) for name, exc, match, call in table]
 
@@ -948,6 +1089,7 @@ def _error_params(table):
 @pytest.mark.parametrize(
     "exc, match, call",
     _error_params(CONV2D_ERRORS)
+    + _error_params([(f"algorithm-{n}", *rest) for n, *rest in CONV2D_ALGORITHM_ERRORS])
     + _error_params([(f"backward-{n}", *rest) for n, *rest in CONV2D_BACKWARD_ERRORS])
     + _error_params([(f"transpose-{n}", *rest) for n, *rest in CONV_TRANSPOSE2D_ERRORS])
     + _error_params([(f"transpose-backward-{n}", *rest) for n, *rest in CONV_TRANSPOSE2D_BACKWARD_ERRORS]),
@@ -960,6 +1102,7 @@ def test_error(exc, match, call):
 def test_error_calls_are_otherwise_valid():
     """The error tables' base operands work, so each error test fails for its one reason."""
     assert F.conv2d(_x(), _w(), _w((6,))).shape == (2, 6, 4, 4)
+    assert F.conv2d_algorithm(_x(), _w()) == "gemm"
     assert F.conv2d_backward(_x((2, 6, 4, 4)), _x(), _w())[0].shape == (2, 4, 6, 6)
     assert F.conv_transpose2d(_x(CT_X), _w(CT_W), _w((3,))).shape == (2, 3, 5, 5)
     assert F.conv_transpose2d(_x(CT_X), _w(CT_W), stride=2, output_padding=1).shape == (2, 3, 8, 8)

@@ -19,6 +19,9 @@ def conv2d(
     input: Array, weight: Array, bias: Optional[Array], stride: Pair, padding: Pads,
     dilation: Pair, groups: int,
 ) -> Array: ...
+def conv2d_algorithm(
+    input: Array, weight: Array, stride: Pair, padding: Pads, dilation: Pair, groups: int,
+) -> str: ...
 def conv2d_backward(
     grad_output: Array, input: Array, weight: Array, stride: Pair, padding: Pads,
     dilation: Pair, groups: int,

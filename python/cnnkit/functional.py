@@ -14,6 +14,7 @@ from ._args import conv_padding, groups as _groups, pair, weight_kernel_hw
 
 __all__ = [
     "conv2d",
+    "conv2d_algorithm",
     "conv2d_backward",
     "conv_transpose2d",
     "conv_transpose2d_backward",
@@ -60,6 +61,15 @@ def _conv_args(weight, stride, padding, dilation, groups, op):
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation) of NCHW input with OIHW weight."""
     return _C.conv2d(input, weight, bias, *_conv_args(weight, stride, padding, dilation, groups, "conv2d"))
+
+
+def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
+    """The kernel conv2d runs for these operands and arguments: 'direct' (vectorised
+    loops over each plane: depthwise and tiny layers), 'winograd' (3x3 and 5x5 stride-1
+    layers with 16 or more channels per group) or 'gemm' (im2col, or the image itself
+    for 1x1, times OpenBLAS). The backward always runs direct or gemm."""
+    args = _conv_args(weight, stride, padding, dilation, groups, "conv2d_algorithm")
+    return _C.conv2d_algorithm(input, weight, *args)
 
 
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
