@@ -513,9 +513,7 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeome
   const int64_t cap = workspace_bytes;
   if (use_direct(g)) {
     direct_forward(x, w, bias, y, g);
-  } else if (winograd_applies(g, sizeof(T), cap)) {
-    winograd_forward(x, w, bias, y, g, cap);
-  } else {
+  } else if (!winograd_applies(g, sizeof(T), cap) || !winograd_forward(x, w, bias, y, g, cap)) {
     gemm_conv<T>(x, w, nullptr, y, nullptr, nullptr, g);
     if (bias) add_bias(y, bias, g.n, g.c_out, g.plane_out());
   }

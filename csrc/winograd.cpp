@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <vector>
 
 #include "common/cpu_features.h"
@@ -224,9 +225,9 @@ CNNKIT_INLINE void scatter_row(const std::array<const T*, M>& src, int64_t d, in
 
 // Transforms output channel kc's products of block tiles [k0, k1) (point p of tile k
 // at m[p * ldm + k]) back into output tiles, and writes them plus bias into y, clipped
-// to the plane.
+// to the plane. Returns NaN if an output is not finite, else zero.
 template <class W, class T>
-CNNKIT_INLINE void output_chunk(const T* m, int64_t ldm, const ConvGeometry& g, const Tiles& tl,
+CNNKIT_INLINE T output_chunk(const T* m, int64_t ldm, const ConvGeometry& g, const Tiles& tl,
                                 int64_t r0, int64_t k0, int64_t k1, int64_t kc, T bias, T* y) {
   constexpr int M = W::m;
   T half[M][kAlpha][kChunk], out[M][M][kChunk];
@@ -236,6 +237,11 @@ CNNKIT_INLINE void output_chunk(const T* m, int64_t ldm, const ConvGeometry& g, 
               strided<M>(&half[0][u][0], kAlpha * kChunk), n);
   for (int r = 0; r < M; ++r)
     transform(W::AT, strided<kAlpha>(&half[r][0][0], kChunk), strided<M>(&out[r][0][0], kChunk), n);
+  T probe = 0;
+#pragma omp simd reduction(+ : probe)
+  for (int64_t j = 0; j < n; ++j)
+#pragma GCC unroll 16
+    for (int rc = 0; rc < M * M; ++rc) probe += out[rc / M][rc % M][j] * T(0);
   for (int64_t k = k0; k < k1;) {
     const Run r = run_at(tl, k, k1);
     const int64_t len = r.j1 - r.j0, at = k - k0;
@@ -247,6 +253,7 @@ CNNKIT_INLINE void output_chunk(const T* m, int64_t ldm, const ConvGeometry& g, 
                      r.j0 - tl.starts[r.phase], len, (g.wo - 1 - r.phase) / g.dw, bias,
                      plane + (y0 + g.dh * a) * g.wo);
   }
+  return probe;
 }
 
 // Transforms filters [f0, f0 + n) of w (n <= kChunk, each r x r): point p of filter f
@@ -270,10 +277,10 @@ CNNKIT_INLINE void filter_chunk(const T* w, int64_t f0, int64_t n, int64_t filte
                                           int64_t c, T* v, int64_t ldv, T* row) {             \
     input_chunk<W::m>(x, g, tl, r0, k0, k1, c, v, ldv, row);                                  \
   }                                                                                           \
-  CNNKIT_MULTIVERSION void output_chunk_mv(W, const T* m, int64_t ldm, const ConvGeometry& g, \
+  CNNKIT_MULTIVERSION T output_chunk_mv(W, const T* m, int64_t ldm, const ConvGeometry& g, \
                                            const Tiles& tl, int64_t r0, int64_t k0,           \
                                            int64_t k1, int64_t kc, T bias, T* y) {            \
-    output_chunk<W>(m, ldm, g, tl, r0, k0, k1, kc, bias, y);                                  \
+    return output_chunk<W>(m, ldm, g, tl, r0, k0, k1, kc, bias, y);                             \
   }                                                                                           \
   CNNKIT_MULTIVERSION void filter_chunk_mv(W, const T* w, int64_t f0, int64_t n,              \
                                            int64_t filters, T* u) {                           \
@@ -301,11 +308,11 @@ int64_t tile_side(const ConvGeometry& g) {
 }
 
 template <class W, class T>
-void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
+bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
              int64_t workspace_bytes) {
   const Tiles tl(g, W::m);
   const int64_t total_rows = g.n * tl.tiles_y();
-  if (total_rows == 0) return;
+  if (total_rows == 0) return true;
   const int64_t cig = g.c_in_g(), cog = g.c_out_g(), filters = g.c_out * cig;
   // Tile rows per pass, as many as fit beside the filters, in passes of equal size.
   const int64_t budget =
@@ -323,6 +330,7 @@ void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
     for (int64_t c = c0; c < c1; ++c)
       filter_chunk_mv(W{}, w, c * kChunk, std::min(kChunk, filters - c * kChunk), filters, u);
   });
+  std::atomic<bool> finite{true};
   for (int64_t r0 = 0; r0 < total_rows; r0 += block_rows) {
     const int64_t tiles = std::min(block_rows, total_rows - r0) * tl.tiles_x;
     const int64_t chunks = (tiles + kChunk - 1) / kChunk;
@@ -338,13 +346,17 @@ void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
     gemm_batch<T>(kPoints * g.groups, cog, tiles, cig, u, cig, cog * cig, v, tiles, cig * tiles,
                   m, tiles, cog * tiles);
     parallel_for(g.c_out * chunks, grain, [&](int64_t i0, int64_t i1) {
+      T probe = 0;
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t k = i / chunks, k0 = i % chunks * kChunk;
-        output_chunk_mv(W{}, m + k * tiles, g.c_out * tiles, g, tl, r0, k0,
-                        std::min(tiles, k0 + kChunk), k, bias ? bias[k] : T(0), y);
+        probe += output_chunk_mv(W{}, m + k * tiles, g.c_out * tiles, g, tl, r0, k0,
+                                 std::min(tiles, k0 + kChunk), k, bias ? bias[k] : T(0), y);
       }
+      if (probe != T(0)) finite = false;
     });
+    if (!finite) return false;
   }
+  return true;
 }
 
 }  // namespace
@@ -360,17 +372,15 @@ bool winograd_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspa
 }
 
 template <class T>
-void winograd_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
+bool winograd_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                       int64_t workspace_bytes) {
-  if (tile_side(g) == F4x4_3x3::m)
-    forward<F4x4_3x3>(x, w, bias, y, g, workspace_bytes);
-  else
-    forward<F2x2_5x5>(x, w, bias, y, g, workspace_bytes);
+  if (tile_side(g) == F4x4_3x3::m) return forward<F4x4_3x3>(x, w, bias, y, g, workspace_bytes);
+  return forward<F2x2_5x5>(x, w, bias, y, g, workspace_bytes);
 }
 
-template void winograd_forward<float>(const float*, const float*, const float*, float*,
+template bool winograd_forward<float>(const float*, const float*, const float*, float*,
                                       const ConvGeometry&, int64_t);
-template void winograd_forward<double>(const double*, const double*, const double*, double*,
+template bool winograd_forward<double>(const double*, const double*, const double*, double*,
                                        const ConvGeometry&, int64_t);
 
 }  // namespace cnnkit

@@ -14,8 +14,11 @@ namespace cnnkit {
 bool winograd_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_bytes);
 
 // y = conv2d(x, w) + bias (bias may be null), within workspace_bytes of scratch.
+// Returns false, with y unfinished, when an output comes out NaN or infinite: a NaN or
+// infinity in x or w spreads over whole tiles in the transform domain, further than
+// it reaches in a direct convolution, so the caller must run another path.
 template <class T>
-void winograd_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
+bool winograd_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                       int64_t workspace_bytes);
 
 }  // namespace cnnkit

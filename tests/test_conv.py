@@ -696,6 +696,25 @@ def test_winograd_empty_batch(dtype, rng):
     assert y.shape == (0, 16, 8, 8) and y.dtype == dtype
 
 
+@pytest.mark.parametrize("operand", ["input", "weight"])
+def test_winograd_non_finite_values_spread_as_in_a_direct_convolution(operand, dtype, rng):
+    """In the transform domain a NaN or infinity would spoil its whole tile; cnnkit
+    falls back to im2col, so only the outputs whose windows hold it are affected."""
+    case = WINOGRAD_CASES[0]
+    x, w, b = case.operands(rng, dtype)
+    if operand == "input":
+        x[0, 3, 2, 5], x[1, 7, 6, 1] = np.nan, np.inf
+    else:
+        w[5, 3, 1, 1], w[9, 2, 0, 2] = np.nan, -np.inf
+    y, want = case.forward(x, w, b), case.reference(x, w, b)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(y), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(y), np.isneginf(want))
+    assert 0 < np.count_nonzero(~np.isfinite(want)) < want.size // 4
+    finite = np.isfinite(want)
+    assert_close(y[finite], want[finite], dtype)
+
+
 def _winograd_bytes(c_in, c_out, k, tiles_x, rows, dtype):
     """Workspace of the transformed filters plus `rows` rows of tiles (36 points each)."""
     return 36 * (c_out * c_in + rows * (c_in + c_out) * tiles_x) * np.dtype(dtype).itemsize

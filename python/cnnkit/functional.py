@@ -67,7 +67,9 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
     """The kernel conv2d runs for these operands and arguments: 'direct' (vectorised
     loops over each plane: depthwise and tiny layers), 'winograd' (3x3 and 5x5 stride-1
     layers with 16 or more channels per group) or 'gemm' (im2col, or the image itself
-    for 1x1, times OpenBLAS). The backward always runs direct or gemm."""
+    for 1x1, times OpenBLAS). The backward always runs direct or gemm. A 'winograd'
+    call whose input or weight holds a NaN or an infinity runs gemm instead, so that
+    they reach only the outputs whose windows hold them."""
     args = _conv_args(weight, stride, padding, dilation, groups, "conv2d_algorithm")
     return _C.conv2d_algorithm(input, weight, *args)
 
