@@ -359,23 +359,136 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
   return true;
 }
 
-}  // namespace
+// ---- Strided layers, through their space-to-depth form. With stride s, kernel tap
+// k = s*u + a reads input phase a (rows a, a + s, ...) at offset u. A layer whose kernel
+// has r = ceil(k / s) taps per phase along both axes (AlexNet's 11x11 stride 4: r = 3)
+// is the stride-1 r x r convolution of its rearranged input, where phase (a, b) of
+// channel c is channel (c*sh + a)*sw + b and the taps past the kernel are zero.
 
-bool winograd_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_bytes) {
+bool has_phase_form(const ConvGeometry& g) {
+  return (g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.groups == 1 &&
+         (g.kh + g.sh - 1) / g.sh == (g.kw + g.sw - 1) / g.sw;
+}
+
+// The stride-1 layer of the space-to-depth form of n samples of g; the padding is
+// applied by the rearrangement.
+ConvGeometry phase_form(const ConvGeometry& g, int64_t n) {
+  const int64_t r = (g.kh + g.sh - 1) / g.sh;
+  ConvGeometry p = g;
+  p.n = n;
+  p.c_in = g.c_in * g.sh * g.sw;
+  p.h = g.ho + r - 1;
+  p.w = g.wo + r - 1;
+  p.kh = p.kw = r;
+  p.sh = p.sw = 1;
+  p.ph = p.pw = 0;
+  return p;
+}
+
+int64_t phase_sample_elems(const ConvGeometry& p) { return p.c_in * p.plane_in(); }
+int64_t phase_filter_elems(const ConvGeometry& p) { return p.c_out * p.c_in * p.kh * p.kw; }
+
+// Filters and one row of tiles: the least the stride-1 path runs in.
+int64_t core_bytes(const ConvGeometry& g, int64_t elem_bytes) {
+  return (filter_elems(g) + row_elems(g, Tiles(g, tile_side(g)).tiles_x)) * elem_bytes;
+}
+
+bool core_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_bytes) {
   const int64_t m = tile_side(g);
   if (m == 0 || g.sh != 1 || g.sw != 1) return false;
   if (g.c_in_g() < kMinChannels || g.c_out_g() < kMinChannels) return false;
   const Tiles tl(g, m);
   // Tiles hanging far over the plane's edge waste what the transform saves.
   if (m * m * tl.tiles_y() * tl.tiles_x > 2 * g.plane_out()) return false;
-  return (filter_elems(g) + row_elems(g, tl.tiles_x)) * elem_bytes <= workspace_bytes;
+  return core_bytes(g, elem_bytes) <= workspace_bytes;
+}
+
+template <class T>
+bool core_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
+                  int64_t workspace_bytes) {
+  if (tile_side(g) == F4x4_3x3::m) return forward<F4x4_3x3>(x, w, bias, y, g, workspace_bytes);
+  return forward<F2x2_5x5>(x, w, bias, y, g, workspace_bytes);
+}
+
+// xp = the space-to-depth form (phase form p) of samples of x.
+template <class T>
+void space_to_depth(const T* x, const ConvGeometry& g, const ConvGeometry& p, T* xp) {
+  parallel_for(p.n * p.c_in, grain_for(p.plane_in(), kGrainElems), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t ch = i % p.c_in, c = ch / (g.sh * g.sw), a = ch / g.sw % g.sh, b = ch % g.sw;
+      const T* src = x + (i / p.c_in * g.c_in + c) * g.plane_in();
+      T* dst = xp + i * p.plane_in();
+      int64_t lo, hi;
+      valid_range(b - g.pw, g.sw, g.w, p.w, &lo, &hi);
+      for (int64_t r = 0; r < p.h; ++r, dst += p.w) {
+        const int64_t iy = r * g.sh + a - g.ph;
+        if (iy < 0 || iy >= g.h) {
+          std::fill(dst, dst + p.w, T(0));
+          continue;
+        }
+        const T* row = src + iy * g.w + b - g.pw;
+        std::fill(dst, dst + lo, T(0));
+        for (int64_t q = lo; q < hi; ++q) dst[q] = row[q * g.sw];
+        std::fill(dst + hi, dst + p.w, T(0));
+      }
+    }
+  });
+}
+
+// wp = the filters of the phase form p of g.
+template <class T>
+void phase_filters(const T* w, const ConvGeometry& g, const ConvGeometry& p, T* wp) {
+  parallel_for(p.c_out * p.c_in, grain_for(p.kh * p.kw, kGrainElems), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t o = i / p.c_in, ch = i % p.c_in;
+      const int64_t c = ch / (g.sh * g.sw), a = ch / g.sw % g.sh, b = ch % g.sw;
+      for (int64_t u = 0; u < p.kh; ++u)
+        for (int64_t v = 0; v < p.kw; ++v) {
+          const int64_t ki = g.sh * u + a, kj = g.sw * v + b;
+          wp[(i * p.kh + u) * p.kw + v] =
+              ki < g.kh && kj < g.kw ? w[((o * g.c_in + c) * g.kh + ki) * g.kw + kj] : T(0);
+        }
+    }
+  });
+}
+
+// Runs a strided layer as the stride-1 path over its phase form, some samples at a
+// time: the rearranged input takes at most a quarter of the bound.
+template <class T>
+bool phase_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
+                   int64_t workspace_bytes) {
+  const int64_t e = sizeof(T);
+  const ConvGeometry p1 = phase_form(g, 1);
+  const int64_t sample = phase_sample_elems(p1), filters = phase_filter_elems(p1);
+  const int64_t room = std::min(workspace_bytes / 4, workspace_bytes - filters * e - core_bytes(p1, e));
+  const int64_t nb = std::clamp<int64_t>(room / (sample * e), 1, std::max<int64_t>(g.n, 1));
+  T* wp = workspace<T>(1, filters + nb * sample);
+  T* xp = wp + filters;
+  phase_filters(w, g, p1, wp);
+  for (int64_t n0 = 0; n0 < g.n; n0 += nb) {
+    const ConvGeometry p = phase_form(g, std::min(nb, g.n - n0));
+    space_to_depth(x + n0 * g.c_in * g.plane_in(), g, p, xp);
+    if (!core_forward(xp, wp, bias, y + n0 * g.c_out * g.plane_out(), p,
+                      workspace_bytes - (filters + nb * sample) * e))
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool winograd_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_bytes) {
+  if (!has_phase_form(g)) return core_applies(g, elem_bytes, workspace_bytes);
+  const ConvGeometry p = phase_form(g, 1);
+  const int64_t extra = (phase_sample_elems(p) + phase_filter_elems(p)) * elem_bytes;
+  return core_applies(p, elem_bytes, workspace_bytes - extra);
 }
 
 template <class T>
 bool winograd_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                       int64_t workspace_bytes) {
-  if (tile_side(g) == F4x4_3x3::m) return forward<F4x4_3x3>(x, w, bias, y, g, workspace_bytes);
-  return forward<F2x2_5x5>(x, w, bias, y, g, workspace_bytes);
+  if (has_phase_form(g)) return phase_forward(x, w, bias, y, g, workspace_bytes);
+  return core_forward(x, w, bias, y, g, workspace_bytes);
 }
 
 template bool winograd_forward<float>(const float*, const float*, const float*, float*,
