@@ -173,6 +173,17 @@ py::object py_conv2d_backward(py::handle gy, py::handle x, py::handle w, P2 stri
                           auto* gb) { cnnkit::conv2d_backward(gy, xp, wp, gx, gw, gb, g); });
 }
 
+py::str py_conv_transpose2d_algorithm(py::handle x, py::handle w, P2 stride, P2 pad, P2 out_pad,
+                                      int64_t groups, P2 dil) {
+  const char* op = "conv_transpose2d_algorithm";
+  Operands ops(op);
+  auto xa = ops.add("input", x);
+  auto wa = ops.add("weight", w);
+  auto g = conv_transpose2d_geometry(op, shape_of(xa), shape_of(wa), nullptr, pair(stride),
+                                     pair(pad), pair(out_pad), groups, pair(dil));
+  return py::str(conv_transpose2d_algorithm(g, xa.dtype().itemsize()));
+}
+
 py::object py_conv_transpose2d(py::handle x, py::handle w, py::handle b, P2 stride, P2 pad,
                             P2 out_pad, int64_t groups, P2 dil) {
   const char* op = "conv_transpose2d";
@@ -939,6 +950,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("conv2d_backward", &py_conv2d_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"));
+  m.def("conv_transpose2d_algorithm", &py_conv_transpose2d_algorithm, py::arg("input"),
+        py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("output_padding"),
+        py::arg("groups"), py::arg("dilation"));
   m.def("conv_transpose2d", &py_conv_transpose2d, py::arg("input"), py::arg("weight"),
         py::arg("bias"), py::arg("stride"), py::arg("padding"), py::arg("output_padding"),
         py::arg("groups"), py::arg("dilation"));

@@ -529,9 +529,19 @@ void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
   if (gb) sum_channels(gy, gb, g.n, g.c_out, g.plane_out());
 }
 
+const char* conv_transpose2d_algorithm(const ConvGeometry& g, int64_t elem_bytes) {
+  if (use_direct(g)) return "direct";
+  if (winograd_transpose_applies(g, elem_bytes, workspace_bytes)) return "winograd";
+  return "gemm";
+}
+
 template <class T>
 void conv_transpose2d_forward(const T* x, const T* w, const T* bias, T* y,
                               const ConvGeometry& g) {
+  const int64_t cap = workspace_bytes;
+  if (!use_direct(g) && winograd_transpose_applies(g, sizeof(T), cap) &&
+      winograd_transpose_forward(x, w, bias, y, g, cap))
+    return;
   conv2d_backward<T>(x, nullptr, w, y, nullptr, nullptr, g);
   if (bias) add_bias(y, bias, g.n, g.c_in, g.plane_in());
 }

@@ -1,7 +1,7 @@
 // Convolution family on the CPU: conv2d, conv_transpose2d and linear, forward and
 // backward. GEMM-backed (im2col + OpenBLAS), with a direct 1x1 path (no im2col) and
-// direct vectorised kernels for depthwise and tiny-GEMM layers, and Winograd
-// for 3x3 and 5x5 stride-1 forward. Arrays are C-contiguous; shapes were validated by the caller.
+// direct vectorised kernels for depthwise and tiny-GEMM layers, and Winograd forwards
+// (winograd.h). Arrays are C-contiguous; shapes were validated by the caller.
 #pragma once
 #include <cstdint>
 
@@ -25,6 +25,9 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeome
 template <class T>
 void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
                      const ConvGeometry& g);
+
+// The same for conv_transpose2d_forward, with g the adjoint geometry (below).
+const char* conv_transpose2d_algorithm(const ConvGeometry& g, int64_t elem_bytes);
 
 // g is the adjoint convolution's geometry (see conv_transpose2d_geometry):
 // the transposed input x lives on its column side, the output y on its image side.

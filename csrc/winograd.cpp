@@ -15,10 +15,10 @@ namespace cnnkit {
 
 namespace {
 
-// Two Winograd algorithms on 6x6 input tiles, which share the input transform BT
-// (Toom-Cook points 0, +-1, +-2 and infinity): F(4x4, 3x3) and F(2x2, 5x5). Each
-// replaces a tile's m*m*r*r multiplies by 36. In float32 their results stay within
-// about 1e-5 of the largest output, against 1e-6 for im2col.
+// Three Winograd algorithms on 6x6 input tiles, which share the input transform BT
+// (Toom-Cook points 0, +-1, +-2 and infinity): F(4x4, 3x3), F(2x2, 5x5) and F(5x5, 2x2).
+// Each replaces a tile's m*m*r*r multiplies by 36. In float32 their results stay
+// within about 1e-5 of the largest output, against 1e-6 for im2col.
 constexpr int kAlpha = 6;                  // input tile side
 constexpr int kPoints = kAlpha * kAlpha;   // one GEMM per point of the transform domain
 constexpr double kBT[kAlpha][kAlpha] = {
@@ -46,6 +46,18 @@ struct F2x2_5x5 {
                                           {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3},
                                           {0, 0, 0, 0, 1}};
   static constexpr double AT[m][kAlpha] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}};
+};
+
+struct F5x5_2x2 {
+  static constexpr int m = 5, r = 2;
+  static constexpr double G[kAlpha][r] = {{1.0 / 4, 0},           {-1.0 / 6, -1.0 / 6},
+                                          {-1.0 / 6, 1.0 / 6},    {1.0 / 24, 1.0 / 12},
+                                          {1.0 / 24, -1.0 / 12},  {0, 1}};
+  static constexpr double AT[m][kAlpha] = {{1, 1, 1, 1, 1, 0},
+                                           {0, 1, -1, 2, -2, 0},
+                                           {0, 1, 1, 4, 4, 0},
+                                           {0, 1, -1, 8, -8, 0},
+                                           {0, 1, 1, 16, 16, 1}};
 };
 
 // Tiles are transformed this many at a time, in vectors across tiles.
@@ -290,6 +302,8 @@ CNNKIT_WINOGRAD_DISPATCH(F4x4_3x3, float)
 CNNKIT_WINOGRAD_DISPATCH(F4x4_3x3, double)
 CNNKIT_WINOGRAD_DISPATCH(F2x2_5x5, float)
 CNNKIT_WINOGRAD_DISPATCH(F2x2_5x5, double)
+CNNKIT_WINOGRAD_DISPATCH(F5x5_2x2, float)
+CNNKIT_WINOGRAD_DISPATCH(F5x5_2x2, double)
 #undef CNNKIT_WINOGRAD_DISPATCH
 
 int64_t filter_elems(const ConvGeometry& g) { return kPoints * g.c_out * g.c_in_g(); }
@@ -304,6 +318,7 @@ int64_t tile_side(const ConvGeometry& g) {
   if (g.kh != g.kw) return 0;
   if (g.kh == F4x4_3x3::r) return F4x4_3x3::m;
   if (g.kh == F2x2_5x5::r) return F2x2_5x5::m;
+  if (g.kh == F5x5_2x2::r) return F5x5_2x2::m;
   return 0;
 }
 
@@ -406,8 +421,11 @@ bool core_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_b
 template <class T>
 bool core_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                   int64_t workspace_bytes) {
-  if (tile_side(g) == F4x4_3x3::m) return forward<F4x4_3x3>(x, w, bias, y, g, workspace_bytes);
-  return forward<F2x2_5x5>(x, w, bias, y, g, workspace_bytes);
+  switch (tile_side(g)) {
+    case F4x4_3x3::m: return forward<F4x4_3x3>(x, w, bias, y, g, workspace_bytes);
+    case F2x2_5x5::m: return forward<F2x2_5x5>(x, w, bias, y, g, workspace_bytes);
+    default: return forward<F5x5_2x2>(x, w, bias, y, g, workspace_bytes);
+  }
 }
 
 // xp = the space-to-depth form (phase form p) of samples of x.
@@ -452,16 +470,25 @@ void phase_filters(const T* w, const ConvGeometry& g, const ConvGeometry& p, T* 
   });
 }
 
+// Samples per pass of a path that keeps its own filters and nb samples of a buffer
+// beside the stride-1 path (core, one sample): the buffer takes at most a quarter
+// of the bound, and at least one sample.
+int64_t samples_per_pass(int64_t n, int64_t sample_bytes, int64_t filter_bytes,
+                         int64_t core_bytes, int64_t workspace_bytes) {
+  const int64_t room = std::min(workspace_bytes / 4, workspace_bytes - filter_bytes - core_bytes);
+  return std::clamp<int64_t>(room / sample_bytes, 1, std::max<int64_t>(n, 1));
+}
+
 // Runs a strided layer as the stride-1 path over its phase form, some samples at a
-// time: the rearranged input takes at most a quarter of the bound.
+// time.
 template <class T>
 bool phase_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                    int64_t workspace_bytes) {
   const int64_t e = sizeof(T);
   const ConvGeometry p1 = phase_form(g, 1);
   const int64_t sample = phase_sample_elems(p1), filters = phase_filter_elems(p1);
-  const int64_t room = std::min(workspace_bytes / 4, workspace_bytes - filters * e - core_bytes(p1, e));
-  const int64_t nb = std::clamp<int64_t>(room / (sample * e), 1, std::max<int64_t>(g.n, 1));
+  const int64_t nb =
+      samples_per_pass(g.n, sample * e, filters * e, core_bytes(p1, e), workspace_bytes);
   T* wp = workspace<T>(1, filters + nb * sample);
   T* xp = wp + filters;
   phase_filters(w, g, p1, wp);
@@ -475,7 +502,115 @@ bool phase_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeomet
   return true;
 }
 
+// ---- Transposed convolutions, through their phase form. Output row i of a stride-s
+// transposed convolution with padding p takes kernel taps k = a + s*t from input rows
+// q - t, where i + p = s*q + a: for each output phase a it is a stride-1 correlation
+// of the input with phase a's taps, reversed. Stacking the phases as channels
+// (c*sh + a)*sw + b gives one stride-1 T x T convolution (T = ceil(k / s), padding
+// T - 1), whose outputs are then spread back over the phases. g is the adjoint
+// convolution's geometry (conv.h): x on its column side, y on its image side.
+
+bool has_transpose_form(const ConvGeometry& g) {
+  return g.dh == 1 && g.dw == 1 && g.groups == 1 &&
+         (g.kh + g.sh - 1) / g.sh == (g.kw + g.sw - 1) / g.sw;
+}
+
+ConvGeometry transpose_form(const ConvGeometry& g, int64_t n) {
+  const int64_t t = (g.kh + g.sh - 1) / g.sh;
+  ConvGeometry z = g;
+  z.n = n;
+  z.c_in = g.c_out;
+  z.h = g.ho;
+  z.w = g.wo;
+  z.c_out = g.c_in * g.sh * g.sw;
+  z.ho = g.ho + t - 1;
+  z.wo = g.wo + t - 1;
+  z.kh = z.kw = t;
+  z.sh = z.sw = 1;
+  z.ph = z.pw = t - 1;
+  return z;
+}
+
+// wz = the filters of the transpose form z of g (w is (C_in, C_out, kH, kW)).
+template <class T>
+void transpose_filters(const T* w, const ConvGeometry& g, const ConvGeometry& z, T* wz) {
+  parallel_for(z.c_out * z.c_in, grain_for(z.kh * z.kw, kGrainElems), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t ch = i / z.c_in, o = i % z.c_in;
+      const int64_t c = ch / (g.sh * g.sw), a = ch / g.sw % g.sh, b = ch % g.sw;
+      for (int64_t u = 0; u < z.kh; ++u)
+        for (int64_t v = 0; v < z.kw; ++v) {
+          const int64_t ki = a + g.sh * (z.kh - 1 - u), kj = b + g.sw * (z.kw - 1 - v);
+          wz[(i * z.kh + u) * z.kw + v] =
+              ki < g.kh && kj < g.kw ? w[((o * g.c_in + c) * g.kh + ki) * g.kw + kj] : T(0);
+        }
+    }
+  });
+}
+
+// y = the phases of zs (the transpose form's outputs of samples of y) laid back into
+// place, plus bias; outputs past zs's extent get the bias alone.
+template <class T>
+void depth_to_space(const T* zs, const ConvGeometry& g, const ConvGeometry& z, const T* bias,
+                    T* y) {
+  parallel_for(z.n * g.c_in, grain_for(g.plane_in(), kGrainElems), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t c = i % g.c_in;
+      const T b = bias ? bias[c] : T(0);
+      const T* zc = zs + (i / g.c_in * z.c_out + c * g.sh * g.sw) * z.plane_out();
+      for (int64_t row = 0; row < g.h; ++row) {
+        const int64_t a = (row + g.ph) % g.sh, q = (row + g.ph) / g.sh;
+        T* dst = y + (i * g.h + row) * g.w;
+        for (int64_t bw = 0; bw < g.sw; ++bw) {
+          int64_t lo, hi;
+          valid_range(bw - g.pw, g.sw, g.w, g.w + g.pw, &lo, &hi);
+          const int64_t mid = q < z.ho ? std::clamp(z.wo, lo, hi) : lo;
+          const T* src = zc + ((a * g.sw + bw) * z.ho + q) * z.wo;
+          T* d = dst + bw - g.pw;
+          for (int64_t r = lo; r < mid; ++r) d[r * g.sw] = src[r] + b;
+          for (int64_t r = mid; r < hi; ++r) d[r * g.sw] = b;
+        }
+      }
+    }
+  });
+}
+
+template <class T>
+bool transpose_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
+                       int64_t workspace_bytes) {
+  const int64_t e = sizeof(T);
+  const ConvGeometry z1 = transpose_form(g, 1);
+  const int64_t sample = z1.c_out * z1.plane_out(), filters = z1.c_out * z1.c_in * z1.kh * z1.kw;
+  const int64_t nb =
+      samples_per_pass(g.n, sample * e, filters * e, core_bytes(z1, e), workspace_bytes);
+  T* wz = workspace<T>(1, filters + nb * sample);
+  T* zs = wz + filters;
+  transpose_filters(w, g, z1, wz);
+  for (int64_t n0 = 0; n0 < g.n; n0 += nb) {
+    const ConvGeometry z = transpose_form(g, std::min(nb, g.n - n0));
+    if (!core_forward(x + n0 * g.c_out * g.plane_out(), wz, static_cast<const T*>(nullptr), zs, z,
+                      workspace_bytes - (filters + nb * sample) * e))
+      return false;
+    depth_to_space(zs, g, z, bias, y + n0 * g.c_in * g.plane_in());
+  }
+  return true;
+}
+
 }  // namespace
+
+bool winograd_transpose_applies(const ConvGeometry& g, int64_t elem_bytes,
+                                int64_t workspace_bytes) {
+  if (!has_transpose_form(g)) return false;
+  const ConvGeometry z = transpose_form(g, 1);
+  const int64_t extra = (z.c_out * z.plane_out() + z.c_out * z.c_in * z.kh * z.kw) * elem_bytes;
+  return core_applies(z, elem_bytes, workspace_bytes - extra);
+}
+
+template <class T>
+bool winograd_transpose_forward(const T* x, const T* w, const T* bias, T* y,
+                                const ConvGeometry& g, int64_t workspace_bytes) {
+  return transpose_forward(x, w, bias, y, g, workspace_bytes);
+}
 
 bool winograd_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_bytes) {
   if (!has_phase_form(g)) return core_applies(g, elem_bytes, workspace_bytes);
@@ -495,5 +630,9 @@ template bool winograd_forward<float>(const float*, const float*, const float*, 
                                       const ConvGeometry&, int64_t);
 template bool winograd_forward<double>(const double*, const double*, const double*, double*,
                                        const ConvGeometry&, int64_t);
+template bool winograd_transpose_forward<float>(const float*, const float*, const float*, float*,
+                                                const ConvGeometry&, int64_t);
+template bool winograd_transpose_forward<double>(const double*, const double*, const double*,
+                                                 double*, const ConvGeometry&, int64_t);
 
 }  // namespace cnnkit

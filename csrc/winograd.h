@@ -1,7 +1,10 @@
-// Winograd F(4x4, 3x3) forward convolution for 3x3 stride-1 layers, any padding,
-// dilation and groups. Input tiles and filters are taken to a 6x6 transform domain,
-// where the convolution is 36 independent GEMMs on OpenBLAS with a quarter of
-// im2col's multiplies, and the products are transformed back into 4x4 output tiles.
+// Winograd forward convolution: F(4x4, 3x3), F(2x2, 5x5) and F(5x5, 2x2) for stride-1
+// layers with any padding, dilation and groups. Input tiles and filters are taken to a
+// 6x6 transform domain, where the convolution is 36 independent GEMMs on OpenBLAS with
+// a quarter to a third of im2col's multiplies, and the products are transformed back.
+// Strided layers whose kernel has 2, 3 or 5 taps per stride phase (AlexNet's 11x11
+// stride 4) run through their space-to-depth form, and transposed convolutions
+// through the stride-1 convolution of their stacked output phases.
 #pragma once
 #include <cstdint>
 
@@ -20,5 +23,13 @@ bool winograd_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspa
 template <class T>
 bool winograd_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                       int64_t workspace_bytes);
+
+// The same for conv_transpose2d; g is the adjoint geometry (see conv.h).
+bool winograd_transpose_applies(const ConvGeometry& g, int64_t elem_bytes,
+                                int64_t workspace_bytes);
+
+template <class T>
+bool winograd_transpose_forward(const T* x, const T* w, const T* bias, T* y,
+                                const ConvGeometry& g, int64_t workspace_bytes);
 
 }  // namespace cnnkit

@@ -26,6 +26,10 @@ def conv2d_backward(
     grad_output: Array, input: Array, weight: Array, stride: Pair, padding: Pads,
     dilation: Pair, groups: int,
 ) -> Tuple[Array, Array, Array]: ...
+def conv_transpose2d_algorithm(
+    input: Array, weight: Array, stride: Pair, padding: Pair, output_padding: Pair,
+    groups: int, dilation: Pair,
+) -> str: ...
 def conv_transpose2d(
     input: Array, weight: Array, bias: Optional[Array], stride: Pair, padding: Pair,
     output_padding: Pair, groups: int, dilation: Pair,

@@ -15,6 +15,7 @@ from ._args import conv_padding, groups as _groups, pair, weight_kernel_hw
 __all__ = [
     "conv2d",
     "conv2d_algorithm",
+    "conv_transpose2d_algorithm",
     "conv2d_backward",
     "conv_transpose2d",
     "conv_transpose2d_backward",
@@ -65,9 +66,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
     """The kernel conv2d runs for these operands and arguments: 'direct' (vectorised
-    loops over each plane: depthwise and tiny layers), 'winograd' (3x3 and 5x5 stride-1
-    layers with 16 or more channels per group) or 'gemm' (im2col, or the image itself
-    for 1x1, times OpenBLAS). The backward always runs direct or gemm. A 'winograd'
+    loops over each plane: depthwise and tiny layers), 'winograd' (2x2, 3x3 and 5x5
+    layers with 16 or more channels per group; strided ones whose kernel has 2, 3 or 5
+    taps per stride phase) or 'gemm' (im2col, or the image itself for 1x1, times
+    OpenBLAS). The backward always runs direct or gemm. A 'winograd'
     call whose input or weight holds a NaN or an infinity runs gemm instead, so that
     they reach only the outputs whose windows hold them."""
     args = _conv_args(weight, stride, padding, dilation, groups, "conv2d_algorithm")
@@ -94,6 +96,14 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     """Transposed 2-D convolution; weight is (C_in, C_out/groups, kH, kW)."""
     args = _conv_transpose_args(stride, padding, output_padding, groups, dilation, "conv_transpose2d")
     return _C.conv_transpose2d(input, weight, bias, *args)
+
+
+def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """The kernel conv_transpose2d runs for these operands and arguments, named as by
+    conv2d_algorithm: 'winograd' runs the stride-1 convolution of its stacked output
+    phases (groups 1, dilation 1, a kernel of 2, 3 or 5 taps per stride phase)."""
+    args = _conv_transpose_args(stride, padding, output_padding, groups, dilation, "conv_transpose2d_algorithm")
+    return _C.conv_transpose2d_algorithm(input, weight, *args)
 
 
 def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
