@@ -618,7 +618,9 @@ def test_large_batch_small_planes(case, dtype, rng):
 
 
 # ---------------------------------------------------------------------------
-# Winograd path (3x3 and 5x5, stride 1, >= 16 channels per group)
+# Winograd path (2x2, 3x3 and 5x5 stride-1 layers with >= 16 channels per group;
+# strided layers through their space-to-depth form; transposed ones through their
+# stacked output phases)
 # ---------------------------------------------------------------------------
 
 WINOGRAD_CASES = [
@@ -635,13 +637,37 @@ WINOGRAD_CASES = [
     ConvCase("w5-valid", 3, 16, 17, 7, 8, 5, 5, bias=False),
     ConvCase("w5-dilated", 1, 16, 16, 12, 13, 5, 5, padding=(4, 3), dilation=2),
     ConvCase("w5-grouped", 2, 32, 32, 7, 9, 5, 5, padding=2, groups=2),
+    ConvCase("w2-valid", 2, 16, 16, 9, 11, 2, 2),
+    ConvCase("w2-padded-dilated", 1, 16, 24, 10, 8, 2, 2, padding=(1, 2), dilation=(2, 3)),
+    # Strided, through the space-to-depth form: taps per stride phase ceil(k / s).
+    ConvCase("s-alexnet-conv1", 2, 3, 16, 31, 27, 11, 11, stride=4, padding=2),
+    ConvCase("s-rect", 2, 2, 16, 23, 20, 9, 10, stride=(3, 4), padding=(2, 1)),
+    ConvCase("s-6x6-s2", 1, 4, 16, 19, 18, 6, 6, stride=2, padding=(1, 2), bias=False),
+    ConvCase("s-4x4-s2", 2, 4, 16, 20, 21, 4, 4, stride=2, padding=1),
+    ConvCase("s-10x10-s2", 2, 4, 16, 24, 22, 10, 10, stride=2, padding=3),
+    # Transposed: taps per stride phase ceil(k / s); output_padding reaches past the
+    # stacked convolution's outputs, where only the bias lands.
+    ConvCase("T-4x4-s2", 2, 16, 16, 7, 6, 4, 4, stride=2, padding=1, transposed=True),
+    ConvCase("T-4x4-s2-outpad", 2, 16, 20, 6, 7, 4, 4, stride=2, padding=1, transposed=True, output_padding=1),
+    ConvCase("T-3x3-s1", 1, 32, 16, 5, 6, 3, 3, padding=1, transposed=True, bias=False),
+    ConvCase("T-5x5-s1-wide-pad", 1, 16, 16, 4, 5, 5, 5, padding=2, transposed=True),
+    ConvCase("T-10x10-s2", 3, 16, 17, 4, 5, 10, 10, stride=2, padding=3, transposed=True, output_padding=1),
+    ConvCase("T-rect", 2, 16, 16, 9, 9, 4, 6, stride=(2, 3), padding=(1, 2), transposed=True, output_padding=(1, 2)),
 ]
+
+
+WINOGRAD_CASE_BY_KIND = {c.kind: c for c in WINOGRAD_CASES}
+
+
+def _algorithm(case, x, w):
+    kw = case.kwargs()
+    return (F.conv_transpose2d_algorithm if case.transposed else F.conv2d_algorithm)(x, w, **kw)
 
 
 def test_winograd_cases_take_the_winograd_path():
     for case in WINOGRAD_CASES:
         x, w, _ = case.operands(np.random.default_rng(0), np.float32)
-        assert F.conv2d_algorithm(x, w, **case.kwargs()) == "winograd", case.id
+        assert _algorithm(case, x, w) == "winograd", case.id
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in WINOGRAD_CASES])
@@ -649,12 +675,13 @@ def test_winograd_matches_reference(case, dtype, rng):
     check_forward(case, dtype, rng)
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in WINOGRAD_CASES[::3]])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in WINOGRAD_CASES[::2]])
 def test_winograd_matches_torch(case, dtype, rng):
     torch = pytest.importorskip("torch")
     x, w, b = case.operands(rng, dtype)
     tb = torch.tensor(b) if b is not None else None
-    want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), tb, **case.kwargs())
+    op = torch.nn.functional.conv_transpose2d if case.transposed else torch.nn.functional.conv2d
+    want = op(torch.tensor(x), torch.tensor(w), tb, **case.kwargs())
     assert_close(case.forward(x, w, b), want.numpy().astype(np.float64), dtype)
 
 
@@ -688,24 +715,26 @@ def test_winograd_non_contiguous_input(dtype, rng):
     assert_close(case.forward(xs, ws, b), case.reference(xs, ws, b), dtype)
 
 
-def test_winograd_empty_batch(dtype, rng):
-    x = random_array(rng, (0, 16, 8, 8), dtype)
-    w = random_array(rng, (16, 16, 3, 3), dtype)
-    assert F.conv2d_algorithm(x, w, padding=1) == "winograd"
-    y = F.conv2d(x, w, padding=1)
-    assert y.shape == (0, 16, 8, 8) and y.dtype == dtype
+@pytest.mark.parametrize("kind", ["w3-partial-tiles", "s-alexnet-conv1", "T-4x4-s2"])
+def test_winograd_empty_batch(kind, dtype, rng):
+    case = dataclasses.replace(WINOGRAD_CASE_BY_KIND[kind], n=0)
+    x, w, b = case.operands(rng, dtype)
+    assert _algorithm(case, x, w) == "winograd"
+    y = case.forward(x, w, b)
+    assert y.shape == case.out_shape and y.dtype == dtype
 
 
+@pytest.mark.parametrize("kind", ["w3-partial-tiles", "s-alexnet-conv1", "T-4x4-s2"])
 @pytest.mark.parametrize("operand", ["input", "weight"])
-def test_winograd_non_finite_values_spread_as_in_a_direct_convolution(operand, dtype, rng):
+def test_winograd_non_finite_values_spread_as_in_a_direct_convolution(operand, kind, dtype, rng):
     """In the transform domain a NaN or infinity would spoil its whole tile; cnnkit
     falls back to im2col, so only the outputs whose windows hold it are affected."""
-    case = WINOGRAD_CASES[0]
+    case = WINOGRAD_CASE_BY_KIND[kind]
     x, w, b = case.operands(rng, dtype)
     if operand == "input":
-        x[0, 3, 2, 5], x[1, 7, 6, 1] = np.nan, np.inf
+        x[0, 1, 2, 3], x[1, 2, 3, 1] = np.nan, np.inf
     else:
-        w[5, 3, 1, 1], w[9, 2, 0, 2] = np.nan, -np.inf
+        w[1, 1, 1, 1], w[2, 0, 0, 1] = np.nan, -np.inf
     y, want = case.forward(x, w, b), case.reference(x, w, b)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
     np.testing.assert_array_equal(np.isposinf(y), np.isposinf(want))
@@ -730,6 +759,26 @@ def test_winograd_passes_within_the_workspace(rows, dtype, rng, workspace_bytes)
     assert_close(case.forward(x, w, b), case.reference(x, w, b), dtype)
 
 
+@pytest.mark.parametrize("kind", ["s-alexnet-conv1", "T-4x4-s2"])
+def test_winograd_rearranged_forms_run_in_passes(kind, dtype, rng, workspace_bytes):
+    """The space-to-depth and transposed forms rearrange a few samples at a time
+    when the bound cannot hold the whole batch: down to the least bound that still
+    takes the path, which holds one sample."""
+    case = dataclasses.replace(WINOGRAD_CASE_BY_KIND[kind], n=5)
+    x, w, b = case.operands(rng, dtype)
+    want = case.reference(x, w, b)
+    cap, smallest = 64 << 20, None
+    while cap > 1024:
+        workspace_bytes(cap)
+        if _algorithm(case, x, w) != "winograd":
+            break
+        smallest, cap = cap, int(cap * 0.9)
+    assert smallest is not None and smallest < 1 << 20
+    for cap in (64 << 20, smallest):
+        workspace_bytes(cap)
+        assert_close(case.forward(x, w, b), want, dtype, err_msg=str(cap))
+
+
 def test_winograd_falls_back_when_the_workspace_is_too_small(dtype, rng, workspace_bytes):
     case = ConvCase("w3-fallback", 2, 16, 24, 10, 17, 3, 3, padding=1)
     x, w, b = case.operands(rng, dtype)
@@ -743,8 +792,13 @@ def test_winograd_falls_back_when_the_workspace_is_too_small(dtype, rng, workspa
     [
         ("15-channels", (2, 15, 8, 8), (16, 15, 3, 3), dict(padding=1), "gemm"),
         ("15-out-channels", (2, 16, 8, 8), (15, 16, 3, 3), dict(padding=1), "gemm"),
-        ("strided", (2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1, stride=2), "gemm"),
+        ("strided-3x3", (2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1, stride=2), "winograd"),
+        ("strided-uneven-phases", (2, 16, 9, 9), (16, 16, 3, 4), dict(stride=(1, 2)), "gemm"),
+        ("strided-even-phases", (2, 16, 9, 9), (16, 16, 3, 5), dict(stride=(1, 2)), "winograd"),
+        ("strided-dilated", (2, 16, 12, 12), (16, 16, 4, 4), dict(stride=2, dilation=2), "gemm"),
+        ("strided-grouped", (2, 32, 12, 12), (32, 16, 4, 4), dict(stride=2, groups=2), "gemm"),
         ("4x4-kernel", (2, 16, 8, 8), (16, 16, 4, 4), dict(padding=1), "gemm"),
+        ("2x2-kernel", (2, 16, 10, 10), (16, 16, 2, 2), {}, "winograd"),
         ("3x5-kernel", (2, 16, 8, 8), (16, 16, 3, 5), dict(padding=1), "gemm"),
         ("1x1-output", (2, 16, 3, 3), (16, 16, 3, 3), {}, "gemm"),  # 15/16 of the tile wasted
         ("depthwise", (2, 16, 8, 8), (16, 1, 3, 3), dict(padding=1, groups=16), "direct"),
@@ -755,6 +809,22 @@ def test_winograd_falls_back_when_the_workspace_is_too_small(dtype, rng, workspa
 def test_conv2d_algorithm(name, x_shape, w_shape, kwargs, algorithm):
     x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
     assert F.conv2d_algorithm(x, w, **kwargs) == algorithm
+
+
+@pytest.mark.parametrize(
+    "name, x_shape, w_shape, kwargs, algorithm",
+    [
+        ("4x4-s2", (2, 64, 14, 14), (64, 32, 4, 4), dict(stride=2, padding=1), "winograd"),
+        ("dilated", (2, 64, 14, 14), (64, 32, 3, 3), dict(dilation=2), "gemm"),
+        ("grouped", (2, 64, 14, 14), (64, 16, 4, 4), dict(stride=2, groups=2), "gemm"),
+        ("uneven-phases", (2, 64, 14, 14), (64, 32, 3, 5), dict(stride=2), "gemm"),
+        ("15-in-channels", (2, 15, 14, 14), (15, 32, 4, 4), dict(stride=2), "gemm"),
+        ("depthwise", (2, 16, 14, 14), (16, 1, 3, 3), dict(groups=16), "direct"),
+    ],
+)
+def test_conv_transpose2d_algorithm(name, x_shape, w_shape, kwargs, algorithm):
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    assert F.conv_transpose2d_algorithm(x, w, **kwargs) == algorithm
 
 
 # ---------------------------------------------------------------------------
@@ -1101,6 +1171,28 @@ CONV2D_ALGORITHM_ERRORS = [
 ]
 
 
+CONV_TRANSPOSE2D_ALGORITHM_ERRORS = [
+    (
+        "input-3d",
+        ValueError,
+        "conv_transpose2d_algorithm: input: expected a 4-D",
+        lambda: F.conv_transpose2d_algorithm(_x((4, 6, 6)), _w(CT_W)),
+    ),
+    (
+        "output-padding-too-large",
+        ValueError,
+        "conv_transpose2d_algorithm: output_padding:",
+        lambda: F.conv_transpose2d_algorithm(_x(CT_X), _w(CT_W), stride=2, output_padding=2),
+    ),
+    (
+        "mixed-dtypes",
+        TypeError,
+        "conv_transpose2d_algorithm: weight: expected dtype float64",
+        lambda: F.conv_transpose2d_algorithm(_x(CT_X), _w(CT_W, dtype=np.float32)),
+    ),
+]
+
+
 def _error_params(table):
     return [pytest.param(exc, match, call, id=name) for name, exc, match, call in table]
 
@@ -1109,6 +1201,7 @@ def _error_params(table):
     "exc, match, call",
     _error_params(CONV2D_ERRORS)
     + _error_params([(f"algorithm-{n}", *rest) for n, *rest in CONV2D_ALGORITHM_ERRORS])
+    + _error_params([(f"transpose-algorithm-{n}", *rest) for n, *rest in CONV_TRANSPOSE2D_ALGORITHM_ERRORS])
     + _error_params([(f"backward-{n}", *rest) for n, *rest in CONV2D_BACKWARD_ERRORS])
     + _error_params([(f"transpose-{n}", *rest) for n, *rest in CONV_TRANSPOSE2D_ERRORS])
     + _error_params([(f"transpose-backward-{n}", *rest) for n, *rest in CONV_TRANSPOSE2D_BACKWARD_ERRORS]),
@@ -1124,5 +1217,6 @@ def test_error_calls_are_otherwise_valid():
     assert F.conv2d_algorithm(_x(), _w()) == "gemm"
     assert F.conv2d_backward(_x((2, 6, 4, 4)), _x(), _w())[0].shape == (2, 4, 6, 6)
     assert F.conv_transpose2d(_x(CT_X), _w(CT_W), _w((3,))).shape == (2, 3, 5, 5)
+    assert F.conv_transpose2d_algorithm(_x(CT_X), _w(CT_W), stride=2, output_padding=1) == "direct"
     assert F.conv_transpose2d(_x(CT_X), _w(CT_W), stride=2, output_padding=1).shape == (2, 3, 8, 8)
     assert F.conv_transpose2d_backward(_x((2, 3, 5, 5)), _x(CT_X), _w(CT_W))[1].shape == CT_W
