@@ -497,6 +497,23 @@ void sum_channels(const T* gy, T* gb, int64_t n, int64_t c, int64_t plane) {
   });
 }
 
+// The Winograd paths of the two directions of a convolution (adjoint geometry g for
+// the transposed one). False when they do not apply or give up on non-finite values:
+// the result is then the caller's to compute.
+template <class T>
+bool winograd_conv(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
+  const int64_t cap = workspace_bytes;
+  return !use_direct(g) && winograd_applies(g, sizeof(T), cap) &&
+         winograd_forward(x, w, bias, y, g, cap);
+}
+
+template <class T>
+bool winograd_conv_transpose(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
+  const int64_t cap = workspace_bytes;
+  return !use_direct(g) && winograd_transpose_applies(g, sizeof(T), cap) &&
+         winograd_transpose_forward(x, w, bias, y, g, cap);
+}
+
 }  // namespace
 
 void set_workspace_bytes(int64_t bytes) { workspace_bytes = bytes; }
@@ -508,27 +525,6 @@ const char* conv2d_algorithm(const ConvGeometry& g, int64_t elem_bytes) {
   return "gemm";
 }
 
-template <class T>
-void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
-  const int64_t cap = workspace_bytes;
-  if (use_direct(g)) {
-    direct_forward(x, w, bias, y, g);
-  } else if (!winograd_applies(g, sizeof(T), cap) || !winograd_forward(x, w, bias, y, g, cap)) {
-    gemm_conv<T>(x, w, nullptr, y, nullptr, nullptr, g);
-    if (bias) add_bias(y, bias, g.n, g.c_out, g.plane_out());
-  }
-}
-
-template <class T>
-void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
-                     const ConvGeometry& g) {
-  if (use_direct(g))
-    direct_backward(gy, x, w, gx, gw, g);
-  else
-    gemm_conv<T>(x, w, gy, nullptr, gx, gw, g);
-  if (gb) sum_channels(gy, gb, g.n, g.c_out, g.plane_out());
-}
-
 const char* conv_transpose2d_algorithm(const ConvGeometry& g, int64_t elem_bytes) {
   if (use_direct(g)) return "direct";
   if (winograd_transpose_applies(g, elem_bytes, workspace_bytes)) return "winograd";
@@ -536,17 +532,42 @@ const char* conv_transpose2d_algorithm(const ConvGeometry& g, int64_t elem_bytes
 }
 
 template <class T>
+void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
+  if (use_direct(g)) {
+    direct_forward(x, w, bias, y, g);
+  } else if (!winograd_conv(x, w, bias, y, g)) {
+    gemm_conv<T>(x, w, nullptr, y, nullptr, nullptr, g);
+    if (bias) add_bias(y, bias, g.n, g.c_out, g.plane_out());
+  }
+}
+
+// The input gradient of a convolution is the transposed convolution of gy, and the
+// other way round, so each backward's gx can take the other direction's Winograd path.
+template <class T>
+void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
+                     const ConvGeometry& g) {
+  if (use_direct(g)) {
+    direct_backward(gy, x, w, gx, gw, g);
+  } else {
+    if (gx && winograd_conv_transpose(gy, w, static_cast<const T*>(nullptr), gx, g)) gx = nullptr;
+    if (gx || gw) gemm_conv<T>(x, w, gy, nullptr, gx, gw, g);
+  }
+  if (gb) sum_channels(gy, gb, g.n, g.c_out, g.plane_out());
+}
+
+template <class T>
 void conv_transpose2d_forward(const T* x, const T* w, const T* bias, T* y,
                               const ConvGeometry& g) {
-  const int64_t cap = workspace_bytes;
-  if (!use_direct(g) && winograd_transpose_applies(g, sizeof(T), cap) &&
-      winograd_transpose_forward(x, w, bias, y, g, cap))
-    return;
-  conv2d_backward<T>(x, nullptr, w, y, nullptr, nullptr, g);
+  if (winograd_conv_transpose(x, w, bias, y, g)) return;
+  if (use_direct(g))
+    direct_backward<T>(x, nullptr, w, y, nullptr, g);
+  else
+    gemm_conv<T>(nullptr, w, x, nullptr, y, nullptr, g);
   if (bias) add_bias(y, bias, g.n, g.c_in, g.plane_in());
 }
 
-// The adjoint's forward (gx) and weight gradient (gw) both read gy's column matrix.
+// Without Winograd, the adjoint's forward (gx) and weight gradient (gw) share gy's
+// column matrix.
 template <class T>
 void conv_transpose2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
                                const ConvGeometry& g) {
@@ -554,7 +575,8 @@ void conv_transpose2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw
     if (gx) direct_forward<T>(gy, w, nullptr, gx, g);
     if (gw) direct_backward<T>(x, gy, w, nullptr, gw, g);
   } else {
-    gemm_conv<T>(gy, w, x, gx, nullptr, gw, g);
+    if (gx && winograd_conv(gy, w, static_cast<const T*>(nullptr), gx, g)) gx = nullptr;
+    if (gx || gw) gemm_conv<T>(gy, w, x, gx, nullptr, gw, g);
   }
   if (gb) sum_channels(gy, gb, g.n, g.c_in, g.plane_in());
 }

@@ -675,6 +675,36 @@ def test_winograd_matches_reference(case, dtype, rng):
     check_forward(case, dtype, rng)
 
 
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in WINOGRAD_CASES])
+def test_winograd_backward_matches_reference(case, dtype, rng):
+    """A backward's input gradient runs the other direction's Winograd path where
+    it applies (a convolution's is a transposed convolution of grad_output)."""
+    check_backward(case, dtype, rng)
+
+
+@pytest.mark.parametrize(
+    "case, gx_algorithm",
+    [
+        pytest.param(ConvCase("3x3", 1, 16, 16, 8, 8, 3, 3, padding=1), F.conv_transpose2d_algorithm, id="3x3"),
+        pytest.param(
+            ConvCase("T-4x4-s2", 1, 16, 16, 9, 9, 4, 4, stride=2, padding=1, transposed=True),
+            F.conv2d_algorithm,
+            id="T-4x4-s2",
+        ),
+    ],
+)
+def test_winograd_backward_finite_differences(case, gx_algorithm, rng):
+    """Forward and input gradient both on Winograd paths, against finite differences."""
+    x, w, b = case.operands(rng, np.float64)
+    gy = random_array(rng, case.out_shape, np.float64)
+    kw = {k: v for k, v in case.kwargs().items() if k != "output_padding"}
+    assert _algorithm(case, x, w) == "winograd"
+    assert gx_algorithm(gy, w, **kw) == "winograd"
+    gx, gw, _ = case.backward(gy, x, w)
+    _fd_check(gx, lambda x_: np.sum(case.forward(x_, w, b) * gy), x, "grad_input")
+    _fd_check(gw, lambda w_: np.sum(case.forward(x, w_, b) * gy), w, "grad_weight")
+
+
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in WINOGRAD_CASES[::2]])
 def test_winograd_matches_torch(case, dtype, rng):
     torch = pytest.importorskip("torch")
