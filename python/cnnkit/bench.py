@@ -633,7 +633,7 @@ class Prepared:
     """A benchmark with its inputs: cnnkit's call, torch's, the float64 reference (computed
     on first use), and the work of one call (flops for a convolution, else bytes moved)."""
 
-    def __init__(self, benchmark, shape, cnnkit_fn, torch_factory, reference_fn, work, gemm=None):
+    def __init__(self, benchmark, shape, cnnkit_fn, torch_factory, reference_fn, work, gemm=None, kernel=None):
         self.benchmark = benchmark
         self.shape = shape
         self.cnnkit = cnnkit_fn
@@ -642,6 +642,7 @@ class Prepared:
         self._reference = None
         self.work = work
         self.gemm = gemm  # (M, K, N) of one group's forward GEMM, for a convolution
+        self.kernel = kernel  # the forward's algorithm ('winograd', 'gemm', 'direct'), for a convolution
 
     @property
     def reference(self):
@@ -664,7 +665,10 @@ class Prepared:
 
     def info(self):
         unit = "flops" if self.benchmark.kind == "conv" else "bytes"
-        return {"shape": self.shape, unit: self.work}
+        info = {"shape": self.shape, unit: self.work}
+        if self.kernel is not None:
+            info["kernel"] = self.kernel
+        return info
 
 
 class Benchmark:
@@ -731,6 +735,8 @@ class Benchmark:
 
         fwd = F.conv_transpose2d if c.transposed else F.conv2d
         bwd = getattr(F, "conv_transpose2d_backward" if c.transposed else "conv2d_backward", None)
+        algorithm = getattr(F, "conv_transpose2d_algorithm" if c.transposed else "conv2d_algorithm", None)
+        kernel = algorithm(x, w, **kw) if algorithm is not None else None
 
         def cnnkit_fn():
             y = fwd(x, w, b, **kw)
@@ -771,7 +777,7 @@ class Benchmark:
 
         gemm = c.gemm_shape(n)
         flops = 2.0 * math.prod(gemm) * g * (3 if backward else 1)  # backward: two GEMMs of the forward's size
-        return Prepared(self, c.describe(n), cnnkit_fn, torch_factory, reference, flops, gemm)
+        return Prepared(self, c.describe(n), cnnkit_fn, torch_factory, reference, flops, gemm, kernel)
 
 
 def conv_benchmarks():
@@ -833,7 +839,8 @@ def _sgemm(gemm, rng):
 
 
 _COLUMNS = (
-    ("case", "<", 18), ("mode", "<", 7), ("shape", "<", 30), ("cnnkit ms", ">", 10), ("torch ms", ">", 9),
+    ("case", "<", 18), ("mode", "<", 7), ("shape", "<", 30), ("kernel", "<", 8), ("cnnkit ms", ">", 10),
+    ("torch ms", ">", 9),
     ("ratio", ">", 6), ("GFLOPS", ">", 7), ("GB/s", ">", 6), ("share", ">", 7), ("of", "<", 0),
 )
 
@@ -846,7 +853,8 @@ def _row(r):
     if r["status"] != "ok":
         return f"{r['case']:<18} {r['mode']:<7} {r['status']}: {r['message']}"
     cells = (
-        r["case"], r["mode"], r["shape"], _fmt(r["cnnkit_ms"], ".3f"), _fmt(r["torch_ms"], ".3f"),
+        r["case"], r["mode"], r["shape"], r["kernel"] or "-", _fmt(r["cnnkit_ms"], ".3f"),
+        _fmt(r["torch_ms"], ".3f"),
         _fmt(r["ratio"], ".2f"), _fmt(r["gflops"], ".1f"), _fmt(r["gbps"], ".1f"),
         "-" if r["share"] is None else f"{100 * r['share']:.0f}%",
         f"{r['yardstick']} {r['yardstick_rate']:.1f} {'GFLOPS' if r['yardstick'] == 'sgemm' else 'GB/s'}",
@@ -860,7 +868,7 @@ def _geomean(values):
 
 
 def _run_one(b, settings, torch, copy_gbps, rng):
-    r = dict(id=b.id, case=b.case.name, kind=b.kind, mode=b.mode, shape=None, status="ok", message="",
+    r = dict(id=b.id, case=b.case.name, kind=b.kind, mode=b.mode, shape=None, kernel=None, status="ok", message="",
              cnnkit_ms=None, torch_ms=None, ratio=None, gflops=None, gbps=None,
              yardstick=None, yardstick_rate=None, share=None)
     missing = b.missing()
@@ -869,7 +877,7 @@ def _run_one(b, settings, torch, copy_gbps, rng):
         return r
     try:
         p = b.prepare(settings)
-        r["shape"] = p.shape
+        r["shape"], r["kernel"] = p.shape, p.kernel
         p.check(p.cnnkit())
         fns = [p.cnnkit]
         torch_fn = p.torch(torch) if torch is not None else None
@@ -909,6 +917,7 @@ def _run_one(b, settings, torch, copy_gbps, rng):
 def run(quick=False, threads=2, file=None, benchmarks=None):
     """Runs the benchmarks (default: all of them), prints the table to `file` (default
     sys.stdout) and returns one dict per benchmark, with keys id, case, kind, mode, shape,
+    kernel (a convolution's forward algorithm: see cnnkit.functional.conv2d_algorithm),
     status ('ok', 'skipped', 'error' or 'WRONG, not timed'), message, cnnkit_ms, torch_ms,
     ratio (torch_ms / cnnkit_ms: above 1, cnnkit is faster), gflops (convolutions), gbps
     (layers), yardstick ('sgemm' or 'copy'), yardstick_rate (GFLOPS or GB/s) and share
