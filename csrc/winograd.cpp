@@ -374,16 +374,43 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
   return true;
 }
 
+// ---- Rearranged layers: both forms below stack the stride phases of a kernel as
+// channels (c*sh + a)*sw + b, and need the same number t of taps in every phase.
+
+bool stacks_phases(const ConvGeometry& g) {
+  return g.dh == 1 && g.dw == 1 && g.groups == 1 &&
+         (g.kh + g.sh - 1) / g.sh == (g.kw + g.sw - 1) / g.sw;
+}
+
+// The dense filters of a stacked form with t x t taps, from g's kernel w, laid out as
+// [g.c_out][phase channel] (the space-to-depth form) or [phase channel][g.c_out] (the
+// transpose form). Tap (u, v) of phase (a, b) is w's tap (a + sh*u, b + sw*v), or with
+// the taps reversed (u -> t - 1 - u) for the transpose form; zero past the kernel.
+template <class T>
+void stacked_filters(const T* w, const ConvGeometry& g, int64_t t, bool transpose, T* dst) {
+  const int64_t phases = g.c_in * g.sh * g.sw;
+  parallel_for(g.c_out * phases, grain_for(t * t, kGrainElems), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t o = transpose ? i % g.c_out : i / phases, ch = transpose ? i / g.c_out : i % phases;
+      const int64_t c = ch / (g.sh * g.sw), a = ch / g.sw % g.sh, b = ch % g.sw;
+      for (int64_t u = 0; u < t; ++u)
+        for (int64_t v = 0; v < t; ++v) {
+          const int64_t ki = a + g.sh * (transpose ? t - 1 - u : u);
+          const int64_t kj = b + g.sw * (transpose ? t - 1 - v : v);
+          dst[(i * t + u) * t + v] =
+              ki < g.kh && kj < g.kw ? w[((o * g.c_in + c) * g.kh + ki) * g.kw + kj] : T(0);
+        }
+    }
+  });
+}
+
 // ---- Strided layers, through their space-to-depth form. With stride s, kernel tap
 // k = s*u + a reads input phase a (rows a, a + s, ...) at offset u. A layer whose kernel
 // has r = ceil(k / s) taps per phase along both axes (AlexNet's 11x11 stride 4: r = 3)
-// is the stride-1 r x r convolution of its rearranged input, where phase (a, b) of
-// channel c is channel (c*sh + a)*sw + b and the taps past the kernel are zero.
+// is the stride-1 r x r convolution of its rearranged input, whose channels are the
+// stacked phases.
 
-bool has_phase_form(const ConvGeometry& g) {
-  return (g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.groups == 1 &&
-         (g.kh + g.sh - 1) / g.sh == (g.kw + g.sw - 1) / g.sw;
-}
+bool has_phase_form(const ConvGeometry& g) { return (g.sh > 1 || g.sw > 1) && stacks_phases(g); }
 
 // The stride-1 layer of the space-to-depth form of n samples of g; the padding is
 // applied by the rearrangement.
@@ -400,8 +427,8 @@ ConvGeometry phase_form(const ConvGeometry& g, int64_t n) {
   return p;
 }
 
-int64_t phase_sample_elems(const ConvGeometry& p) { return p.c_in * p.plane_in(); }
-int64_t phase_filter_elems(const ConvGeometry& p) { return p.c_out * p.c_in * p.kh * p.kw; }
+// Filters of a groups-1 layer.
+int64_t dense_filter_elems(const ConvGeometry& g) { return g.c_out * g.c_in * g.kh * g.kw; }
 
 // Filters and one row of tiles: the least the stride-1 path runs in.
 int64_t core_bytes(const ConvGeometry& g, int64_t elem_bytes) {
@@ -453,23 +480,6 @@ void space_to_depth(const T* x, const ConvGeometry& g, const ConvGeometry& p, T*
   });
 }
 
-// wp = the filters of the phase form p of g.
-template <class T>
-void phase_filters(const T* w, const ConvGeometry& g, const ConvGeometry& p, T* wp) {
-  parallel_for(p.c_out * p.c_in, grain_for(p.kh * p.kw, kGrainElems), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t o = i / p.c_in, ch = i % p.c_in;
-      const int64_t c = ch / (g.sh * g.sw), a = ch / g.sw % g.sh, b = ch % g.sw;
-      for (int64_t u = 0; u < p.kh; ++u)
-        for (int64_t v = 0; v < p.kw; ++v) {
-          const int64_t ki = g.sh * u + a, kj = g.sw * v + b;
-          wp[(i * p.kh + u) * p.kw + v] =
-              ki < g.kh && kj < g.kw ? w[((o * g.c_in + c) * g.kh + ki) * g.kw + kj] : T(0);
-        }
-    }
-  });
-}
-
 // Samples per pass of a path that keeps its own filters and nb samples of a buffer
 // beside the stride-1 path (core, one sample): the buffer takes at most a quarter
 // of the bound, and at least one sample.
@@ -486,12 +496,12 @@ bool phase_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeomet
                    int64_t workspace_bytes) {
   const int64_t e = sizeof(T);
   const ConvGeometry p1 = phase_form(g, 1);
-  const int64_t sample = phase_sample_elems(p1), filters = phase_filter_elems(p1);
+  const int64_t sample = p1.c_in * p1.plane_in(), filters = dense_filter_elems(p1);
   const int64_t nb =
       samples_per_pass(g.n, sample * e, filters * e, core_bytes(p1, e), workspace_bytes);
   T* wp = workspace<T>(1, filters + nb * sample);
   T* xp = wp + filters;
-  phase_filters(w, g, p1, wp);
+  stacked_filters(w, g, p1.kh, false, wp);
   for (int64_t n0 = 0; n0 < g.n; n0 += nb) {
     const ConvGeometry p = phase_form(g, std::min(nb, g.n - n0));
     space_to_depth(x + n0 * g.c_in * g.plane_in(), g, p, xp);
@@ -510,11 +520,6 @@ bool phase_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeomet
 // T - 1), whose outputs are then spread back over the phases. g is the adjoint
 // convolution's geometry (conv.h): x on its column side, y on its image side.
 
-bool has_transpose_form(const ConvGeometry& g) {
-  return g.dh == 1 && g.dw == 1 && g.groups == 1 &&
-         (g.kh + g.sh - 1) / g.sh == (g.kw + g.sw - 1) / g.sw;
-}
-
 ConvGeometry transpose_form(const ConvGeometry& g, int64_t n) {
   const int64_t t = (g.kh + g.sh - 1) / g.sh;
   ConvGeometry z = g;
@@ -529,23 +534,6 @@ ConvGeometry transpose_form(const ConvGeometry& g, int64_t n) {
   z.sh = z.sw = 1;
   z.ph = z.pw = t - 1;
   return z;
-}
-
-// wz = the filters of the transpose form z of g (w is (C_in, C_out, kH, kW)).
-template <class T>
-void transpose_filters(const T* w, const ConvGeometry& g, const ConvGeometry& z, T* wz) {
-  parallel_for(z.c_out * z.c_in, grain_for(z.kh * z.kw, kGrainElems), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t ch = i / z.c_in, o = i % z.c_in;
-      const int64_t c = ch / (g.sh * g.sw), a = ch / g.sw % g.sh, b = ch % g.sw;
-      for (int64_t u = 0; u < z.kh; ++u)
-        for (int64_t v = 0; v < z.kw; ++v) {
-          const int64_t ki = a + g.sh * (z.kh - 1 - u), kj = b + g.sw * (z.kw - 1 - v);
-          wz[(i * z.kh + u) * z.kw + v] =
-              ki < g.kh && kj < g.kw ? w[((o * g.c_in + c) * g.kh + ki) * g.kw + kj] : T(0);
-        }
-    }
-  });
 }
 
 // y = the phases of zs (the transpose form's outputs of samples of y) laid back into
@@ -580,12 +568,12 @@ bool transpose_forward(const T* x, const T* w, const T* bias, T* y, const ConvGe
                        int64_t workspace_bytes) {
   const int64_t e = sizeof(T);
   const ConvGeometry z1 = transpose_form(g, 1);
-  const int64_t sample = z1.c_out * z1.plane_out(), filters = z1.c_out * z1.c_in * z1.kh * z1.kw;
+  const int64_t sample = z1.c_out * z1.plane_out(), filters = dense_filter_elems(z1);
   const int64_t nb =
       samples_per_pass(g.n, sample * e, filters * e, core_bytes(z1, e), workspace_bytes);
   T* wz = workspace<T>(1, filters + nb * sample);
   T* zs = wz + filters;
-  transpose_filters(w, g, z1, wz);
+  stacked_filters(w, g, z1.kh, true, wz);
   for (int64_t n0 = 0; n0 < g.n; n0 += nb) {
     const ConvGeometry z = transpose_form(g, std::min(nb, g.n - n0));
     if (!core_forward(x + n0 * g.c_out * g.plane_out(), wz, static_cast<const T*>(nullptr), zs, z,
@@ -600,9 +588,9 @@ bool transpose_forward(const T* x, const T* w, const T* bias, T* y, const ConvGe
 
 bool winograd_transpose_applies(const ConvGeometry& g, int64_t elem_bytes,
                                 int64_t workspace_bytes) {
-  if (!has_transpose_form(g)) return false;
+  if (!stacks_phases(g)) return false;
   const ConvGeometry z = transpose_form(g, 1);
-  const int64_t extra = (z.c_out * z.plane_out() + z.c_out * z.c_in * z.kh * z.kw) * elem_bytes;
+  const int64_t extra = (z.c_out * z.plane_out() + dense_filter_elems(z)) * elem_bytes;
   return core_applies(z, elem_bytes, workspace_bytes - extra);
 }
 
@@ -615,7 +603,7 @@ bool winograd_transpose_forward(const T* x, const T* w, const T* bias, T* y,
 bool winograd_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_bytes) {
   if (!has_phase_form(g)) return core_applies(g, elem_bytes, workspace_bytes);
   const ConvGeometry p = phase_form(g, 1);
-  const int64_t extra = (phase_sample_elems(p) + phase_filter_elems(p)) * elem_bytes;
+  const int64_t extra = (p.c_in * p.plane_in() + dense_filter_elems(p)) * elem_bytes;
   return core_applies(p, elem_bytes, workspace_bytes - extra);
 }
 
