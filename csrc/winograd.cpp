@@ -391,7 +391,8 @@ void stacked_filters(const T* w, const ConvGeometry& g, int64_t t, bool transpos
   const int64_t phases = g.c_in * g.sh * g.sw;
   parallel_for(g.c_out * phases, grain_for(t * t, kGrainElems), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t o = transpose ? i % g.c_out : i / phases, ch = transpose ? i / g.c_out : i % phases;
+      const int64_t o = transpose ? i % g.c_out : i / phases;
+      const int64_t ch = transpose ? i / g.c_out : i % phases;
       const int64_t c = ch / (g.sh * g.sw), a = ch / g.sw % g.sh, b = ch % g.sw;
       for (int64_t u = 0; u < t; ++u)
         for (int64_t v = 0; v < t; ++v) {
@@ -489,29 +490,6 @@ int64_t samples_per_pass(int64_t n, int64_t sample_bytes, int64_t filter_bytes,
   return std::clamp<int64_t>(room / sample_bytes, 1, std::max<int64_t>(n, 1));
 }
 
-// Runs a strided layer as the stride-1 path over its phase form, some samples at a
-// time.
-template <class T>
-bool phase_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
-                   int64_t workspace_bytes) {
-  const int64_t e = sizeof(T);
-  const ConvGeometry p1 = phase_form(g, 1);
-  const int64_t sample = p1.c_in * p1.plane_in(), filters = dense_filter_elems(p1);
-  const int64_t nb =
-      samples_per_pass(g.n, sample * e, filters * e, core_bytes(p1, e), workspace_bytes);
-  T* wp = workspace<T>(1, filters + nb * sample);
-  T* xp = wp + filters;
-  stacked_filters(w, g, p1.kh, false, wp);
-  for (int64_t n0 = 0; n0 < g.n; n0 += nb) {
-    const ConvGeometry p = phase_form(g, std::min(nb, g.n - n0));
-    space_to_depth(x + n0 * g.c_in * g.plane_in(), g, p, xp);
-    if (!core_forward(xp, wp, bias, y + n0 * g.c_out * g.plane_out(), p,
-                      workspace_bytes - (filters + nb * sample) * e))
-      return false;
-  }
-  return true;
-}
-
 // ---- Transposed convolutions, through their phase form. Output row i of a stride-s
 // transposed convolution with padding p takes kernel taps k = a + s*t from input rows
 // q - t, where i + p = s*q + a: for each output phase a it is a stride-1 correlation
@@ -563,23 +541,52 @@ void depth_to_space(const T* zs, const ConvGeometry& g, const ConvGeometry& z, c
   });
 }
 
+// The stacked form of n samples of g: the space-to-depth one, or the transpose one
+// (g then the adjoint geometry).
+ConvGeometry stacked_form(const ConvGeometry& g, bool transpose, int64_t n) {
+  return transpose ? transpose_form(g, n) : phase_form(g, n);
+}
+
+// Elements per sample of the buffer a stacked form runs through: the rearranged input
+// (space-to-depth), or the stacked outputs (transpose).
+int64_t stacked_sample_elems(const ConvGeometry& f, bool transpose) {
+  return transpose ? f.c_out * f.plane_out() : f.c_in * f.plane_in();
+}
+
+bool stacked_applies(const ConvGeometry& g, bool transpose, int64_t elem_bytes,
+                     int64_t workspace_bytes) {
+  const ConvGeometry f = stacked_form(g, transpose, 1);
+  const int64_t extra = (stacked_sample_elems(f, transpose) + dense_filter_elems(f)) * elem_bytes;
+  return core_applies(f, elem_bytes, workspace_bytes - extra);
+}
+
+// Runs g through a stacked form with the stride-1 path, some samples at a time.
 template <class T>
-bool transpose_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
-                       int64_t workspace_bytes) {
+bool stacked_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
+                     bool transpose, int64_t workspace_bytes) {
   const int64_t e = sizeof(T);
-  const ConvGeometry z1 = transpose_form(g, 1);
-  const int64_t sample = z1.c_out * z1.plane_out(), filters = dense_filter_elems(z1);
+  const ConvGeometry f1 = stacked_form(g, transpose, 1);
+  const int64_t sample = stacked_sample_elems(f1, transpose), filters = dense_filter_elems(f1);
   const int64_t nb =
-      samples_per_pass(g.n, sample * e, filters * e, core_bytes(z1, e), workspace_bytes);
-  T* wz = workspace<T>(1, filters + nb * sample);
-  T* zs = wz + filters;
-  stacked_filters(w, g, z1.kh, true, wz);
+      samples_per_pass(g.n, sample * e, filters * e, core_bytes(f1, e), workspace_bytes);
+  const int64_t rest = workspace_bytes - (filters + nb * sample) * e;
+  T* wf = workspace<T>(1, filters + nb * sample);
+  T* buf = wf + filters;
+  stacked_filters(w, g, f1.kh, transpose, wf);
+  // For the transpose form x lies on g's column side and y on its image side.
+  const int64_t x_sample = transpose ? g.c_out * g.plane_out() : g.c_in * g.plane_in();
+  const int64_t y_sample = transpose ? g.c_in * g.plane_in() : g.c_out * g.plane_out();
   for (int64_t n0 = 0; n0 < g.n; n0 += nb) {
-    const ConvGeometry z = transpose_form(g, std::min(nb, g.n - n0));
-    if (!core_forward(x + n0 * g.c_out * g.plane_out(), wz, static_cast<const T*>(nullptr), zs, z,
-                      workspace_bytes - (filters + nb * sample) * e))
-      return false;
-    depth_to_space(zs, g, z, bias, y + n0 * g.c_in * g.plane_in());
+    const ConvGeometry f = stacked_form(g, transpose, std::min(nb, g.n - n0));
+    const T* xs = x + n0 * x_sample;
+    T* ys = y + n0 * y_sample;
+    if (transpose) {
+      if (!core_forward(xs, wf, static_cast<const T*>(nullptr), buf, f, rest)) return false;
+      depth_to_space(buf, g, f, bias, ys);
+    } else {
+      space_to_depth(xs, g, f, buf);
+      if (!core_forward(buf, wf, bias, ys, f, rest)) return false;
+    }
   }
   return true;
 }
@@ -588,29 +595,24 @@ bool transpose_forward(const T* x, const T* w, const T* bias, T* y, const ConvGe
 
 bool winograd_transpose_applies(const ConvGeometry& g, int64_t elem_bytes,
                                 int64_t workspace_bytes) {
-  if (!stacks_phases(g)) return false;
-  const ConvGeometry z = transpose_form(g, 1);
-  const int64_t extra = (z.c_out * z.plane_out() + dense_filter_elems(z)) * elem_bytes;
-  return core_applies(z, elem_bytes, workspace_bytes - extra);
+  return stacks_phases(g) && stacked_applies(g, true, elem_bytes, workspace_bytes);
 }
 
 template <class T>
 bool winograd_transpose_forward(const T* x, const T* w, const T* bias, T* y,
                                 const ConvGeometry& g, int64_t workspace_bytes) {
-  return transpose_forward(x, w, bias, y, g, workspace_bytes);
+  return stacked_forward(x, w, bias, y, g, true, workspace_bytes);
 }
 
 bool winograd_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_bytes) {
-  if (!has_phase_form(g)) return core_applies(g, elem_bytes, workspace_bytes);
-  const ConvGeometry p = phase_form(g, 1);
-  const int64_t extra = (p.c_in * p.plane_in() + dense_filter_elems(p)) * elem_bytes;
-  return core_applies(p, elem_bytes, workspace_bytes - extra);
+  if (has_phase_form(g)) return stacked_applies(g, false, elem_bytes, workspace_bytes);
+  return core_applies(g, elem_bytes, workspace_bytes);
 }
 
 template <class T>
 bool winograd_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                       int64_t workspace_bytes) {
-  if (has_phase_form(g)) return phase_forward(x, w, bias, y, g, workspace_bytes);
+  if (has_phase_form(g)) return stacked_forward(x, w, bias, y, g, false, workspace_bytes);
   return core_forward(x, w, bias, y, g, workspace_bytes);
 }
 
