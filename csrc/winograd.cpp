@@ -277,7 +277,8 @@ CNNKIT_INLINE void filter_chunk(const T* w, int64_t f0, int64_t n, int64_t filte
   for (int64_t j = 0; j < n; ++j)
     for (int t = 0; t < R * R; ++t) k[t][j] = w[(f0 + j) * R * R + t];
   for (int c = 0; c < R; ++c)
-    transform(W::G, strided<R>(&k[c][0], R * kChunk), strided<kAlpha>(&half[0][c][0], R * kChunk), n);
+    transform(W::G, strided<R>(&k[c][0], R * kChunk),
+              strided<kAlpha>(&half[0][c][0], R * kChunk), n);
   for (int i = 0; i < kAlpha; ++i)
     transform(W::G, strided<R>(&half[i][0][0], kChunk),
               strided<kAlpha>(u + i * kAlpha * filters + f0, filters), n);
@@ -341,7 +342,8 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
   T* m = v + kPoints * g.c_in * block_rows * tl.tiles_x;
   // u[point][k][c] = (G w[k][c] G^T)[point], for every filter of every group.
   const int64_t filter_chunks = (filters + kChunk - 1) / kChunk;
-  parallel_for(filter_chunks, grain_for(kPoints * kChunk, kGrainElems), [&](int64_t c0, int64_t c1) {
+  const int64_t grain = grain_for(kPoints * kChunk, kGrainElems);
+  parallel_for(filter_chunks, grain, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c)
       filter_chunk_mv(W{}, w, c * kChunk, std::min(kChunk, filters - c * kChunk), filters, u);
   });
@@ -349,7 +351,6 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
   for (int64_t r0 = 0; r0 < total_rows; r0 += block_rows) {
     const int64_t tiles = std::min(block_rows, total_rows - r0) * tl.tiles_x;
     const int64_t chunks = (tiles + kChunk - 1) / kChunk;
-    const int64_t grain = grain_for(kPoints * kChunk, kGrainElems);
     parallel_for(g.c_in * chunks, grain, [&](int64_t i0, int64_t i1) {
       std::vector<T> row(tl.offsets.back());
       for (int64_t i = i0; i < i1; ++i) {
