@@ -40,7 +40,8 @@ def test_num_threads_must_be_positive(n):
     assert cnnkit.get_num_threads() == before
 
 
-# Workloads large enough for parallel_for to split them, one per kernel path. The
+# Workloads large enough for parallel_for to split them, one per kernel path (the
+# Winograd ones take it for both directions). The
 # direct kernels split work into disjoint parts whose sums keep their order, so their
 # results must not depend on the thread count at all; the GEMM paths go through
 # OpenBLAS, whose threaded sgemm rounds differently from its single-threaded one
@@ -52,6 +53,8 @@ WORKLOADS = {
     "pointwise": ((4, 40, 16, 16), (8, 40, 1, 1), {}),
     "depthwise": ((4, 16, 32, 32), (32, 1, 3, 3), dict(padding=1, groups=16)),
     "direct-small": ((8, 2, 40, 40), (6, 2, 3, 3), {}),
+    "winograd": ((4, 16, 21, 22), (16, 16, 3, 3), dict(padding=1)),
+    "winograd-strided": ((3, 4, 41, 38), (16, 4, 6, 6), dict(stride=2, padding=2)),
 }
 
 
