@@ -41,11 +41,11 @@ def test_num_threads_must_be_positive(n):
 
 
 # Workloads large enough for parallel_for to split them, one per kernel path (the
-# Winograd ones take it for both directions). The
-# direct kernels split work into disjoint parts whose sums keep their order, so their
-# results must not depend on the thread count at all; the GEMM paths go through
-# OpenBLAS, whose threaded sgemm rounds differently from its single-threaded one
-# (_C.matmul alone shows it), so there only the reference tolerance is asked for.
+# Winograd ones take it in both directions). The direct kernels split work into
+# disjoint parts whose sums keep their order, so their results must not depend on the
+# thread count at all; the GEMM paths go through OpenBLAS, whose threaded sgemm rounds
+# differently from its single-threaded one (_C.matmul alone shows it), so there only
+# the reference tolerance is asked for.
 DIRECT = {"depthwise", "direct-small"}
 WORKLOADS = {
     "gemm": ((4, 8, 32, 32), (16, 8, 3, 3), dict(padding=1)),
