@@ -15,9 +15,10 @@ namespace cnnkit {
 
 namespace {
 
-// Three Winograd algorithms on 6x6 input tiles, which share the input transform BT
-// (Toom-Cook points 0, +-1, +-2 and infinity): F(4x4, 3x3), F(2x2, 5x5) and F(5x5, 2x2).
-// Each replaces a tile's m*m*r*r multiplies by 36. In float32 their results stay
+// Four Winograd algorithms F(m x m, r x r) on 6x6 input tiles (m + r = 7), which share
+// the input transform BT (Toom-Cook points 0, +-1, +-2 and infinity): F(4x4, 3x3),
+// F(2x2, 5x5), F(3x3, 4x4) and F(5x5, 2x2). Each replaces a tile's m*m*r*r multiplies
+// by 36. In float32 their results stay
 // within about 1e-5 of the largest output, against 1e-6 for im2col.
 constexpr int kAlpha = 6;                  // input tile side
 constexpr int kPoints = kAlpha * kAlpha;   // one GEMM per point of the transform domain
@@ -46,6 +47,18 @@ struct F2x2_5x5 {
                                           {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3},
                                           {0, 0, 0, 0, 1}};
   static constexpr double AT[m][kAlpha] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}};
+};
+
+struct F3x3_4x4 {
+  static constexpr int m = 3, r = 4;
+  static constexpr double G[kAlpha][r] = {{1.0 / 4, 0, 0, 0},
+                                          {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                          {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6},
+                                          {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3},
+                                          {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3},
+                                          {0, 0, 0, 1}};
+  static constexpr double AT[m][kAlpha] = {
+      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 1}};
 };
 
 struct F5x5_2x2 {
@@ -303,6 +316,8 @@ CNNKIT_WINOGRAD_DISPATCH(F4x4_3x3, float)
 CNNKIT_WINOGRAD_DISPATCH(F4x4_3x3, double)
 CNNKIT_WINOGRAD_DISPATCH(F2x2_5x5, float)
 CNNKIT_WINOGRAD_DISPATCH(F2x2_5x5, double)
+CNNKIT_WINOGRAD_DISPATCH(F3x3_4x4, float)
+CNNKIT_WINOGRAD_DISPATCH(F3x3_4x4, double)
 CNNKIT_WINOGRAD_DISPATCH(F5x5_2x2, float)
 CNNKIT_WINOGRAD_DISPATCH(F5x5_2x2, double)
 #undef CNNKIT_WINOGRAD_DISPATCH
@@ -319,6 +334,7 @@ int64_t tile_side(const ConvGeometry& g) {
   if (g.kh != g.kw) return 0;
   if (g.kh == F4x4_3x3::r) return F4x4_3x3::m;
   if (g.kh == F2x2_5x5::r) return F2x2_5x5::m;
+  if (g.kh == F3x3_4x4::r) return F3x3_4x4::m;
   if (g.kh == F5x5_2x2::r) return F5x5_2x2::m;
   return 0;
 }
@@ -453,6 +469,7 @@ bool core_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometr
   switch (tile_side(g)) {
     case F4x4_3x3::m: return forward<F4x4_3x3>(x, w, bias, y, g, workspace_bytes);
     case F2x2_5x5::m: return forward<F2x2_5x5>(x, w, bias, y, g, workspace_bytes);
+    case F3x3_4x4::m: return forward<F3x3_4x4>(x, w, bias, y, g, workspace_bytes);
     default: return forward<F5x5_2x2>(x, w, bias, y, g, workspace_bytes);
   }
 }
@@ -592,11 +609,25 @@ bool stacked_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom
   return true;
 }
 
+// Whether Winograd saves enough over the GEMM path for g, run as the stride-1 layer f
+// (g itself, or a stacked form). 36*sh*sw / (m*m*kH*kW) of a direct convolution's
+// multiplies are left, counting the zero taps a stacked form pads in: measured on
+// AVX-512 with 2 threads, a share above 0.4 (3x3 stride 2: 0.64) lost to im2col, and
+// so did F(5x5, 2x2) everywhere but on strided transposed layers, whose GEMM path
+// pays for a col2im.
+bool pays_off(const ConvGeometry& g, const ConvGeometry& f, bool transpose) {
+  const int64_t m = tile_side(f);
+  if (m == 0) return false;
+  if (f.kh == F5x5_2x2::r && !(transpose && (g.sh > 1 || g.sw > 1))) return false;
+  return 5 * kPoints * g.sh * g.sw <= 2 * m * m * g.kh * g.kw;
+}
+
 }  // namespace
 
 bool winograd_transpose_applies(const ConvGeometry& g, int64_t elem_bytes,
                                 int64_t workspace_bytes) {
-  return stacks_phases(g) && stacked_applies(g, true, elem_bytes, workspace_bytes);
+  return stacks_phases(g) && pays_off(g, transpose_form(g, 1), true) &&
+         stacked_applies(g, true, elem_bytes, workspace_bytes);
 }
 
 template <class T>
@@ -606,8 +637,10 @@ bool winograd_transpose_forward(const T* x, const T* w, const T* bias, T* y,
 }
 
 bool winograd_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_bytes) {
-  if (has_phase_form(g)) return stacked_applies(g, false, elem_bytes, workspace_bytes);
-  return core_applies(g, elem_bytes, workspace_bytes);
+  if (has_phase_form(g))
+    return pays_off(g, phase_form(g, 1), false) &&
+           stacked_applies(g, false, elem_bytes, workspace_bytes);
+  return pays_off(g, g, false) && core_applies(g, elem_bytes, workspace_bytes);
 }
 
 template <class T>

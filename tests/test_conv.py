@@ -637,13 +637,13 @@ WINOGRAD_CASES = [
     ConvCase("w5-valid", 3, 16, 17, 7, 8, 5, 5, bias=False),
     ConvCase("w5-dilated", 1, 16, 16, 12, 13, 5, 5, padding=(4, 3), dilation=2),
     ConvCase("w5-grouped", 2, 32, 32, 7, 9, 5, 5, padding=2, groups=2),
-    ConvCase("w2-valid", 2, 16, 16, 9, 11, 2, 2),
-    ConvCase("w2-padded-dilated", 1, 16, 24, 10, 8, 2, 2, padding=(1, 2), dilation=(2, 3)),
+    ConvCase("w4-padded", 2, 16, 16, 10, 11, 4, 4, padding=(1, 2)),
+    ConvCase("w4-dilated-same", 1, 16, 24, 10, 8, 4, 4, padding="same", dilation=(2, 3)),
     # Strided, through the space-to-depth form: taps per stride phase ceil(k / s).
     ConvCase("s-alexnet-conv1", 2, 3, 16, 31, 27, 11, 11, stride=4, padding=2),
     ConvCase("s-rect", 2, 2, 16, 23, 20, 9, 10, stride=(3, 4), padding=(2, 1)),
     ConvCase("s-6x6-s2", 1, 4, 16, 19, 18, 6, 6, stride=2, padding=(1, 2), bias=False),
-    ConvCase("s-4x4-s2", 2, 4, 16, 20, 21, 4, 4, stride=2, padding=1),
+    ConvCase("s-7x7-s2", 2, 4, 16, 26, 25, 7, 7, stride=2, padding=3),
     ConvCase("s-10x10-s2", 2, 4, 16, 24, 22, 10, 10, stride=2, padding=3),
     # Transposed: taps per stride phase ceil(k / s); output_padding reaches past the
     # stacked convolution's outputs, where only the bias lands.
@@ -651,6 +651,8 @@ WINOGRAD_CASES = [
     ConvCase("T-4x4-s2-outpad", 2, 16, 20, 6, 7, 4, 4, stride=2, padding=1, transposed=True, output_padding=1),
     ConvCase("T-3x3-s1", 1, 32, 16, 5, 6, 3, 3, padding=1, transposed=True, bias=False),
     ConvCase("T-5x5-s1-wide-pad", 1, 16, 16, 4, 5, 5, 5, padding=2, transposed=True),
+    ConvCase("T-4x4-s1", 2, 16, 16, 7, 8, 4, 4, padding=1, transposed=True),
+    ConvCase("T-7x7-s2", 1, 16, 4, 6, 7, 7, 7, stride=2, padding=3, transposed=True, output_padding=1),
     ConvCase("T-10x10-s2", 3, 16, 17, 4, 5, 10, 10, stride=2, padding=3, transposed=True, output_padding=1),
     ConvCase("T-rect", 2, 16, 16, 9, 9, 4, 6, stride=(2, 3), padding=(1, 2), transposed=True, output_padding=(1, 2)),
 ]
@@ -687,9 +689,9 @@ def test_winograd_backward_matches_reference(case, dtype, rng):
     [
         pytest.param(ConvCase("3x3", 1, 16, 16, 8, 8, 3, 3, padding=1), F.conv_transpose2d_algorithm, id="3x3"),
         pytest.param(
-            ConvCase("T-4x4-s2", 1, 16, 16, 9, 9, 4, 4, stride=2, padding=1, transposed=True),
+            ConvCase("T-5x5-s2", 1, 16, 16, 6, 6, 5, 5, stride=2, padding=2, transposed=True, output_padding=1),
             F.conv2d_algorithm,
-            id="T-4x4-s2",
+            id="T-5x5-s2",
         ),
     ],
 )
@@ -822,13 +824,16 @@ def test_winograd_falls_back_when_the_workspace_is_too_small(dtype, rng, workspa
     [
         ("15-channels", (2, 15, 8, 8), (16, 15, 3, 3), dict(padding=1), "gemm"),
         ("15-out-channels", (2, 16, 8, 8), (15, 16, 3, 3), dict(padding=1), "gemm"),
-        ("strided-3x3", (2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1, stride=2), "winograd"),
+        ("strided-3x3", (2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1, stride=2), "gemm"),  # 0.64 of the multiplies
+        ("strided-5x5", (2, 16, 16, 16), (16, 16, 5, 5), dict(padding=2, stride=2), "winograd"),
+        ("strided-4x4", (2, 16, 16, 16), (16, 16, 4, 4), dict(padding=1, stride=2), "gemm"),  # 2 taps per phase
+        ("resnet-stem", (2, 3, 64, 64), (64, 3, 7, 7), dict(padding=3, stride=2), "gemm"),  # 12 phase channels
         ("strided-uneven-phases", (2, 16, 9, 9), (16, 16, 3, 4), dict(stride=(1, 2)), "gemm"),
         ("strided-even-phases", (2, 16, 9, 9), (16, 16, 3, 5), dict(stride=(1, 2)), "winograd"),
         ("strided-dilated", (2, 16, 12, 12), (16, 16, 4, 4), dict(stride=2, dilation=2), "gemm"),
         ("strided-grouped", (2, 32, 12, 12), (32, 16, 4, 4), dict(stride=2, groups=2), "gemm"),
-        ("4x4-kernel", (2, 16, 8, 8), (16, 16, 4, 4), dict(padding=1), "gemm"),
-        ("2x2-kernel", (2, 16, 10, 10), (16, 16, 2, 2), {}, "winograd"),
+        ("4x4-kernel", (2, 16, 8, 8), (16, 16, 4, 4), dict(padding=1), "winograd"),
+        ("2x2-kernel", (2, 16, 10, 10), (16, 16, 2, 2), {}, "gemm"),
         ("3x5-kernel", (2, 16, 8, 8), (16, 16, 3, 5), dict(padding=1), "gemm"),
         ("1x1-output", (2, 16, 3, 3), (16, 16, 3, 3), {}, "gemm"),  # 15/16 of the tile wasted
         ("depthwise", (2, 16, 8, 8), (16, 1, 3, 3), dict(padding=1, groups=16), "direct"),
@@ -845,6 +850,8 @@ def test_conv2d_algorithm(name, x_shape, w_shape, kwargs, algorithm):
     "name, x_shape, w_shape, kwargs, algorithm",
     [
         ("4x4-s2", (2, 64, 14, 14), (64, 32, 4, 4), dict(stride=2, padding=1), "winograd"),
+        ("3x3-s2", (2, 64, 14, 14), (64, 32, 3, 3), dict(stride=2, padding=1), "gemm"),
+        ("2x2-s1", (2, 64, 14, 14), (64, 32, 2, 2), {}, "gemm"),
         ("dilated", (2, 64, 14, 14), (64, 32, 3, 3), dict(dilation=2), "gemm"),
         ("grouped", (2, 64, 14, 14), (64, 16, 4, 4), dict(stride=2, groups=2), "gemm"),
         ("uneven-phases", (2, 64, 14, 14), (64, 32, 3, 5), dict(stride=2), "gemm"),

@@ -66,10 +66,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
     """The kernel conv2d runs for these operands and arguments: 'direct' (vectorised
-    loops over each plane: depthwise and tiny layers), 'winograd' (2x2, 3x3 and 5x5
-    layers with 16 or more channels per group; strided ones whose kernel has 2, 3 or 5
-    taps per stride phase) or 'gemm' (im2col, or the image itself for 1x1, times
-    OpenBLAS). A 'winograd' call whose input or weight holds a NaN or an infinity runs
+    loops over each plane: depthwise and tiny layers), 'winograd' (3x3, 4x4 and 5x5
+    layers with 16 or more channels per group; strided ones whose kernel has 3, 4 or 5
+    taps per stride phase; see the README for when it pays) or 'gemm' (im2col, or the
+    image itself for 1x1, times OpenBLAS). A 'winograd' call whose input or weight holds a NaN or an infinity runs
     gemm instead, so that they reach only the outputs whose windows hold them.
     conv2d_backward's input gradient takes conv_transpose2d's path for grad_output."""
     args = _conv_args(weight, stride, padding, dilation, groups, "conv2d_algorithm")
@@ -101,7 +101,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """The kernel conv_transpose2d runs for these operands and arguments, named as by
     conv2d_algorithm: 'winograd' runs the stride-1 convolution of its stacked output
-    phases (groups 1, dilation 1, a kernel of 2, 3 or 5 taps per stride phase).
+    phases (groups 1, dilation 1, a kernel of 2 to 5 taps per stride phase).
     conv_transpose2d_backward's input gradient takes conv2d's path for grad_output."""
     args = _conv_transpose_args(stride, padding, output_padding, groups, dilation, "conv_transpose2d_algorithm")
     return _C.conv_transpose2d_algorithm(input, weight, *args)
