@@ -1,7 +1,7 @@
 // The calling thread's scratch buffers for the GEMM-backed kernels, kept between
 // calls: a fresh multi-MiB allocation per call would page-fault its way through
-// every block. Slot 0 holds the lowered operand (im2col columns, Winograd tiles),
-// slot 1 a staging buffer.
+// every block. Slot 0 holds the lowered operand (im2col columns, Winograd filters and
+// tiles), slot 1 a staging buffer (or a Winograd form's rearranged operand).
 #pragma once
 #include <cstdint>
 #include <vector>
