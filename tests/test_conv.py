@@ -618,7 +618,7 @@ def test_large_batch_small_planes(case, dtype, rng):
 
 
 # ---------------------------------------------------------------------------
-# Winograd path (2x2, 3x3 and 5x5 stride-1 layers with >= 16 channels per group;
+# Winograd path (3x3, 4x4 and 5x5 stride-1 layers with >= 16 channels per group;
 # strided layers through their space-to-depth form; transposed ones through their
 # stacked output phases)
 # ---------------------------------------------------------------------------
