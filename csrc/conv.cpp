@@ -498,19 +498,18 @@ void sum_channels(const T* gy, T* gb, int64_t n, int64_t c, int64_t plane) {
 }
 
 // The Winograd paths of the two directions of a convolution (adjoint geometry g for
-// the transposed one). False when they do not apply or give up on non-finite values:
-// the result is then the caller's to compute.
+// the transposed one), for layers that do not run direct. False when they do not
+// apply or give up on non-finite values: the result is then the caller's to compute.
 template <class T>
 bool winograd_conv(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
   const int64_t cap = workspace_bytes;
-  return !use_direct(g) && winograd_applies(g, sizeof(T), cap) &&
-         winograd_forward(x, w, bias, y, g, cap);
+  return winograd_applies(g, sizeof(T), cap) && winograd_forward(x, w, bias, y, g, cap);
 }
 
 template <class T>
 bool winograd_conv_transpose(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
   const int64_t cap = workspace_bytes;
-  return !use_direct(g) && winograd_transpose_applies(g, sizeof(T), cap) &&
+  return winograd_transpose_applies(g, sizeof(T), cap) &&
          winograd_transpose_forward(x, w, bias, y, g, cap);
 }
 
@@ -558,11 +557,13 @@ void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
 template <class T>
 void conv_transpose2d_forward(const T* x, const T* w, const T* bias, T* y,
                               const ConvGeometry& g) {
-  if (winograd_conv_transpose(x, w, bias, y, g)) return;
-  if (use_direct(g))
+  if (use_direct(g)) {
     direct_backward<T>(x, nullptr, w, y, nullptr, g);
-  else
+  } else if (winograd_conv_transpose(x, w, bias, y, g)) {
+    return;
+  } else {
     gemm_conv<T>(nullptr, w, x, nullptr, y, nullptr, g);
+  }
   if (bias) add_bias(y, bias, g.n, g.c_in, g.plane_in());
 }
 
