@@ -31,6 +31,22 @@ using P4 = std::array<int64_t, 4>;
 
 Pair pair(const P2& p) { return {p[0], p[1]}; }
 
+// Runs fn with the GIL released. The GIL is taken back by a plain call, not by a
+// destructor (as py::gil_scoped_release does): a daemon thread that comes back while
+// the interpreter finalises is ended by CPython with pthread_exit, whose forced unwind
+// must not pass through a noexcept destructor (std::terminate, exit code 134).
+template <class F>
+void without_gil(F&& fn) {
+  PyThreadState* state = PyEval_SaveThread();
+  try {
+    fn();
+  } catch (...) {
+    PyEval_RestoreThread(state);
+    throw;
+  }
+  PyEval_RestoreThread(state);
+}
+
 template <class T>
 struct Tag {
   using type = T;
@@ -114,10 +130,9 @@ py::object backward_xwb(const Operands& ops, const py::array& ga, const py::arra
     auto gw = empty<T>(shape_of(wa));
     auto gb = empty<T>({bias_len});
     T *gxp = gx.mutable_data(), *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       backward(gc.data(), xc.data(), wc.data(), gxp, gwp, gbp);
-    }
+    });
     return py::make_tuple(gx, gw, gb);
   });
 }
@@ -140,10 +155,9 @@ py::object py_conv2d(py::handle x, py::handle w, py::handle b, P2 stride, P4 pad
     auto bc = contiguous<T>(ba);
     auto y = empty<T>({g.n, g.c_out, g.ho, g.wo});
     T* yp = y.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       conv2d_forward<T>(xc.data(), wc.data(), cptr<T>(bc), yp, g);
-    }
+    });
     return y;
   });
 }
@@ -201,10 +215,9 @@ py::object py_conv_transpose2d(py::handle x, py::handle w, py::handle b, P2 stri
     auto bc = contiguous<T>(ba);
     auto y = empty<T>({g.n, g.c_in, g.h, g.w});
     T* yp = y.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       conv_transpose2d_forward<T>(xc.data(), wc.data(), cptr<T>(bc), yp, g);
-    }
+    });
     return y;
   });
 }
@@ -239,10 +252,9 @@ py::object py_linear(py::handle x, py::handle w, py::handle b) {
     auto bc = contiguous<T>(ba);
     auto y = empty<T>({n, out});
     T* yp = y.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       linear_forward<T>(xc.data(), wc.data(), cptr<T>(bc), yp, n, in, out);
-    }
+    });
     return y;
   });
 }
@@ -295,10 +307,9 @@ py::object py_max_pool2d(py::handle x, P2 kernel, P2 stride, P2 pad, P2 dil, boo
     auto s = empty<int64_t>(return_indices ? Shape{g.n, g.c, g.ho, g.wo} : Shape{0});
     T* yp = y.mutable_data();
     int64_t* sp = return_indices ? s.mutable_data() : nullptr;
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       max_pool2d_forward<T>(xc.data(), yp, sp, g);
-    }
+    });
     return return_indices ? py::object(py::make_tuple(y, s)) : py::object(y);
   });
 }
@@ -318,10 +329,9 @@ py::object py_max_pool2d_backward(py::handle gy, py::handle switches,
     auto gx = empty<T>(full);
     T* gxp = gx.mutable_data();
     int64_t bad;
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       bad = max_pool2d_backward<T>(gc.data(), sa.data(), gxp, g);
-    }
+    });
     check_switch_result(op, sa, bad, g.plane_in());
     return gx;
   });
@@ -342,10 +352,9 @@ py::object py_max_unpool2d(py::handle x, py::handle switches, P2 kernel, P2 stri
     auto y = empty<T>({g.n, g.c, g.h, g.w});
     T* yp = y.mutable_data();
     int64_t bad;
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       bad = max_unpool2d_forward<T>(xc.data(), sa.data(), yp, g);
-    }
+    });
     check_switch_result(op, sa, bad, g.plane_in());
     return y;
   });
@@ -363,10 +372,9 @@ py::object py_max_unpool2d_backward(py::handle gy, py::handle switches) {
     auto gx = empty<T>(shape_of(sa));
     T* gxp = gx.mutable_data();
     int64_t bad;
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       bad = max_unpool2d_backward<T>(gc.data(), sa.data(), gxp, g);
-    }
+    });
     check_switch_result(op, sa, bad, g.plane_in());
     return gx;
   });
@@ -384,10 +392,9 @@ py::object py_avg_pool2d(py::handle x, P2 kernel, P2 stride, P2 pad, bool ceil_m
     auto xc = contiguous<T>(xa);
     auto y = empty<T>({g.n, g.c, g.ho, g.wo});
     T* yp = y.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       avg_pool2d_forward<T>(xc.data(), yp, g, count_include_pad);
-    }
+    });
     return y;
   });
 }
@@ -406,10 +413,9 @@ py::object py_avg_pool2d_backward(py::handle gy, const std::vector<int64_t>& inp
     auto gc = contiguous<T>(ga);
     auto gx = empty<T>(full);
     T* gxp = gx.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       avg_pool2d_backward<T>(gc.data(), gxp, g, count_include_pad);
-    }
+    });
     return gx;
   });
 }
@@ -426,10 +432,9 @@ py::object py_lp_pool2d(py::handle x, double norm_type, P2 kernel, P2 stride, bo
     auto xc = contiguous<T>(xa);
     auto y = empty<T>({g.n, g.c, g.ho, g.wo});
     T* yp = y.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       lp_pool2d_forward<T>(xc.data(), yp, norm_type, g);
-    }
+    });
     return y;
   });
 }
@@ -450,10 +455,9 @@ py::object py_lp_pool2d_backward(py::handle gy, py::handle x, double norm_type, 
     auto xc = contiguous<T>(xa);
     auto gx = empty<T>(shape_of(xa));
     T* gxp = gx.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       lp_pool2d_backward<T>(gc.data(), xc.data(), gxp, norm_type, g);
-    }
+    });
     return gx;
   });
 }
@@ -477,13 +481,12 @@ py::object py_matmul(py::handle a, py::handle b) {
     auto bc = contiguous<T>(ba);
     auto c = empty<T>({m, n});
     T* cp = c.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       if (k == 0)
         std::fill(cp, cp + m * n, T(0));
       else
         gemm<T>(false, false, m, n, k, T(1), ac.data(), k, bc.data(), n, T(0), cp, n);
-    }
+    });
     return c;
   });
 }
@@ -502,10 +505,9 @@ py::object elementwise(const char* op, py::handle x, F&& kernel) {
     const T* xp = xc.data();
     T* yp = y.mutable_data();
     const int64_t n = xc.size();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       kernel(xp, yp, n);
-    }
+    });
     return y;
   });
 }
@@ -527,10 +529,9 @@ py::object elementwise_backward(const char* op, py::handle gy, const char* other
     const T *gp = gc.data(), *other_p = oc.data();
     T* gxp = gx.mutable_data();
     const int64_t n = oc.size();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       kernel(gp, other_p, gxp, n);
-    }
+    });
     return gx;
   });
 }
@@ -581,10 +582,9 @@ py::object softmax_op(const char* op, py::handle x, int64_t dim, bool log) {
     auto xc = contiguous<T>(xa);
     auto y = empty<T>(s);
     T* yp = y.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       softmax_forward<T>(xc.data(), yp, d, log);
-    }
+    });
     return y;
   });
 }
@@ -603,10 +603,9 @@ py::object softmax_backward_op(const char* op, py::handle gy, py::handle y, int6
     auto yc = contiguous<T>(ya);
     auto gx = empty<T>(s);
     T* gxp = gx.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       softmax_backward<T>(gc.data(), yc.data(), gxp, d, log);
-    }
+    });
     return gx;
   });
 }
@@ -658,10 +657,9 @@ py::object py_cross_entropy(py::handle x, py::handle target, const std::string& 
     auto xc = contiguous<T>(a.logits);
     auto out = loss_array<T>(a.reduction, {a.n});
     T* outp = out.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       cross_entropy_forward<T>(xc.data(), a.target.data(), a.n, a.c, a.reduction, outp);
-    }
+    });
     return out;
   });
 }
@@ -676,10 +674,9 @@ py::object py_cross_entropy_backward(py::handle x, py::handle target,
     auto xc = contiguous<T>(a.logits);
     auto g = empty<T>({a.n, a.c});
     T* gp = g.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       cnnkit::cross_entropy_backward<T>(xc.data(), a.target.data(), a.n, a.c, a.reduction, gp);
-    }
+    });
     return g;
   });
 }
@@ -700,13 +697,12 @@ py::object mse_loss_op(const char* op, py::handle x, py::handle target,
     auto out = Backward ? empty<T>(s) : loss_array<T>(r, s);
     T* outp = out.mutable_data();
     const int64_t n = xc.size();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       if (Backward)
         mse_loss_backward<T>(xc.data(), tc.data(), n, r, outp);
       else
         mse_loss_forward<T>(xc.data(), tc.data(), n, r, outp);
-    }
+    });
     return out;
   });
 }
@@ -750,10 +746,9 @@ py::object py_dropout(py::handle x, double p, bool training, py::handle seed) {
     }
     auto mask = empty<bool>(shape);
     auto* kp = reinterpret_cast<uint8_t*>(mask.mutable_data());
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       dropout_forward<T>(xp, yp, kp, n, p, s);
-    }
+    });
     return py::make_tuple(y, mask);
   });
 }
@@ -782,13 +777,12 @@ py::object py_dropout_backward(py::handle gy, py::handle mask, double p) {
     const T* gp = gc.data();
     T* gxp = gx.mutable_data();
     const int64_t n = gc.size();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       if (kc)
         dropout_backward<T>(gp, reinterpret_cast<const uint8_t*>(kc->data()), gxp, n, p);
       else
         std::copy(gp, gp + n, gxp);  // eval mode: dropout was the identity
-    }
+    });
     return gx;
   });
 }
@@ -836,11 +830,10 @@ py::object py_batch_norm(py::handle x, py::handle gamma, py::handle beta, py::ha
     auto invstd = empty<double>({d.size});
     T* yp = y.mutable_data();
     double *mp = mean.mutable_data(), *ip = invstd.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       batch_norm_forward<T>(xc.data(), cptr<T>(gc), cptr<T>(bc), rmp, rvp, yp, mp, ip, d,
                             training, momentum, eps);
-    }
+    });
     return py::make_tuple(y, xc, mean, invstd);
   });
 }
@@ -876,11 +869,10 @@ py::object py_batch_norm_backward(py::handle gy, py::handle x, py::handle gamma,
     T* gxp = gx.mutable_data();
     T* gwp = gw ? gw->mutable_data() : nullptr;
     T* gbp = gb ? gb->mutable_data() : nullptr;
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       cnnkit::batch_norm_backward<T>(gc.data(), xc.data(), cptr<T>(wc), mc.data(), ic.data(), gxp,
                                      gwp, gbp, d, training);
-    }
+    });
     return py::make_tuple(gx, gw ? py::object(*gw) : py::none(), gb ? py::object(*gb) : py::none());
   });
 }
@@ -896,10 +888,9 @@ py::object py_local_response_norm(py::handle x, int64_t size, double alpha, doub
     auto xc = contiguous<T>(xa);
     auto y = empty<T>(shape_of(xa));
     T* yp = y.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       local_response_norm_forward<T>(xc.data(), yp, d, size, alpha, beta, k);
-    }
+    });
     return y;
   });
 }
@@ -918,10 +909,9 @@ py::object py_local_response_norm_backward(py::handle gy, py::handle x, int64_t 
     auto xc = contiguous<T>(xa);
     auto gx = empty<T>(shape_of(xa));
     T* gxp = gx.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       cnnkit::local_response_norm_backward<T>(gc.data(), xc.data(), gxp, d, size, alpha, beta, k);
-    }
+    });
     return gx;
   });
 }
@@ -998,8 +988,7 @@ PYBIND11_MODULE(_C, m) {
       "set_num_threads",
       [](int n) {
         if (n < 1) raise_value("set_num_threads: n: expected a positive integer, got ", n);
-        py::gil_scoped_release release;
-        set_num_threads(n);
+        without_gil([&] { set_num_threads(n); });
       },
       py::arg("n"));
   m.def("get_workspace_bytes", &get_workspace_bytes);

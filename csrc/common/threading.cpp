@@ -1,5 +1,6 @@
 #include "common/threading.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -48,23 +49,33 @@ bool spin_until(Ready&& ready) {
 // Workers spin briefly, then sleep on a condition variable between jobs.
 class Pool {
  public:
-  // A child of fork() inherits the pool but not its worker threads: it builds a
-  // new pool of the same size on first use. Pools are leaked on purpose (no
-  // teardown at exit, and a forked child cannot join its parent's threads).
+  // A child of fork() inherits the pool but not its worker threads: it builds a new
+  // pool of the same size on first use. The fork handlers hold the registry's lock
+  // across fork() so that the child never inherits it locked by a thread it does not
+  // have; the child then drops the parent's pool, whose own locks may be held by
+  // threads gone in the child. Pools are leaked on purpose (no teardown at exit, and
+  // a forked child cannot join its parent's threads).
   static Pool& instance() {
-    static std::mutex create;
-    static Pool* pool = nullptr;
-    static pid_t owner = 0;
-    const pid_t pid = getpid();
-    std::lock_guard<std::mutex> lk(create);
-    if (!pool || owner != pid) {
-      pool = new Pool(pool ? pool->threads() : default_threads());
-      owner = pid;
-    }
-    return *pool;
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lk(r.lock);
+    if (!r.pool) r.pool = new Pool(r.threads > 0 ? r.threads : default_threads());
+    return *r.pool;
   }
 
   int threads() const { return threads_.load(); }
+
+  static void install_fork_handlers() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      pthread_atfork([] { registry().lock.lock(); }, [] { registry().lock.unlock(); },
+                     [] {
+                       Registry& r = registry();
+                       if (r.pool) r.threads = r.pool->threads();
+                       r.pool = nullptr;
+                       r.lock.unlock();
+                     });
+    });
+  }
 
   void resize(int n) {
     std::lock_guard<std::mutex> busy(busy_);
@@ -110,6 +121,16 @@ class Pool {
   }
 
  private:
+  struct Registry {
+    std::mutex lock;
+    Pool* pool = nullptr;
+    int threads = 0;  // the size a child's pool takes over from its parent's
+  };
+  static Registry& registry() {
+    static Registry r;
+    return r;
+  }
+
   explicit Pool(int threads) { resize(threads); }
 
   void stop_workers() {
@@ -180,6 +201,9 @@ class Pool {
   std::exception_ptr error_;
 };
 
+// Registered when the library loads, before any thread can hold the registry's lock.
+const bool fork_handlers_installed = (Pool::install_fork_handlers(), true);
+
 }  // namespace
 
 int get_num_threads() { return Pool::instance().threads(); }
@@ -194,3 +218,14 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 }
 
 }  // namespace cnnkit
+
+// A C ABI for the pool, exported from _C so that tools that find thread pools among
+// the loaded libraries (threadpoolctl, see cnnkit/_threadpoolctl.py) can read and cap it.
+extern "C" {
+__attribute__((visibility("default"))) int cnnkit_get_num_threads(void) {
+  return cnnkit::get_num_threads();
+}
+__attribute__((visibility("default"))) void cnnkit_set_num_threads(int n) {
+  cnnkit::set_num_threads(n < 1 ? 1 : n);
+}
+}

@@ -1,25 +1,60 @@
-"""Normalisation of Python-side arguments (ints, pairs, padding strings).
+"""Normalisation of Python-side arguments (ints, reals, pairs, padding strings).
 
-Value checks (positivity, shapes) live in C++ (csrc/common/validate.cpp), once.
+The one home of argument types: every int the kernels take is checked here to fit
+an int64 (so that pybind11 never sees one it cannot convert), every real to be a
+finite-or-infinite float. Value checks (positivity, shapes, overflow of the
+geometry) live in C++ (csrc/common/validate.cpp), once.
 """
 
 import numbers
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
-def _int(v, op, name):
+
+def integer(v, op, name, expected="an int"):
+    """v as a Python int that fits an int64; TypeError for a non-integer (bool
+    included), ValueError for one outside the int64 range."""
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: {name}: expected an int or a pair of ints, got {type(v).__name__}")
-    return int(v)
+        raise TypeError(f"{op}: {name}: expected {expected}, got {type(v).__name__}")
+    v = int(v)
+    if not _INT64_MIN <= v <= _INT64_MAX:
+        raise ValueError(f"{op}: {name}: expected {expected} within the int64 range, got {v}")
+    return v
+
+
+def real(v, op, name):
+    """v as a Python float; TypeError for a non-real (bool included), ValueError for
+    an integer too large for a float."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{op}: {name}: expected a real number, got {type(v).__name__}")
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"{op}: {name}: expected a real number within the float range, got {v}") from None
 
 
 def pair(v, op, name):
     """An int or an (h, w) pair, as a tuple of two ints."""
+    expected = "an int or a pair of ints"
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
-            raise ValueError(f"{op}: {name}: expected an int or a pair of ints, got {len(v)} values {tuple(v)}")
-        return (_int(v[0], op, name), _int(v[1], op, name))
-    v = _int(v, op, name)
+            raise ValueError(f"{op}: {name}: expected {expected}, got {len(v)} values {tuple(v)}")
+        return (integer(v[0], op, name, expected), integer(v[1], op, name, expected))
+    v = integer(v, op, name, expected)
     return (v, v)
+
+
+def ints(v, op, name):
+    """A shape-like sequence of ints as a list; its length and values are checked in C++."""
+    if not isinstance(v, (tuple, list)):
+        raise TypeError(f"{op}: {name}: expected a tuple of ints, got {type(v).__name__}")
+    return [integer(i, op, name, "a tuple of ints") for i in v]
+
+
+def reduction(v, op):
+    if not isinstance(v, str):
+        raise TypeError(f"{op}: reduction: expected 'mean', 'sum' or 'none', got {type(v).__name__}")
+    return v
 
 
 def conv_padding(padding, kernel_hw, stride, dilation, op):
@@ -33,6 +68,11 @@ def conv_padding(padding, kernel_hw, stride, dilation, op):
             out = []
             for k, d in zip(kernel_hw, dilation):
                 total = d * (k - 1)
+                if total > _INT64_MAX:
+                    raise ValueError(
+                        f"{op}: padding: 'same' needs dilation * (kernel_size - 1) within the int64 range, "
+                        f"got {d} * {k - 1}"
+                    )
                 out += [total // 2, total - total // 2]
             return tuple(out)
         raise ValueError(f"{op}: padding: expected an int, a pair, 'valid' or 'same', got {padding!r}")
@@ -41,7 +81,7 @@ def conv_padding(padding, kernel_hw, stride, dilation, op):
 
 
 def groups(v, op):
-    return _int(v, op, "groups")
+    return integer(v, op, "groups")
 
 
 def weight_kernel_hw(weight, op):

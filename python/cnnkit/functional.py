@@ -4,13 +4,13 @@ Signatures and semantics follow torch.nn.functional. Every op has an explicit
 backward. Arguments are normalised here and validated once, in C++.
 """
 
-import numbers
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from . import _C, _random
-from ._args import conv_padding, groups as _groups, pair, weight_kernel_hw
+from ._args import conv_padding, groups as _groups, integer as _int, ints as _ints, pair, real as _real
+from ._args import reduction as _reduction, weight_kernel_hw
 
 __all__ = [
     "conv2d",
@@ -157,13 +157,6 @@ def _pool_args(kernel_size, stride, op):
     return kernel, pair(stride, op, "stride")
 
 
-def _ints(v, op, name):
-    """A shape-like sequence of ints as a list; its length and values are checked in C++."""
-    if not isinstance(v, (tuple, list)):
-        raise TypeError(f"{op}: {name}: expected a tuple of ints, got {type(v).__name__}")
-    return [_int(i, op, name) for i in v]
-
-
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Max pooling; padding is -inf. With return_indices, returns (output, switches): the
     first maximum of each window in row-major order wins ties, and NaN wins (the last one)."""
@@ -226,27 +219,6 @@ def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, 
     op = "lp_pool2d_backward"
     kernel, stride = _pool_args(kernel_size, stride, op)
     return _C.lp_pool2d_backward(grad_output, input, _real(norm_type, op, "norm_type"), kernel, stride, bool(ceil_mode))
-
-
-# ---- Argument types of the layer ops (values are checked in C++)
-
-
-def _int(v, op, name):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: {name}: expected an int, got {type(v).__name__}")
-    return int(v)
-
-
-def _real(v, op, name):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: {name}: expected a real number, got {type(v).__name__}")
-    return float(v)
-
-
-def _reduction(v, op):
-    if not isinstance(v, str):
-        raise TypeError(f"{op}: reduction: expected 'mean', 'sum' or 'none', got {type(v).__name__}")
-    return v
 
 
 # ---- Activations (any shape)
