@@ -916,6 +916,25 @@ py::object py_local_response_norm_backward(py::handle gy, py::handle x, int64_t 
   });
 }
 
+// Argument checks of the formulas exposed on their own: the validators check these
+// for the ops, and a zero stride would divide by zero.
+using NamedValues = std::initializer_list<std::pair<const char*, int64_t>>;
+void check_formula_args(const char* op, NamedValues non_negative, NamedValues positive) {
+  for (const auto& [name, v] : non_negative)
+    if (v < 0) raise_value(op, ": ", name, ": expected a non-negative integer, got ", v);
+  for (const auto& [name, v] : positive)
+    if (v < 1) raise_value(op, ": ", name, ": expected a positive integer, got ", v);
+}
+
+template <class Formula>
+int64_t formula_result(const char* op, Formula&& formula) {
+  int64_t out;
+  if (const char* arg = formula(&out))
+    raise_value(op, ": ", arg, ": expected a value for which the result fits in int64, got one "
+                "that overflows it");
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -976,12 +995,49 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("matmul", &py_matmul, py::arg("a"), py::arg("b"));
 
-  m.def("conv_out_size", &conv_out_size, py::arg("size"), py::arg("kernel"), py::arg("stride"),
-        py::arg("pad_begin"), py::arg("pad_end"), py::arg("dilation"));
-  m.def("conv_transpose_out_size", &conv_transpose_out_size, py::arg("size"), py::arg("kernel"),
-        py::arg("stride"), py::arg("padding"), py::arg("output_padding"), py::arg("dilation"));
-  m.def("pool_out_size", &pool_out_size, py::arg("size"), py::arg("kernel"), py::arg("stride"),
-        py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"));
+  // The output-size formulas, for Python and the CUDA backend; arguments are checked
+  // here as the validators check them, and an overflow raises ValueError naming the argument.
+  m.def(
+      "conv_out_size",
+      [](int64_t size, int64_t kernel, int64_t stride, int64_t pad_begin, int64_t pad_end,
+         int64_t dilation) {
+        const char* op = "conv_out_size";
+        check_formula_args(op, {{"size", size}, {"pad_begin", pad_begin}, {"pad_end", pad_end}},
+                           {{"kernel", kernel}, {"stride", stride}, {"dilation", dilation}});
+        return formula_result(op, [&](int64_t* out) {
+          return conv_out_size(size, kernel, stride, pad_begin, pad_end, dilation, out);
+        });
+      },
+      py::arg("size"), py::arg("kernel"), py::arg("stride"), py::arg("pad_begin"),
+      py::arg("pad_end"), py::arg("dilation"));
+  m.def(
+      "conv_transpose_out_size",
+      [](int64_t size, int64_t kernel, int64_t stride, int64_t padding, int64_t output_padding,
+         int64_t dilation) {
+        const char* op = "conv_transpose_out_size";
+        check_formula_args(op,
+                           {{"size", size}, {"padding", padding}, {"output_padding", output_padding}},
+                           {{"kernel", kernel}, {"stride", stride}, {"dilation", dilation}});
+        return formula_result(op, [&](int64_t* out) {
+          return conv_transpose_out_size(size, kernel, stride, padding, output_padding, dilation,
+                                         out);
+        });
+      },
+      py::arg("size"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
+      py::arg("output_padding"), py::arg("dilation"));
+  m.def(
+      "pool_out_size",
+      [](int64_t size, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation,
+         bool ceil_mode) {
+        const char* op = "pool_out_size";
+        check_formula_args(op, {{"size", size}, {"padding", padding}},
+                           {{"kernel", kernel}, {"stride", stride}, {"dilation", dilation}});
+        return formula_result(op, [&](int64_t* out) {
+          return pool_out_size(size, kernel, stride, padding, dilation, ceil_mode, out);
+        });
+      },
+      py::arg("size"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("ceil_mode"));
 
   m.def("get_num_threads", &get_num_threads);
   m.def(

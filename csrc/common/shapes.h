@@ -16,33 +16,69 @@ CNNKIT_HD inline int64_t floor_div(int64_t a, int64_t b) {
   return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-// Extent covered by a dilated kernel.
-CNNKIT_HD inline int64_t dilated_extent(int64_t k, int64_t dilation) {
-  return dilation * (k - 1) + 1;
+// The formulas below are host-only and overflow-checked: each stores its result in
+// *out and returns nullptr, or returns the name of the argument whose term does not
+// fit in int64 (the validators raise a ValueError naming it). Arguments are the
+// validated ones: sizes and paddings >= 0, kernel, stride and dilation >= 1.
+namespace checked {
+inline bool add(int64_t a, int64_t b, int64_t* r) { return !__builtin_add_overflow(a, b, r); }
+inline bool sub(int64_t a, int64_t b, int64_t* r) { return !__builtin_sub_overflow(a, b, r); }
+inline bool mul(int64_t a, int64_t b, int64_t* r) { return !__builtin_mul_overflow(a, b, r); }
+}  // namespace checked
+
+// Extent covered by a dilated kernel: dilation * (k - 1) + 1.
+inline const char* dilated_extent(int64_t k, int64_t dilation, int64_t* out) {
+  if (!checked::mul(dilation, k - 1, out) || !checked::add(*out, 1, out)) return "dilation";
+  return nullptr;
 }
 
 // Output length of a convolution along one axis (may be <= 0 for invalid input).
 // Padding may differ on the two sides ('same' with an even kernel).
-CNNKIT_HD inline int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad_begin,
-                                       int64_t pad_end, int64_t dilation) {
-  return floor_div(in + pad_begin + pad_end - dilated_extent(k, dilation), stride) + 1;
+inline const char* conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad_begin,
+                                 int64_t pad_end, int64_t dilation, int64_t* out) {
+  int64_t extent, padded;
+  if (const char* arg = dilated_extent(k, dilation, &extent)) return arg;
+  if (!checked::add(in, pad_begin, &padded) || !checked::add(padded, pad_end, &padded))
+    return "padding";
+  *out = floor_div(padded - extent, stride) + 1;  // both non-negative: no overflow
+  return nullptr;
 }
 
-// Output length of a transposed convolution along one axis.
-CNNKIT_HD inline int64_t conv_transpose_out_size(int64_t in, int64_t k, int64_t stride,
-                                                 int64_t pad, int64_t output_padding,
-                                                 int64_t dilation) {
-  return (in - 1) * stride - 2 * pad + dilated_extent(k, dilation) + output_padding;
+// Output length of a transposed convolution along one axis:
+// (in - 1) * stride - 2 * pad + dilation * (k - 1) + 1 + output_padding.
+inline const char* conv_transpose_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad,
+                                           int64_t output_padding, int64_t dilation,
+                                           int64_t* out) {
+  int64_t strided, extent, pads;
+  if (!checked::mul(in - 1, stride, &strided)) return "stride";
+  if (const char* arg = dilated_extent(k, dilation, &extent)) return arg;
+  if (!checked::mul(pad, 2, &pads)) return "padding";
+  if (!checked::add(strided, extent, out)) return "dilation";
+  if (!checked::add(*out, output_padding, out)) return "output_padding";
+  if (!checked::sub(*out, pads, out)) return "padding";
+  return nullptr;
 }
 
 // Output length of a pooling window along one axis, with PyTorch's ceil_mode rule:
 // the last window must start inside the input or the left padding.
-CNNKIT_HD inline int64_t pool_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad,
-                                       int64_t dilation, bool ceil_mode) {
-  int64_t span = in + 2 * pad - dilated_extent(k, dilation);
-  int64_t out = (ceil_mode ? floor_div(span + stride - 1, stride) : floor_div(span, stride)) + 1;
-  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
-  return out;
+inline const char* pool_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad,
+                                 int64_t dilation, bool ceil_mode, int64_t* out) {
+  int64_t extent, span;
+  if (const char* arg = dilated_extent(k, dilation, &extent)) return arg;
+  if (!checked::mul(pad, 2, &span) || !checked::add(span, in, &span)) return "padding";
+  span -= extent;  // both non-negative
+  int64_t o;
+  if (ceil_mode) {
+    // ceil(span / stride), without forming span + stride - 1
+    const int64_t q = floor_div(span, stride);
+    o = q + (span - q * stride != 0 ? 1 : 0) + 1;
+    int64_t last_start;
+    if (!checked::mul(o - 1, stride, &last_start) || last_start >= in + pad) --o;
+  } else {
+    o = floor_div(span, stride) + 1;
+  }
+  *out = o;
+  return nullptr;
 }
 
 }  // namespace cnnkit

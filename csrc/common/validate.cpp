@@ -23,6 +23,21 @@ void check_groups(const char* op, int64_t groups, int64_t channels, const char* 
 void check_bias(const char* op, const Shape* bias, int64_t c_out) {
   if (bias) check_shape(op, "bias", *bias, {c_out});
 }
+
+// Raises unless a formula's terms fit in int64 (arg names the argument they do not fit for).
+void check_formula(const char* op, const char* arg) {
+  if (arg)
+    raise_value(op, ": ", arg, ": expected a value for which the output size fits in int64, got one "
+                "that overflows it");
+}
+
+void check_fits(const char* op, const char* arg, const Shape& shape, const char* what) {
+  int64_t bytes = 8;
+  for (int64_t d : shape)
+    if (!checked::mul(bytes, d, &bytes))
+      raise_value(op, ": ", arg, ": expected a value that keeps ", what,
+                  " within 2**63 bytes, got one that makes it ", shape_str(shape));
+}
 }  // namespace
 
 void check_ndim(const char* op, const char* name, const Shape& s, size_t ndim,
@@ -68,13 +83,20 @@ ConvGeometry conv2d_geometry(const char* op, const Shape& x, const Shape& weight
   ConvGeometry g{x[0],     x[1],      x[2],   x[3],     weight[0],  0,       0,
                  weight[2], weight[3], stride.h, stride.w, pad.top, pad.left, dilation.h,
                  dilation.w, groups};
-  g.ho = conv_out_size(g.h, g.kh, g.sh, pad.top, pad.bottom, g.dh);
-  g.wo = conv_out_size(g.w, g.kw, g.sw, pad.left, pad.right, g.dw);
-  if (g.ho < 1 || g.wo < 1)
-    raise_value(op, ": weight: dilated kernel size ",
-                pair_str({dilated_extent(g.kh, g.dh), dilated_extent(g.kw, g.dw)}),
+  check_formula(op, conv_out_size(g.h, g.kh, g.sh, pad.top, pad.bottom, g.dh, &g.ho));
+  check_formula(op, conv_out_size(g.w, g.kw, g.sw, pad.left, pad.right, g.dw, &g.wo));
+  if (g.ho < 1 || g.wo < 1) {
+    int64_t eh, ew;
+    dilated_extent(g.kh, g.dh, &eh);
+    dilated_extent(g.kw, g.dw, &ew);
+    raise_value(op, ": weight: dilated kernel size ", pair_str({eh, ew}),
                 " is larger than the padded input ",
                 pair_str({g.h + pad.top + pad.bottom, g.w + pad.left + pad.right}));
+  }
+  // The output and the full im2col matrix must be addressable (outputs only grow past
+  // the input through padding).
+  check_fits(op, "padding", {g.n, g.c_out, g.ho, g.wo}, "the output");
+  check_fits(op, "padding", {g.c_in_g(), g.kh, g.kw, g.ho, g.wo}, "the lowered input (im2col)");
   return g;
 }
 
@@ -100,14 +122,18 @@ ConvGeometry conv_transpose2d_geometry(const char* op, const Shape& x, const Sha
     raise_value(op, ": weight: expected non-empty dims, got shape ", shape_str(weight));
   int64_t c_out = weight[1] * groups;
   check_bias(op, bias, c_out);
-  int64_t ho = conv_transpose_out_size(x[2], weight[2], stride.h, pad.h, output_padding.h,
-                                       dilation.h);
-  int64_t wo = conv_transpose_out_size(x[3], weight[3], stride.w, pad.w, output_padding.w,
-                                       dilation.w);
+  int64_t ho, wo;
+  check_formula(op, conv_transpose_out_size(x[2], weight[2], stride.h, pad.h, output_padding.h,
+                                            dilation.h, &ho));
+  check_formula(op, conv_transpose_out_size(x[3], weight[3], stride.w, pad.w, output_padding.w,
+                                            dilation.w, &wo));
   if (ho < 1 || wo < 1)
     raise_value(op, ": padding: output size ", pair_str({ho, wo}),
                 " is not positive for input ", pair_str({x[2], x[3]}), " and padding ",
                 pair_str(pad));
+  const char* grows = (stride.h > 1 || stride.w > 1) ? "stride" : "dilation";
+  check_fits(op, grows, {x[0], c_out, ho, wo}, "the output");
+  check_fits(op, grows, {weight[1], weight[2], weight[3], x[2], x[3]}, "the lowered output (im2col)");
   // The adjoint convolution maps (c_out, ho, wo) to (c_in, H, W).
   return ConvGeometry{x[0],      c_out,     ho,       wo,       x[1],    x[2],   x[3],
                       weight[2], weight[3], stride.h, stride.w, pad.h,   pad.w,  dilation.h,
@@ -128,10 +154,15 @@ void check_linear(const char* op, const Shape& x, const Shape& weight, const Sha
 namespace {
 // A dilated window that starts in the padding can step over every input row (or
 // column): PyTorch then returns -inf with an index outside the plane, so such a
-// geometry is refused.
+// geometry is refused. A window that starts inside the input holds its first tap, and
+// one that starts in the padding can miss only when dilation > in (a tap before the
+// input and the next past it), so only the windows before the first input row need
+// a look: at most ceil(pad / stride), which keeps this O(1) in the output size.
 void check_windows_hit_input(const char* op, const char* axis, int64_t in, int64_t out,
                              int64_t k, int64_t stride, int64_t pad, int64_t dilation) {
-  for (int64_t o = 0; o < out; ++o) {
+  if (dilation <= in) return;
+  const int64_t in_padding = std::min(out, pad / stride + (pad % stride != 0));
+  for (int64_t o = 0; o < in_padding; ++o) {
     int64_t lo, hi;
     valid_range(o * stride - pad, dilation, in, k, &lo, &hi);
     if (lo >= hi)
@@ -157,14 +188,17 @@ PoolGeometry pool2d_geometry(const char* op, const Shape& x, Pair kernel, Pair s
                 pair_str(half), ", got ", pair_str(padding));
   PoolGeometry g{x[0],     x[1],     x[2],      x[3],      0,          0,          kernel.h, kernel.w,
                  stride.h, stride.w, padding.h, padding.w, dilation.h, dilation.w, ceil_mode};
-  g.ho = pool_out_size(g.h, g.kh, g.sh, g.ph, g.dh, ceil_mode);
-  g.wo = pool_out_size(g.w, g.kw, g.sw, g.pw, g.dw, ceil_mode);
-  if (g.ho < 1 || g.wo < 1)
+  check_formula(op, pool_out_size(g.h, g.kh, g.sh, g.ph, g.dh, ceil_mode, &g.ho));
+  check_formula(op, pool_out_size(g.w, g.kw, g.sw, g.pw, g.dw, ceil_mode, &g.wo));
+  if (g.ho < 1 || g.wo < 1) {
+    int64_t eh, ew;
+    dilated_extent(g.kh, g.dh, &eh);
+    dilated_extent(g.kw, g.dw, &ew);
     raise_value(op, ": kernel_size: ", (dilation.h > 1 || dilation.w > 1) ? "dilated extent " : "",
-                pair_str({dilated_extent(g.kh, g.dh), dilated_extent(g.kw, g.dw)}),
-                " is larger than the padded input ",
+                pair_str({eh, ew}), " is larger than the padded input ",
                 pair_str({g.h + 2 * g.ph, g.w + 2 * g.pw}), " (output size ",
                 pair_str({g.ho, g.wo}), ")");
+  }
   check_windows_hit_input(op, "row", g.h, g.ho, g.kh, g.sh, g.ph, g.dh);
   check_windows_hit_input(op, "column", g.w, g.wo, g.kw, g.sw, g.pw, g.dw);
   return g;
@@ -177,6 +211,7 @@ Shape pool2d_input_shape(const char* op, const std::vector<int64_t>& input_shape
   for (int64_t v : input_shape)
     if (v < 0)
       raise_value(op, ": input_shape: expected non-negative values, got ", shape_str(input_shape));
+  check_fits(op, "input_shape", input_shape, "the gradient");
   return input_shape;
 }
 
@@ -198,8 +233,9 @@ PoolGeometry max_unpool2d_geometry(const char* op, const Shape& x, Pair kernel, 
   check_positive(op, "stride", stride);
   check_non_negative(op, "padding", padding);
   // The output of the transposed window map, as PyTorch's default.
-  const Pair def{conv_transpose_out_size(x[2], kernel.h, stride.h, padding.h, 0, 1),
-                 conv_transpose_out_size(x[3], kernel.w, stride.w, padding.w, 0, 1)};
+  Pair def;
+  check_formula(op, conv_transpose_out_size(x[2], kernel.h, stride.h, padding.h, 0, 1, &def.h));
+  check_formula(op, conv_transpose_out_size(x[3], kernel.w, stride.w, padding.w, 0, 1, &def.w));
   Pair out = def;
   if (output_size) {
     const Shape& s = *output_size;
@@ -210,8 +246,11 @@ PoolGeometry max_unpool2d_geometry(const char* op, const Shape& x, Pair kernel, 
       raise_value(op, ": output_size: expected N, C = ", x[0], ", ", x[1],
                   " to match the input, got ", shape_str(s));
     out = {s[s.size() - 2], s[s.size() - 1]};
-    if (out.h <= def.h - stride.h || out.h >= def.h + stride.h || out.w <= def.w - stride.w ||
-        out.w >= def.w + stride.w)
+    auto within = [](int64_t v, int64_t centre, int64_t radius) {  // no overflow in 128 bits
+      const __int128 d = static_cast<__int128>(v) - centre;
+      return -radius < d && d < radius;
+    };
+    if (!within(out.h, def.h, stride.h) || !within(out.w, def.w, stride.w))
       raise_value(op, ": output_size: expected (H, W) within stride ", pair_str(stride),
                   " of the default ", pair_str(def), " (exclusive), got ", pair_str(out));
   }
@@ -220,6 +259,7 @@ PoolGeometry max_unpool2d_geometry(const char* op, const Shape& x, Pair kernel, 
                 pair_str(out), " is not positive for input ", pair_str({x[2], x[3]}),
                 ", kernel_size ", pair_str(kernel), ", stride ", pair_str(stride),
                 " and padding ", pair_str(padding));
+  check_fits(op, output_size ? "output_size" : "stride", {x[0], x[1], out.h, out.w}, "the output");
   return PoolGeometry{x[0],     x[1],     out.h,     out.w,     x[2], x[3], kernel.h, kernel.w,
                       stride.h, stride.w, padding.h, padding.w, 1,    1,    false};
 }
