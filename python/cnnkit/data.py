@@ -1,13 +1,17 @@
 """Data: a DataLoader-like batch iterator and readers for local datasets.
 
-- `DataLoader(dataset, batch_size, shuffle, seed, drop_last)` over a tuple of arrays
-  (or any object with __len__ and __getitem__ taking an index array).
-- `read_idx(path)`, `load_mnist(root, train)`: MNIST's IDX files (optionally .gz).
-- `load_cifar10(root, train)`: CIFAR-10's binary batches.
-- `load_digits()`: scikit-learn's bundled 8x8 digits (no network; `pip install cnnkit[digits]`).
-- `load_dataset(spec)`: "digits", "mnist:DIR" or "cifar10:DIR" -> train and test splits.
+- ``ArrayDataset(*arrays)`` and ``DataLoader(dataset, batch_size, shuffle, seed,
+  drop_last)`` over it, a tuple of arrays, or any object with ``__len__`` and a
+  ``__getitem__`` that takes an index array.
+- ``read_idx(path)``, ``load_mnist(root, train)``: MNIST's IDX files (optionally .gz).
+- ``load_cifar10(root, train)``: CIFAR-10's binary batches.
+- ``load_digits()``: scikit-learn's bundled 8x8 digits (no network;
+  ``pip install cnnkit[digits]``).
+- ``load_dataset(spec)``: ``"digits"``, ``"mnist:DIR"`` or ``"cifar10:DIR"`` (the
+  specs listed in ``DATASETS``) -> a ``Dataset`` with train and test splits.
 
-Images come back as float32 NCHW in [0, 1]; labels as int64.
+Images come back as float32 NCHW in [0, 1]; labels as int64. Malformed files raise
+ValueError naming the file; missing ones FileNotFoundError.
 """
 
 import gzip
@@ -32,7 +36,30 @@ __all__ = [
 
 
 class ArrayDataset:
-    """Arrays that share their first (sample) dimension; indexing returns a tuple."""
+    """Arrays that share their first (sample) dimension, indexed together.
+
+    ``dataset[index]`` is the tuple ``(a[index] for each array)``: an int gives one
+    sample, a slice or an index array a batch.
+
+    Parameters
+    ----------
+    *arrays : array_like
+        At least one; each is converted with ``np.asarray``, must be at least 1-D and
+        have as many samples (``len``) as the first.
+
+    Raises
+    ------
+    ValueError
+        No arrays, or an array is 0-d or its length differs from the first's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnkit.data import ArrayDataset
+    >>> ds = ArrayDataset(np.zeros((5, 2)), np.arange(5))
+    >>> len(ds), ds[np.array([0, 3])][1]
+    (5, array([0, 3]))
+    """
 
     def __init__(self, *arrays):
         if not arrays:
@@ -56,10 +83,43 @@ class ArrayDataset:
 class DataLoader:
     """Iterates over a dataset in batches.
 
-    dataset: an ArrayDataset, a tuple of arrays, or anything with __len__ and a
-    __getitem__ that takes an array of indices. shuffle: a new order every epoch (each
-    `iter()`), drawn from a Generator seeded once with `seed`, or from cnnkit's random
-    stream (cnnkit.manual_seed) when seed is None. drop_last: skip a final short batch.
+    Each pass (each ``iter()``) yields ``dataset[indices]`` for consecutive slices of
+    batch_size indices of the epoch's order: for an ArrayDataset or a tuple of arrays,
+    a tuple of arrays of batch_size samples (the last batch may be shorter unless
+    drop_last). ``len(loader)`` is the number of batches per pass. Batches are
+    assembled in the calling thread, on demand.
+
+    Parameters
+    ----------
+    dataset : ArrayDataset, tuple or list of arrays, or dataset-like
+        A tuple or list is wrapped in an ArrayDataset; anything else needs
+        ``__len__`` and a ``__getitem__`` that takes an int64 index array.
+    batch_size : int, default 1
+        Samples per batch; positive.
+    shuffle : bool, default False
+        A new random order every pass; otherwise 0, 1, ..., len - 1.
+    seed : int, optional
+        Seeds the loader's own Generator once, at construction, so that a seeded
+        loader gives the same sequence of orders. None draws from cnnkit's random
+        stream (cnnkit.manual_seed). Only used with shuffle.
+    drop_last : bool, default False
+        Skip a final batch shorter than batch_size.
+
+    Raises
+    ------
+    ValueError
+        batch_size is not a positive int (a bool or a float included); a tuple or
+        list dataset is invalid as for ArrayDataset.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnkit.data import DataLoader
+    >>> x, y = np.arange(10.).reshape(5, 2), np.arange(5)
+    >>> [yb.tolist() for xb, yb in DataLoader((x, y), batch_size=2)]
+    [[0, 1], [2, 3], [4]]
+    >>> len(DataLoader((x, y), batch_size=2, drop_last=True))
+    2
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, seed=None, drop_last=False):
@@ -102,8 +162,32 @@ def _read_bytes(path):
 
 
 def read_idx(path):
-    """Read an IDX file (MNIST's format; gzip-compressed if the name ends in .gz):
-    magic 0, 0, type code, number of dims; big-endian uint32 dims; then the data."""
+    """Read an IDX file (MNIST's format) into an array.
+
+    The format: two zero bytes, a type code (0x08 uint8, 0x09 int8, 0x0B int16,
+    0x0C int32, 0x0D float32, 0x0E float64) and the number of dims; each dim as a
+    big-endian uint32; then the big-endian data. A path ending in .gz is read
+    through gzip.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    ndarray
+        Of the dims' shape and the type code's dtype, in native byte order.
+
+    Raises
+    ------
+    ValueError
+        A bad magic number, a truncated header, or a size that does not match the
+        dims (truncated data or trailing bytes); the message names the file.
+    OSError
+        The file cannot be read (FileNotFoundError when it does not exist), or a .gz
+        file is not valid gzip.
+    """
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise ValueError(f"read_idx: {path}: not an IDX file (bad magic number {raw[:4].hex()})")
@@ -128,8 +212,33 @@ def _find(root, names, what):
 
 
 def load_mnist(root, train=True):
-    """MNIST (or Fashion-MNIST) from IDX files in `root`: images (N, 1, 28, 28) float32
-    in [0, 1] and labels (N,) int64."""
+    """MNIST-format images and labels (MNIST, Fashion-MNIST) from IDX files in a directory.
+
+    Reads ``{prefix}-images-idx3-ubyte`` and ``{prefix}-labels-idx1-ubyte`` (or the
+    ``{prefix}-images.idx3-ubyte`` spelling), each optionally gzipped with a .gz
+    suffix, where prefix is "train" or "t10k".
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Directory that holds the files.
+    train : bool, default True
+        The training set (60000 samples for MNIST) or the test set (10000).
+
+    Returns
+    -------
+    images : ndarray of float32, shape (N, 1, H, W)
+        Pixel / 255, in [0, 1]; (N, 1, 28, 28) for MNIST.
+    labels : ndarray of int64, shape (N,)
+
+    Raises
+    ------
+    FileNotFoundError
+        The images or labels file is missing.
+    ValueError
+        A malformed file (as for read_idx), or images that are not (N, H, W), labels
+        that are not (N,), or counts that differ.
+    """
     prefix = "train" if train else "t10k"
     images = read_idx(_find(root, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"], "load_mnist"))
     labels = read_idx(_find(root, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"], "load_mnist"))
@@ -145,9 +254,34 @@ _CIFAR_RECORD = 1 + 3 * 32 * 32
 
 
 def load_cifar10(root, train=True):
-    """CIFAR-10 from its binary batches (data_batch_1..5.bin, test_batch.bin) in `root`
-    or in `root`/cifar-10-batches-bin: images (N, 3, 32, 32) float32 in [0, 1] and labels
-    (N,) int64."""
+    """CIFAR-10 from its binary batches in a directory.
+
+    Reads the train batches ``data_batch_1.bin`` ... ``data_batch_5.bin`` that exist
+    (in that order), or ``test_batch.bin``, from root or from
+    ``root/cifar-10-batches-bin`` when that directory exists. Each record is one label
+    byte and 3 * 32 * 32 pixel bytes.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Directory that holds the batches, or their cifar-10-batches-bin parent.
+    train : bool, default True
+        The train batches (50000 samples when all five exist) or the test batch
+        (10000).
+
+    Returns
+    -------
+    images : ndarray of float32, shape (N, 3, 32, 32)
+        Pixel / 255, in [0, 1].
+    labels : ndarray of int64, shape (N,)
+
+    Raises
+    ------
+    FileNotFoundError
+        None of the batch files exists.
+    ValueError
+        A batch file's size is not a multiple of 3073 bytes; the message names the file.
+    """
     nested = os.path.join(root, "cifar-10-batches-bin")
     if os.path.isdir(nested):
         root = nested
@@ -169,9 +303,21 @@ def load_cifar10(root, train=True):
 
 
 def load_digits():
-    """scikit-learn's bundled handwritten digits (1797 8x8 images, 10 classes), read
-    from the installed package, no network: images (N, 1, 8, 8) float32 in [0, 1] and
-    labels (N,) int64."""
+    """scikit-learn's bundled handwritten digits, read from the installed package.
+
+    1797 8x8 images of the digits 0 to 9; no network access.
+
+    Returns
+    -------
+    images : ndarray of float32, shape (1797, 1, 8, 8)
+        Pixel / 16, in [0, 1].
+    labels : ndarray of int64, shape (1797,)
+
+    Raises
+    ------
+    ImportError
+        scikit-learn is not installed (``pip install 'cnnkit[digits]'``).
+    """
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError:
@@ -185,7 +331,19 @@ def load_digits():
 
 @dataclass
 class Dataset:
-    """Train and test splits of a named dataset."""
+    """Train and test splits of a named dataset, as load_dataset returns them.
+
+    Attributes
+    ----------
+    name : str
+        "digits", "mnist" or "cifar10".
+    x_train, x_test : ndarray of float32, shape (N, C, H, W)
+        Images in [0, 1].
+    y_train, y_test : ndarray of int64, shape (N,)
+        Labels.
+    num_classes : int
+        Number of classes (10 for each of the three).
+    """
 
     name: str
     x_train: np.ndarray
@@ -207,8 +365,33 @@ def _split(x, y, test_fraction, seed):
 
 
 def load_dataset(spec, test_fraction=0.2, split_seed=0):
-    """Load "digits" (split into train and test with a fixed seed), "mnist:DIR" or
-    "cifar10:DIR" (their own train and test sets). Unknown names raise ValueError."""
+    """Load a dataset by name, split into train and test sets.
+
+    Parameters
+    ----------
+    spec : str
+        "digits" (split into train and test at random), "mnist:DIR" or "cifar10:DIR"
+        (their own train and test sets, read from directory DIR with load_mnist or
+        load_cifar10).
+    test_fraction : float, default 0.2
+        For "digits": the share of samples in the test set (rounded to a count).
+    split_seed : int, default 0
+        For "digits": the seed of the split; the same seed gives the same split.
+
+    Returns
+    -------
+    Dataset
+        name, x_train, y_train, x_test, y_test and num_classes.
+
+    Raises
+    ------
+    ValueError
+        spec is not one of the forms above; as the loaders, for malformed files.
+    FileNotFoundError
+        A file is missing, as for load_mnist and load_cifar10.
+    ImportError
+        "digits" without scikit-learn.
+    """
     name, _, root = str(spec).partition(":")
     if name == "digits" and not root:
         x, y = load_digits()

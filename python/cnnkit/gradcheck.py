@@ -13,15 +13,25 @@ __all__ = ["gradcheck", "GradcheckResult"]
 
 @dataclass
 class GradcheckResult:
-    """Outcome of gradcheck.
+    """Outcome of gradcheck: truthy when it passed; ``str()`` gives a one-line report.
 
-    ok: every checked element passed |analytic - numeric| <= atol + rtol * |numeric|.
-    max_abs_error / max_rel_error: the largest absolute difference, and the largest
-    difference relative to max(|analytic|, |numeric|, atol).
-    where / index: the tensor ("input[0]", or a parameter name such as "0.weight") and
-    the flat index of the worst element (the largest difference relative to its
-    tolerance), with its analytic and numeric values there.
-    checked: number of elements compared.
+    Attributes
+    ----------
+    ok : bool
+        Every checked element passed ``|analytic - numeric| <= atol + rtol * |numeric|``.
+    max_abs_error : float
+        The largest ``|analytic - numeric|``.
+    max_rel_error : float
+        The largest ``|analytic - numeric| / max(|analytic|, |numeric|, atol)``.
+    where : str
+        The tensor that holds the worst element (the largest difference relative to
+        its tolerance): "input[i]", or a parameter name such as "0.weight".
+    index : int
+        The worst element's flat index in that tensor.
+    analytic, numeric : float
+        The two gradients at the worst element.
+    checked : int
+        Number of elements compared.
     """
 
     ok: bool
@@ -72,20 +82,69 @@ def _scalar(output, weights):
 def gradcheck(fn, inputs, backward=None, eps=1e-6, atol=1e-5, rtol=1e-3, inputs_to_check=None, seed=0):
     """Compare an analytic gradient with central finite differences, in float64.
 
-    fn: a Module, or a function of the inputs. For a Module, the analytic gradient is
-    `module.backward(R)` after `module(*inputs)`: its return value is checked against
-    input 0 and the accumulated `.grad` of every parameter is checked too. A loss module
-    (forward returns a float) is called as `crit(*inputs)` and `crit.backward()`. The
-    module is deep-copied and converted to float64, so the caller's module is untouched.
-    For a function, `backward(R, *inputs)` must return the gradient of input 0, or a tuple
-    with one gradient (or None) per input, as cnnkit.functional's *_backward ops do.
+    The checked scalar is ``sum(R * output)`` for a random R of the output's shape,
+    drawn once from ``seed`` (R = 1 for a scalar output), so that every output element
+    contributes with its own weight; this defeats gradients that only sum right. Each
+    element is perturbed by +-eps, ``numeric = (f(x + eps) - f(x - eps)) / (2 * eps)``,
+    and passes when ``|analytic - numeric| <= atol + rtol * |numeric|``. Float inputs are
+    converted to float64 copies first, so the caller's arrays are untouched. cnnkit's
+    random stream is reset before every evaluation (so that dropout draws the same
+    masks each time) and restored at the end. One evaluation runs per element and
+    sign: keep the inputs small.
 
-    inputs: an array or a tuple of them (non-float ones such as targets are passed as
-    they are). inputs_to_check: indices of the inputs to check (default: every float
-    input the backward returns a gradient for). Random streams (dropout) are reset before
-    every evaluation so that each sees the same masks.
+    Parameters
+    ----------
+    fn : Module or callable
+        A Module: the analytic gradients are the return value of ``module.backward(R)``
+        after ``module(*inputs)``, checked against input 0, and the ``.grad`` it
+        accumulates in every parameter, all checked. A module whose forward returns a
+        scalar (a loss) is called as ``crit(*inputs)`` and ``crit.backward()``. The
+        module is deep-copied and converted to float64, so the caller's is untouched.
+        A callable: a function of the inputs that returns an array or a scalar.
+    inputs : ndarray, or tuple or list of them
+        The arguments of fn; non-float ones (such as integer targets) are passed as
+        they are.
+    backward : callable, optional
+        Required when fn is a function, ignored for a Module: ``backward(R, *inputs)``
+        returns the gradient of input 0, or a tuple with one gradient (or None) per
+        input, as cnnkit.functional's ``*_backward`` ops do (extra items are ignored).
+    eps : float, default 1e-6
+        Finite-difference step.
+    atol : float, default 1e-5
+        Absolute tolerance.
+    rtol : float, default 1e-3
+        Relative tolerance, of |numeric|.
+    inputs_to_check : sequence of int, optional
+        Indices of the inputs to check. Default: every float ndarray input that the
+        backward returns a gradient for (for a Module, input 0).
+    seed : int, default 0
+        Seed of R.
 
-    Returns a GradcheckResult (truthy when every element passes).
+    Returns
+    -------
+    GradcheckResult
+        Truthy when every element passes.
+
+    Raises
+    ------
+    TypeError
+        fn is neither a Module nor callable.
+    ValueError
+        fn is a function and backward is None; an analytic gradient's shape differs
+        from its input's or parameter's; there is nothing to check (no non-empty float
+        input with a gradient, and no parameters).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnkit import functional as F
+    >>> from cnnkit import gradcheck
+    >>> rng = np.random.default_rng(0)
+    >>> x, w = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
+    >>> result = gradcheck(lambda x, w: F.conv2d(x, w, padding=1), (x, w),
+    ...                    backward=lambda g, x, w: F.conv2d_backward(g, x, w, padding=1))
+    >>> bool(result), result.checked
+    (True, 258)
     """
     rng = np.random.default_rng(seed)
     inputs = tuple(_float64(a) for a in _as_tuple(inputs))

@@ -1,6 +1,8 @@
 """Optimisers with PyTorch's update rules, and a step learning-rate schedule.
 
-Updates are vectorised NumPy, in place on each Parameter's `.data`.
+Updates are vectorised NumPy, in place on each Parameter's ``.data``, from the
+gradients that backward accumulated in its ``.grad``; they keep the parameters'
+dtype.
 """
 
 import math
@@ -13,6 +15,25 @@ __all__ = ["Optimizer", "SGD", "Adam", "StepLR"]
 
 
 class Optimizer:
+    """Base class of the optimisers: holds the parameters and the learning rate.
+
+    Subclasses implement ``step()``.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+        The parameters to update, e.g. ``model.parameters()``; at least one. It is
+        consumed once, into the list ``self.params``.
+    lr : float
+        Learning rate; positive. Kept as ``self.lr``, which a schedule may change.
+
+    Raises
+    ------
+    ValueError
+        params is empty, or lr is not positive (NaN included).
+    TypeError
+        An item of params is not a Parameter.
+    """
     def __init__(self, params, lr):
         self.params = list(params)
         if not self.params:
@@ -25,17 +46,68 @@ class Optimizer:
         self.lr = float(lr)
 
     def zero_grad(self):
+        """Set every parameter's ``.grad`` to zero, in place."""
         for p in self.params:
             p.grad.fill(0)
 
     def step(self):
+        """Update every parameter's ``.data`` in place from its ``.grad``.
+
+        Raises
+        ------
+        NotImplementedError
+            In the base class; each optimiser implements it.
+        """
         raise NotImplementedError
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent, PyTorch's rule:
-    g = grad + weight_decay * p;  b = momentum * b + (1 - dampening) * g (b = g at the
-    first step);  g = g + momentum * b if nesterov else b;  p -= lr * g."""
+    """Stochastic gradient descent with momentum, PyTorch's rule.
+
+    For each parameter p with gradient ``grad``, at every step::
+
+        g = grad + weight_decay * p
+        b = momentum * b + (1 - dampening) * g     (b = g at the first step)
+        g = g + momentum * b if nesterov else b
+        p = p - lr * g
+
+    (the momentum lines only when momentum is non-zero).
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+        As for Optimizer.
+    lr : float
+        Learning rate; positive.
+    momentum : float, default 0.0
+        Momentum factor; >= 0.
+    dampening : float, default 0.0
+        Dampening of the gradient's share in the momentum buffer.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient; >= 0.
+    nesterov : bool, default False
+        Nesterov momentum; needs momentum > 0 and dampening 0.
+
+    Raises
+    ------
+    ValueError
+        As Optimizer; momentum or weight_decay is negative; nesterov without
+        momentum > 0 and dampening 0.
+    TypeError
+        As Optimizer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnkit.nn import Parameter
+    >>> from cnnkit.optim import SGD
+    >>> p = Parameter(np.array([1.0, 2.0]))
+    >>> opt = SGD([p], lr=0.1, momentum=0.9)
+    >>> p.grad[:] = [1.0, -1.0]
+    >>> opt.step()
+    >>> p.data
+    array([0.9, 2.1])
+    """
 
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params, lr)
@@ -52,6 +124,7 @@ class SGD(Optimizer):
         self._buffers = [None] * len(self.params)
 
     def step(self):
+        """One update of every parameter, in place, from its ``.grad``."""
         for i, p in enumerate(self.params):
             g = p.grad
             if self.weight_decay:
@@ -68,7 +141,37 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba), PyTorch's rule with L2 weight decay added to the gradient."""
+    """Adam (Kingma & Ba), PyTorch's rule, with L2 weight decay added to the gradient.
+
+    At step t (counted from 1 in ``self.t``), for each parameter p::
+
+        g = grad + weight_decay * p
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g ** 2
+        p = p - lr / (1 - beta1 ** t) * m / (sqrt(v) / sqrt(1 - beta2 ** t) + eps)
+
+    The decay is torch.optim.Adam's (coupled), not AdamW's.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+        As for Optimizer.
+    lr : float, default 1e-3
+        Learning rate; positive.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+
+    Raises
+    ------
+    ValueError
+        As Optimizer; betas is not two values, each in [0, 1).
+    TypeError
+        As Optimizer.
+    """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
@@ -83,6 +186,7 @@ class Adam(Optimizer):
         self._v = [np.zeros_like(p.data) for p in self.params]
 
     def step(self):
+        """One update (t += 1) of every parameter, in place, from its ``.grad``."""
         self.t += 1
         beta1, beta2 = self.betas
         step_size = self.lr / (1.0 - beta1**self.t)
@@ -100,8 +204,39 @@ class Adam(Optimizer):
 
 
 class StepLR:
-    """Multiplies the optimiser's learning rate by gamma every step_size epochs
-    (call step() once per epoch)."""
+    """Step learning-rate schedule: ``lr = base_lr * gamma ** (epoch // step_size)``.
+
+    Call ``step()`` once per epoch, after that epoch's optimiser steps. base_lr is the
+    optimiser's lr when the schedule is made.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimiser whose ``lr`` the schedule sets.
+    step_size : int
+        Epochs between decays; positive (converted with ``int()``).
+    gamma : float, default 0.1
+        Multiplicative factor of each decay.
+
+    Raises
+    ------
+    ValueError
+        step_size is not positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnkit.nn import Parameter
+    >>> from cnnkit.optim import SGD, StepLR
+    >>> opt = SGD([Parameter(np.zeros(1))], lr=1.0)
+    >>> sched = StepLR(opt, step_size=2, gamma=0.5)
+    >>> lrs = []
+    >>> for epoch in range(5):
+    ...     sched.step()
+    ...     lrs.append(sched.get_last_lr())
+    >>> lrs
+    [1.0, 0.5, 0.5, 0.25, 0.25]
+    """
 
     def __init__(self, optimizer, step_size, gamma=0.1):
         if step_size <= 0:
@@ -113,8 +248,16 @@ class StepLR:
         self.epoch = 0
 
     def step(self):
+        """Count one epoch and set the optimiser's lr for the next."""
         self.epoch += 1
         self.optimizer.lr = self.base_lr * self.gamma ** (self.epoch // self.step_size)
 
     def get_last_lr(self):
+        """The optimiser's current learning rate.
+
+        Returns
+        -------
+        float
+            ``optimizer.lr`` (a float, where torch returns a list of one per group).
+        """
         return self.optimizer.lr
