@@ -2,6 +2,7 @@
 functional op it wraps, initialisation, losses and the deconvnet projection."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -157,6 +158,8 @@ LAYER_CASES = {
     "dropout": (lambda: nn.Dropout(0.5), (2, 3)),
     "batch_norm": (lambda: nn.BatchNorm2d(2), (3, 2, 2, 2)),
     "lrn": (lambda: nn.LocalResponseNorm(3), (1, 4, 2, 2)),
+    "lp_pool": (lambda: nn.LPPool2d(2, 2), (1, 2, 4, 4)),
+    "dropout_eval": (lambda: nn.Dropout(0.5).eval(), (2, 3)),
     "sequential": (lambda: small_net(), (1, 1, 4, 4)),
 }
 
@@ -177,6 +180,157 @@ def test_loss_backward_before_forward(crit):
 def test_unpool_before_pool():
     with pytest.raises(RuntimeError, match="MaxPool2d has not run forward"):
         nn.MaxUnpool2d(nn.MaxPool2d(2))(np.zeros((1, 1, 2, 2), np.float32))
+    with pytest.raises(RuntimeError, match="MaxUnpool2d.backward: called before forward"):
+        nn.MaxUnpool2d(nn.MaxPool2d(2)).backward(np.zeros((1, 1, 2, 2), np.float32))
+
+
+def test_to_rejects_other_dtypes():
+    for bad in (np.int32, None, "nonsense"):
+        with pytest.raises(TypeError, match="Sequential.to: dtype: expected float32 or float64"):
+            small_net().to(bad)
+
+
+# ---- state after a forward that raised --------------------------------------------------
+@pytest.mark.parametrize("make, shape", LAYER_CASES.values(), ids=LAYER_CASES.keys())
+def test_failed_forward_leaves_no_stale_state(make, shape, rng):
+    layer = make()
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = layer(x)
+    with pytest.raises(TypeError, match="input: expected a numpy.ndarray"):
+        layer([[1.0]])
+    # The good forward's state is gone with the failed one, and backward says so ...
+    with pytest.raises(RuntimeError, match=f"{type(layer).__name__}.backward: called before forward .or after a forward that raised"):
+        layer.backward(np.ones_like(y))
+    # ... and the next good forward/backward work, on another batch size too.
+    x2 = rng.standard_normal((3,) + shape[1:]).astype(np.float32)
+    y2 = layer(x2)
+    assert layer.backward(np.ones_like(y2)).shape == x2.shape
+
+
+def test_failed_forward_clears_a_sequential_and_its_children(rng):
+    # ReLU saves the bad input before Linear refuses it: backward used to mix the two
+    # forwards (and fail on the old shape inside relu_backward).
+    net = nn.Sequential(nn.ReLU(), nn.Linear(3, 2))
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    g = np.ones((2, 2), np.float32)
+    net(x)
+    with pytest.raises(ValueError, match="Linear: input: expected shape"):
+        net(rng.standard_normal((5, 4)).astype(np.float32))
+    for m in (net, net[0], net[1]):
+        with pytest.raises(RuntimeError, match="called before forward"):
+            m.backward(g if m is not net[0] else np.ones((2, 3), np.float32))
+    net.zero_grad()
+    net(x)
+    gx = net.backward(g)
+    expected = nn.Sequential(nn.ReLU(), nn.Linear(3, 2))
+    expected[1].weight.data[...] = net[1].weight.data
+    expected(x)
+    np.testing.assert_array_equal(gx, expected.backward(g))
+    np.testing.assert_array_equal(net[1].weight.grad, expected[1].weight.grad)
+
+
+def test_failed_forward_clears_the_switches(rng):
+    pool = nn.MaxPool2d(2)
+    pool(rng.standard_normal((1, 1, 4, 4)).astype(np.float32))
+    with pytest.raises(ValueError):
+        pool(np.zeros((1, 1, 1, 1), np.float32))  # smaller than the window
+    assert pool.switches is None and pool.input_shape is None
+    with pytest.raises(RuntimeError, match="MaxPool2d has not run forward"):
+        nn.MaxUnpool2d(pool)(np.zeros((1, 1, 2, 2), np.float32))
+
+
+def test_backward_after_a_refused_backward(rng):
+    layer = nn.Conv2d(1, 2, 3)
+    x = rng.standard_normal((2, 1, 5, 5)).astype(np.float32)
+    y = layer(x)
+    with pytest.raises(ValueError):
+        layer.backward(np.ones((2, 2, 4, 4), np.float32))
+    assert layer.backward(np.ones_like(y)).shape == x.shape
+
+
+# ---- backward's grad_output ---------------------------------------------------------------
+@pytest.mark.parametrize("make, shape", LAYER_CASES.values(), ids=LAYER_CASES.keys())
+def test_backward_checks_grad_output(make, shape, rng):
+    layer = make()
+    y = layer(rng.standard_normal(shape).astype(np.float32))
+    name = type(layer).__name__
+    expected = re.escape(str(y.shape))
+    with pytest.raises(TypeError, match=rf"{name}.backward: grad_output: expected an array of shape {expected} .forward's output., got list"):
+        layer.backward(np.ones_like(y).tolist())
+    wrong = np.ones(y.shape[:-1] + (y.shape[-1] + 1,), np.float32)
+    with pytest.raises(ValueError, match=rf"{name}.backward: grad_output: expected shape {expected} .forward's output., got {re.escape(str(wrong.shape))}"):
+        layer.backward(wrong)
+    assert layer.backward(np.ones_like(y)).shape == shape
+
+
+def test_maxpool_return_indices_backward_takes_the_output_gradient(rng):
+    pool = nn.MaxPool2d(2, return_indices=True)
+    y, switches = pool(rng.standard_normal((1, 2, 4, 4)))
+    assert pool.backward(np.ones_like(y)).shape == (1, 2, 4, 4)
+    with pytest.raises(ValueError, match="grad_output: expected shape"):
+        pool.backward(np.ones((1, 2, 4, 4)))
+
+
+def test_user_module_is_guarded(rng):
+    class Double(nn.Module):
+        def forward(self, x):
+            if x.ndim != 2:
+                raise ValueError("Double: input: expected 2-D")
+            self._save(x.shape)
+            return 2 * x
+
+        def backward(self, grad_output):
+            self._saved()
+            return 2 * grad_output
+
+    m = Double()
+    with pytest.raises(RuntimeError, match="Double.backward: called before forward"):
+        m.backward(np.ones((1, 1)))
+    m(np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"Double.backward: grad_output: expected shape \(2, 2\)"):
+        m.backward(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="expected 2-D"):
+        m(np.ones(2))
+    with pytest.raises(RuntimeError, match="Double.backward: called before forward"):
+        m.backward(np.ones((2, 2)))
+    assert Double.forward.__doc__ is None and Double.forward.__name__ == "forward"
+
+
+# ---- Parameter is array-like ----------------------------------------------------------------
+def test_parameter_is_array_like():
+    conv = nn.Conv2d(2, 3, 3)
+    p = conv.weight
+    a = np.asarray(p)
+    assert a is p.data  # no copy: the parameter's own array
+    assert (p.shape, p.dtype, p.size, p.ndim) == ((3, 2, 3, 3), np.float32, 54, 4)
+    np.testing.assert_array_equal(np.array(p), p.data)
+    assert not np.shares_memory(np.array(p), p.data)  # np.array copies
+    b = np.asarray(p, dtype=np.float64)
+    assert b.dtype == np.float64 and not np.shares_memory(b, p.data)
+    np.testing.assert_array_equal(np.add(p, 1), p.data + 1)  # ufuncs take it
+    assert float(np.sum(p)) == pytest.approx(float(p.data.sum()))
+    # NumPy 1 calls __array__() and __array__(dtype) without copy.
+    assert p.__array__() is p.data and p.__array__(np.float64).dtype == np.float64
+    assert p.__array__(copy=True) is not p.data
+    with pytest.raises(ValueError, match="Parameter.__array__: copy: converting float32 to float64 needs a copy"):
+        p.__array__(np.float64, copy=False)
+    assert p.__array__(np.float32, copy=False) is p.data
+
+
+def test_parameter_properties_are_read_only():
+    p = nn.Parameter(np.zeros((2, 3)))
+    for name in ("shape", "dtype", "size", "ndim"):
+        with pytest.raises(AttributeError):
+            setattr(p, name, 1)
+    assert p.grad.shape == (2, 3) and p.grad.dtype == np.float64
+    assert repr(p) == "Parameter(shape=(2, 3), dtype=float64)"
+
+
+def test_parameter_rejects_non_float_data():
+    with pytest.raises(TypeError, match="Parameter: data: expected a float32 or float64 array, got <U3"):
+        nn.Parameter("abc")
+    with pytest.raises(TypeError, match="Parameter: data: expected a float32 or float64 array, got int64"):
+        nn.Parameter(np.arange(3))
 
 
 # ---- initialisation -----------------------------------------------------------------
@@ -229,25 +383,202 @@ def test_bias_false():
     assert [n for n, _ in layer.named_parameters()] == ["weight"]
 
 
-@pytest.mark.parametrize(
-    "make, match",
-    [
-        (lambda: nn.Conv2d(3, 4, 3, groups=2), "groups: expected a divisor"),
-        (lambda: nn.Conv2d(0, 4, 3), "in_channels: expected a positive int"),
-        (lambda: nn.Linear(3, -1), "out_features: expected a positive int"),
-        (lambda: nn.Dropout(1.0), "p: expected a probability in \\[0, 1\\)"),
-        (lambda: nn.BatchNorm2d(0), "num_features"),
-        (lambda: nn.CrossEntropyLoss(reduction="avg"), "reduction"),
-    ],
-)
-def test_bad_constructor_arguments(make, match):
-    with pytest.raises(ValueError, match=match):
+# Every constructor argument of every layer: the exception type and a message that
+# names the layer and the argument, what was expected and what came.
+BAD_CONSTRUCTORS = {
+    "conv_kernel_0": (lambda: nn.Conv2d(3, 4, 0), ValueError, r"Conv2d: kernel_size: expected positive ints, got \(0, 0\)"),
+    "conv_kernel_str": (lambda: nn.Conv2d(3, 4, "3"), TypeError, "Conv2d: kernel_size: expected an int or a pair of ints, got str"),
+    "conv_kernel_triple": (lambda: nn.Conv2d(3, 4, (1, 2, 3)), ValueError, "Conv2d: kernel_size: expected an int or a pair"),
+    "conv_stride_0": (lambda: nn.Conv2d(3, 4, 3, stride=0), ValueError, r"Conv2d: stride: expected positive ints, got \(0, 0\)"),
+    "conv_dilation_neg": (lambda: nn.Conv2d(3, 4, 3, dilation=(1, -1)), ValueError, r"Conv2d: dilation: expected positive ints, got \(1, -1\)"),
+    "conv_padding_neg": (lambda: nn.Conv2d(3, 4, 3, padding=-1), ValueError, r"Conv2d: padding: expected non-negative ints, got \(-1, -1\)"),
+    "conv_padding_word": (lambda: nn.Conv2d(3, 4, 3, padding="full"), ValueError, "Conv2d: padding: expected an int, a pair, 'valid' or 'same', got 'full'"),
+    "conv_same_strided": (lambda: nn.Conv2d(3, 4, 3, stride=2, padding="same"), ValueError, "Conv2d: padding: 'same' needs stride 1"),
+    "conv_in_0": (lambda: nn.Conv2d(0, 4, 3), ValueError, "Conv2d: in_channels: expected a positive int, got 0"),
+    "conv_in_str": (lambda: nn.Conv2d("3", 4, 3), TypeError, "Conv2d: in_channels: expected an int, got str"),
+    "conv_out_float": (lambda: nn.Conv2d(3, 4.0, 3), TypeError, "Conv2d: out_channels: expected an int, got float"),
+    "conv_groups_0": (lambda: nn.Conv2d(3, 4, 3, groups=0), ValueError, "Conv2d: groups: expected a positive int, got 0"),
+    "conv_groups_divisor": (lambda: nn.Conv2d(3, 4, 3, groups=2), ValueError, "Conv2d: groups: expected a divisor"),
+    "conv_groups_none": (lambda: nn.Conv2d(3, 4, 3, groups=None), TypeError, "Conv2d: groups: expected an int, got NoneType"),
+    "conv_huge": (lambda: nn.Conv2d(3, 4, 2**64), ValueError, "Conv2d: kernel_size: expected an int or a pair of ints within the int64 range"),
+    "convt_output_padding": (lambda: nn.ConvTranspose2d(2, 2, 3, stride=2, output_padding=2), ValueError, r"ConvTranspose2d: output_padding: expected values smaller than stride \(2, 2\) or dilation \(1, 1\), got \(2, 2\)"),
+    "convt_output_padding_neg": (lambda: nn.ConvTranspose2d(2, 2, 3, output_padding=-1), ValueError, "ConvTranspose2d: output_padding: expected non-negative ints"),
+    "convt_padding_neg": (lambda: nn.ConvTranspose2d(2, 2, 3, padding=(0, -2)), ValueError, "ConvTranspose2d: padding: expected non-negative ints"),
+    "convt_kernel_0": (lambda: nn.ConvTranspose2d(2, 2, (3, 0)), ValueError, "ConvTranspose2d: kernel_size: expected positive ints"),
+    "convt_groups": (lambda: nn.ConvTranspose2d(2, 3, 3, groups=2), ValueError, "ConvTranspose2d: groups: expected a divisor"),
+    "linear_out_neg": (lambda: nn.Linear(3, -1), ValueError, "Linear: out_features: expected a positive int, got -1"),
+    "linear_in_str": (lambda: nn.Linear("3", 2), TypeError, "Linear: in_features: expected an int, got str"),
+    "linear_in_bool": (lambda: nn.Linear(True, 2), TypeError, "Linear: in_features: expected an int, got bool"),
+    "maxpool_neg": (lambda: nn.MaxPool2d(-1), ValueError, r"MaxPool2d: kernel_size: expected positive ints, got \(-1, -1\)"),
+    "maxpool_str": (lambda: nn.MaxPool2d("2"), TypeError, "MaxPool2d: kernel_size: expected an int or a pair of ints, got str"),
+    "maxpool_stride_0": (lambda: nn.MaxPool2d(2, stride=0), ValueError, "MaxPool2d: stride: expected positive ints"),
+    "maxpool_padding_big": (lambda: nn.MaxPool2d(2, padding=2), ValueError, r"MaxPool2d: padding: expected at most half of kernel_size \(2, 2\), \(1, 1\), got \(2, 2\)"),
+    "maxpool_padding_neg": (lambda: nn.MaxPool2d(3, padding=-1), ValueError, "MaxPool2d: padding: expected non-negative ints"),
+    "maxpool_dilation_0": (lambda: nn.MaxPool2d(2, dilation=0), ValueError, "MaxPool2d: dilation: expected positive ints"),
+    "avgpool_0": (lambda: nn.AvgPool2d(0), ValueError, "AvgPool2d: kernel_size: expected positive ints"),
+    "avgpool_stride_str": (lambda: nn.AvgPool2d(2, stride="1"), TypeError, "AvgPool2d: stride: expected an int or a pair"),
+    "avgpool_padding_big": (lambda: nn.AvgPool2d(3, padding=2), ValueError, "AvgPool2d: padding: expected at most half of kernel_size"),
+    "lppool_norm_str": (lambda: nn.LPPool2d("x", 2), TypeError, "LPPool2d: norm_type: expected a real number, got str"),
+    "lppool_norm_0": (lambda: nn.LPPool2d(0, 2), ValueError, "LPPool2d: norm_type: expected a non-zero number, got 0.0"),
+    "lppool_norm_nan": (lambda: nn.LPPool2d(float("nan"), 2), ValueError, "LPPool2d: norm_type: expected a non-zero number, got nan"),
+    "lppool_kernel_0": (lambda: nn.LPPool2d(2, 0), ValueError, "LPPool2d: kernel_size: expected positive ints"),
+    "lppool_stride_neg": (lambda: nn.LPPool2d(2, 2, stride=-1), ValueError, "LPPool2d: stride: expected positive ints"),
+    "dropout_str": (lambda: nn.Dropout("0.5"), TypeError, "Dropout: p: expected a real number, got str"),
+    "dropout_1": (lambda: nn.Dropout(1.0), ValueError, r"Dropout: p: expected a probability in \[0, 1\), got 1.0"),
+    "dropout_neg": (lambda: nn.Dropout(-0.1), ValueError, r"Dropout: p: expected a probability in \[0, 1\)"),
+    "dropout_nan": (lambda: nn.Dropout(float("nan")), ValueError, r"Dropout: p: expected a probability in \[0, 1\), got nan"),
+    "bn_0": (lambda: nn.BatchNorm2d(0), ValueError, "BatchNorm2d: num_features: expected a positive int, got 0"),
+    "bn_float": (lambda: nn.BatchNorm2d(2.5), TypeError, "BatchNorm2d: num_features: expected an int, got float"),
+    "bn_eps_str": (lambda: nn.BatchNorm2d(2, eps="1e-5"), TypeError, "BatchNorm2d: eps: expected a real number, got str"),
+    "bn_eps_neg": (lambda: nn.BatchNorm2d(2, eps=-1e-5), ValueError, "BatchNorm2d: eps: expected a non-negative value"),
+    "bn_momentum_none": (lambda: nn.BatchNorm2d(2, momentum=None), TypeError, "BatchNorm2d: momentum: expected a real number, got NoneType"),
+    "bn_momentum_big": (lambda: nn.BatchNorm2d(2, momentum=1.5), ValueError, r"BatchNorm2d: momentum: expected a value in \[0, 1\], got 1.5"),
+    "lrn_0": (lambda: nn.LocalResponseNorm(0), ValueError, "LocalResponseNorm: size: expected a positive int, got 0"),
+    "lrn_float": (lambda: nn.LocalResponseNorm(2.0), TypeError, "LocalResponseNorm: size: expected an int, got float"),
+    "lrn_alpha": (lambda: nn.LocalResponseNorm(2, alpha="a"), TypeError, "LocalResponseNorm: alpha: expected a real number, got str"),
+    "lrn_beta": (lambda: nn.LocalResponseNorm(2, beta=None), TypeError, "LocalResponseNorm: beta: expected a real number"),
+    "lrn_k": (lambda: nn.LocalResponseNorm(2, k=[1]), TypeError, "LocalResponseNorm: k: expected a real number, got list"),
+    "softmax_dim": (lambda: nn.Softmax("a"), TypeError, "Softmax: dim: expected an int, got str"),
+    "log_softmax_dim": (lambda: nn.LogSoftmax(1.0), TypeError, "LogSoftmax: dim: expected an int, got float"),
+    "flatten_start": (lambda: nn.Flatten("a"), TypeError, "Flatten: start_dim: expected an int, got str"),
+    "flatten_end": (lambda: nn.Flatten(1, None), TypeError, "Flatten: end_dim: expected an int, got NoneType"),
+    "flatten_order": (lambda: nn.Flatten(2, 1), ValueError, r"Flatten: start_dim: expected a dim at or before end_dim \(1\), got 2"),
+    "unpool_pool": (lambda: nn.MaxUnpool2d(nn.AvgPool2d(2)), TypeError, "MaxUnpool2d: pool: expected a MaxPool2d, got AvgPool2d"),
+    "ce_reduction": (lambda: nn.CrossEntropyLoss(reduction="avg"), ValueError, "CrossEntropyLoss: reduction: expected one of"),
+    "mse_reduction_type": (lambda: nn.MSELoss(reduction=None), TypeError, "MSELoss: reduction: expected one of"),
+    "dtype_int": (lambda: nn.Linear(2, 2, dtype=np.int32), TypeError, "Linear: dtype: expected float32 or float64, got int32"),
+    "dtype_word": (lambda: nn.Conv2d(2, 2, 1, dtype="float16"), TypeError, "Conv2d: dtype: expected float32 or float64, got float16"),
+    "dtype_junk": (lambda: nn.BatchNorm2d(2, dtype="nonsense"), TypeError, "BatchNorm2d: dtype: expected float32 or float64, got 'nonsense'"),
+}
+
+
+@pytest.mark.parametrize("make, error, match", BAD_CONSTRUCTORS.values(), ids=BAD_CONSTRUCTORS.keys())
+def test_bad_constructor_arguments(make, error, match):
+    with pytest.raises(error, match=match):
         make()
 
 
-def test_bad_dtype():
-    with pytest.raises(TypeError, match="Linear: dtype: expected float32 or float64, got int32"):
-        nn.Linear(2, 2, dtype=np.int32)
+def test_constructor_normalises_arguments():
+    conv = nn.Conv2d(np.int64(3), 4, (3, np.int32(1)), stride=[2, 1])
+    assert conv.in_channels == 3 and type(conv.in_channels) is int
+    assert conv.kernel_size == (3, 1) and conv.stride == (2, 1)
+    assert nn.MaxPool2d(3, stride=()).stride == (3, 3)  # an empty stride means kernel_size, as in torch
+    assert nn.Dropout(np.float32(0.25)).p == 0.25 and nn.LPPool2d(2, 2).norm_type == 2.0
+    assert nn.Linear(2, 2, dtype=None).weight.dtype == np.float32
+
+
+def _pooled():
+    pool = nn.MaxPool2d(2)
+    pool(np.zeros((1, 2, 4, 4), np.float32))
+    return nn.MaxUnpool2d(pool)
+
+
+# Every layer's forward on the inputs users get wrong: not an array, the wrong number of
+# dims, channels that do not match the layer, another dtype than its parameters.
+X4 = np.zeros((2, 3, 4, 4), np.float32)
+BAD_INPUTS = {
+    "conv_list": (lambda: nn.Conv2d(3, 4, 3), [[1.0]], TypeError, "Conv2d: input: expected a numpy.ndarray of float32 or float64, got list"),
+    "conv_3d": (lambda: nn.Conv2d(3, 4, 3), X4[0], ValueError, r"Conv2d: input: expected a 4-D array \(N, C, H, W\), got 3-D shape \(3, 4, 4\)"),
+    "conv_channels": (lambda: nn.Conv2d(2, 4, 3), X4, ValueError, r"Conv2d: input: expected shape\[1\] == in_channels = 2, got shape \(2, 3, 4, 4\)"),
+    "conv_dtype": (lambda: nn.Conv2d(3, 4, 3), X4.astype(np.float64), TypeError, "Conv2d: input: expected float32 .*, got float64"),
+    "conv_int": (lambda: nn.Conv2d(3, 4, 3), X4.astype(np.int64), TypeError, "Conv2d: input: expected a float32 or float64 array, got int64"),
+    "convt_channels": (lambda: nn.ConvTranspose2d(4, 2, 3), X4, ValueError, r"ConvTranspose2d: input: expected shape\[1\] == in_channels = 4"),
+    "convt_2d": (lambda: nn.ConvTranspose2d(3, 2, 3), X4[0, 0], ValueError, "ConvTranspose2d: input: expected a 4-D array"),
+    "linear_list": (lambda: nn.Linear(2, 3), [[1.0, 2.0]], TypeError, "Linear: input: expected a numpy.ndarray"),
+    "linear_features": (lambda: nn.Linear(5, 3), X4, ValueError, r"Linear: input: expected shape \(\.\.\., 5\) \(in_features = 5 in the last dim\), got shape \(2, 3, 4, 4\)"),
+    "linear_0d": (lambda: nn.Linear(1, 3), np.ones((), np.float32), ValueError, r"Linear: input: expected shape \(\.\.\., 1\)"),
+    "linear_dtype": (lambda: nn.Linear(4, 3, dtype=np.float64), X4, TypeError, "Linear: input: expected float64"),
+    "maxpool_list": (lambda: nn.MaxPool2d(2), [[1.0]], TypeError, "MaxPool2d: input: expected a numpy.ndarray"),
+    "maxpool_3d": (lambda: nn.MaxPool2d(2), X4[0], ValueError, "MaxPool2d: input: expected a 4-D array"),
+    "avgpool_list": (lambda: nn.AvgPool2d(2), [[1.0]], TypeError, "AvgPool2d: input: expected a numpy.ndarray of float32 or float64, got list"),
+    "avgpool_5d": (lambda: nn.AvgPool2d(2), X4[None], ValueError, "AvgPool2d: input: expected a 4-D array"),
+    "lppool_tuple": (lambda: nn.LPPool2d(2, 2), (1.0,), TypeError, "LPPool2d: input: expected a numpy.ndarray"),
+    "lppool_3d": (lambda: nn.LPPool2d(2, 2), X4[0], ValueError, "LPPool2d: input: expected a 4-D array"),
+    "unpool_shape": (_pooled, np.zeros((1, 2, 3, 3), np.float32), ValueError, r"MaxUnpool2d: input: expected shape \(1, 2, 2, 2\) \(the output of its MaxPool2d's last forward\), got \(1, 2, 3, 3\)"),
+    "unpool_channels": (_pooled, np.zeros((1, 3, 2, 2), np.float32), ValueError, r"MaxUnpool2d: input: expected shape \(1, 2, 2, 2\)"),
+    "unpool_list": (_pooled, [[1.0]], TypeError, "MaxUnpool2d: input: expected a numpy.ndarray"),
+    "unpool_3d": (_pooled, np.zeros((2, 2, 2), np.float32), ValueError, "MaxUnpool2d: input: expected a 4-D array"),
+    "relu_list": (lambda: nn.ReLU(), [1.0], TypeError, "ReLU: input: expected a numpy.ndarray of float32 or float64, got list"),
+    "relu_int": (lambda: nn.ReLU(), np.arange(3), TypeError, "ReLU: input: expected a float32 or float64 array, got int64"),
+    "sigmoid_scalar": (lambda: nn.Sigmoid(), 1.0, TypeError, "Sigmoid: input: expected a numpy.ndarray"),
+    "tanh_none": (lambda: nn.Tanh(), None, TypeError, "Tanh: input: expected a numpy.ndarray"),
+    "softmax_list": (lambda: nn.Softmax(), [1.0], TypeError, "Softmax: input: expected a numpy.ndarray"),
+    "softmax_dim": (lambda: nn.Softmax(dim=2), X4[0, 0], IndexError, r"Softmax: dim: expected a value in \[-2, 1\] for a 2-D input, got 2"),
+    "log_softmax_dim": (lambda: nn.LogSoftmax(dim=-3), X4[0, 0], IndexError, r"LogSoftmax: dim: expected a value in \[-2, 1\]"),
+    "flatten_list": (lambda: nn.Flatten(), [1, 2], TypeError, "Flatten: input: expected a numpy.ndarray, got list"),
+    "flatten_0d": (lambda: nn.Flatten(), np.array(1.0), ValueError, r"Flatten: input: expected 2 or more dims for start_dim=1, end_dim=-1, got 0-D shape \(\)"),
+    "flatten_1d": (lambda: nn.Flatten(), np.ones(3), ValueError, "Flatten: input: expected 2 or more dims .* got 1-D shape"),
+    "flatten_end": (lambda: nn.Flatten(0, 5), X4, ValueError, "Flatten: input: expected 6 or more dims"),
+    "flatten_order": (lambda: nn.Flatten(2, -3), X4, ValueError, r"Flatten: start_dim: expected a dim at or before end_dim \(-3\) for a 4-D input, got 2"),
+    "dropout_list": (lambda: nn.Dropout(), [1.0], TypeError, "Dropout: input: expected a numpy.ndarray"),
+    "dropout_eval_list": (lambda: nn.Dropout().eval(), [1.0], TypeError, "Dropout: input: expected a numpy.ndarray"),
+    "bn_3d": (lambda: nn.BatchNorm2d(4), np.zeros((2, 4, 3), np.float32), ValueError, r"BatchNorm2d: input: expected a 4-D array \(N, C, H, W\), got 3-D shape \(2, 4, 3\)"),
+    "bn_channels": (lambda: nn.BatchNorm2d(4), X4, ValueError, r"BatchNorm2d: input: expected shape\[1\] == num_features = 4, got shape \(2, 3, 4, 4\)"),
+    "bn_channels_no_affine": (lambda: nn.BatchNorm2d(4, affine=False, track_running_stats=False), X4, ValueError, "BatchNorm2d: input: expected shape.1. == num_features = 4"),
+    "bn_dtype": (lambda: nn.BatchNorm2d(3, dtype=np.float64), X4, TypeError, "BatchNorm2d: input: expected float64"),
+    "bn_list": (lambda: nn.BatchNorm2d(3), [[1.0]], TypeError, "BatchNorm2d: input: expected a numpy.ndarray"),
+    "lrn_2d": (lambda: nn.LocalResponseNorm(3), X4[0, 0], ValueError, r"LocalResponseNorm: input: expected 3 or more dims \(N, C, \.\.\.\), got 2-D shape \(4, 4\)"),
+    "lrn_list": (lambda: nn.LocalResponseNorm(3), [[[1.0]]], TypeError, "LocalResponseNorm: input: expected a numpy.ndarray"),
+    "sequential_list": (lambda: small_net(), [[1.0]], TypeError, "Conv2d: input: expected a numpy.ndarray"),
+}
+
+
+@pytest.mark.parametrize("make, x, error, match", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_forward_inputs(make, x, error, match):
+    layer = make()
+    with pytest.raises(error, match=match):
+        layer(x)
+
+
+def test_maxunpool_output_size_type():
+    with pytest.raises(TypeError, match="MaxUnpool2d: output_size: expected .H, W. or .N, C, H, W., got int"):
+        _pooled()(np.zeros((1, 2, 2, 2), np.float32), output_size=4)
+
+
+@pytest.mark.parametrize(
+    "crit, out, target, error, match",
+    [
+        (nn.CrossEntropyLoss(), [[1.0]], np.zeros(1, np.int64), TypeError, "CrossEntropyLoss: output: expected a numpy.ndarray, got list"),
+        (nn.CrossEntropyLoss(), np.zeros((1, 2)), [0], TypeError, "CrossEntropyLoss: target: expected a numpy.ndarray, got list"),
+        (nn.MSELoss(), 1.0, np.zeros(1), TypeError, "MSELoss: output: expected a numpy.ndarray, got float"),
+        (nn.MSELoss(), np.zeros(1), None, TypeError, "MSELoss: target: expected a numpy.ndarray, got NoneType"),
+    ],
+)
+def test_loss_bad_operands(crit, out, target, error, match):
+    with pytest.raises(error, match=match):
+        crit(out, target)
+
+
+@pytest.mark.parametrize(
+    "reduction, grad, error, match",
+    [
+        ("mean", "1", TypeError, r"CrossEntropyLoss.backward: grad_output: expected a real number, got str"),
+        ("mean", np.ones(3), TypeError, r"grad_output: expected a real number for reduction='mean', got an array of shape \(3,\)"),
+        ("none", np.ones(4), ValueError, r"CrossEntropyLoss.backward: grad_output: expected shape \(3,\) \(the loss's\), got \(4,\)"),
+        ("none", [1.0, 2.0, 3.0], TypeError, "grad_output: expected a real number, got list"),
+    ],
+)
+def test_loss_backward_bad_grad_output(reduction, grad, error, match):
+    crit = nn.CrossEntropyLoss(reduction=reduction)
+    crit(np.zeros((3, 2)), np.zeros(3, np.int64))
+    with pytest.raises(error, match=match):
+        crit.backward(grad)
+    assert crit.backward(2.0).shape == (3, 2)  # the state survives a refused backward
+
+
+def test_flatten_follows_torch(rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    assert nn.Flatten()(x).shape == (2, 60)
+    assert nn.Flatten(0, -1)(x).shape == (120,)
+    assert nn.Flatten(1, 2)(x).shape == (2, 12, 5)
+    assert nn.Flatten(-2)(x).shape == (2, 3, 20)
+    assert nn.Flatten(0)(np.array(7.0)).shape == (1,)  # a 0-d input counts as 1-d
+    layer = nn.Flatten(2, 3)
+    y = layer(x)
+    assert layer.backward(np.ones_like(y)).shape == x.shape
+    torch = pytest.importorskip("torch")
+    for start, end in ((1, -1), (0, 2), (-3, -2), (2, 2)):
+        assert nn.Flatten(start, end)(x).shape == tuple(torch.nn.Flatten(start, end)(torch.tensor(x)).shape)
 
 
 # ---- layers wrap their functional op ------------------------------------------------
@@ -445,8 +776,16 @@ def test_deconvnet_errors(rng):
     x = rng.standard_normal((1, 1, 3, 3))
     with pytest.raises(ValueError, match="layer: expected an index into the model's 3 layers, got 3"):
         nn.deconvnet(net, x, 3, 0)
-    with pytest.raises(ValueError, match="channel: expected an index below 2, got 2"):
+    with pytest.raises(ValueError, match=r"deconvnet: channel: expected an index in \[0, 2\), got 2"):
         nn.deconvnet(net, x, 2, 2)
+    with pytest.raises(ValueError, match=r"deconvnet: layer: expected a layer whose output has channels"):
+        nn.deconvnet(nn.Sequential(nn.Flatten(0)), x, 0, 0)
+    with pytest.raises(TypeError, match="deconvnet: layer: expected an int, got str"):
+        nn.deconvnet(net, x, "2", 0)
+    with pytest.raises(TypeError, match="deconvnet: channel: expected an int, got float"):
+        nn.deconvnet(net, x, 2, 0.0)
+    with pytest.raises(TypeError, match="deconvnet: x: expected a numpy.ndarray, got list"):
+        nn.deconvnet(net, x.tolist(), 2, 0)
     with pytest.raises(TypeError, match="layer Sigmoid has no deconvnet projection"):
         nn.deconvnet(nn.Sequential(nn.Sigmoid()), x, 0, 0)
     with pytest.raises(TypeError, match="model: expected a Sequential"):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import functional as F
-from .._args import conv_padding
+from .._args import conv_padding, integer
 from .layers import (
     BatchNorm2d,
     Conv2d,
@@ -14,7 +14,7 @@ from .layers import (
     MaxPool2d,
     ReLU,
 )
-from .module import Sequential
+from .module import Sequential, _is_array
 
 __all__ = ["deconvnet"]
 
@@ -43,18 +43,44 @@ def _conv_transpose(signal, conv, input_shape):
 
 
 def deconvnet(model, x, layer, channel):
-    """Project feature map `channel` of layer `layer`'s output back to the input.
+    """Project one feature map of a layer's output back to input space (Zeiler & Fergus).
 
-    model: a Sequential (e.g. a cnnkit.models network); x: an input batch (N, C, H, W);
-    layer: index of the layer whose output is projected; channel: the feature map kept
-    (all other maps are zeroed). The projection runs the layers up to `layer` in reverse:
-    a ReLU stays a ReLU, a Conv2d becomes a transposed convolution with the same weights
-    (no bias), a MaxPool2d becomes an unpooling through the switches recorded by this
-    forward pass, a Linear multiplies by its transposed weight, and Flatten is undone.
-    Dropout, LocalResponseNorm and BatchNorm2d pass the signal through. Returns an array
-    of x's shape. The model is run in eval mode and left in the mode it was in.
+    The layers up to `layer` run forward in eval mode; every feature map of that
+    layer's output except `channel` is zeroed; then the layers run in reverse: a ReLU
+    stays a ReLU, a Conv2d becomes a transposed convolution with the same weights (no
+    bias), a MaxPool2d becomes an unpooling through the switches this forward pass
+    recorded, a Linear multiplies by its transposed weight, and Flatten is undone.
+    Dropout, LocalResponseNorm and BatchNorm2d pass the signal through.
+
+    Parameters
+    ----------
+    model : Sequential
+        A flat network, e.g. a cnnkit.models network.
+    x : numpy.ndarray
+        An input batch (N, C, H, W) the model takes.
+    layer : int
+        Index of the layer whose output is projected (negative counts from the end).
+    channel : int
+        The feature map kept, an index into that output's dim 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        The projection, of x's shape. The model is left in the mode it was in.
+
+    Raises
+    ------
+    TypeError
+        A model that is not a Sequential, or holds a layer with no projection; a
+        non-integer layer or channel; a non-array x.
+    ValueError
+        A layer or channel index out of range.
     """
     layers = _layers(model)
+    layer = integer(layer, "deconvnet", "layer")
+    channel = integer(channel, "deconvnet", "channel")
+    if not _is_array(x):
+        raise TypeError(f"deconvnet: x: expected a numpy.ndarray, got {type(x).__name__}")
     if not -len(layers) <= layer < len(layers):
         raise ValueError(f"deconvnet: layer: expected an index into the model's {len(layers)} layers, got {layer}")
     layer %= len(layers)
@@ -68,8 +94,12 @@ def deconvnet(model, x, layer, channel):
             out = m(out)
     finally:
         model.train(was_training)
-    if out.ndim < 2 or not 0 <= channel < out.shape[1]:
-        raise ValueError(f"deconvnet: channel: expected an index below {out.shape[1]}, got {channel}")
+    if out.ndim < 2:
+        raise ValueError(
+            f"deconvnet: layer: expected a layer whose output has channels (N, C, ...), got output shape {out.shape}"
+        )
+    if not 0 <= channel < out.shape[1]:
+        raise ValueError(f"deconvnet: channel: expected an index in [0, {out.shape[1]}), got {channel}")
     signal = np.zeros_like(out)
     signal[:, channel] = out[:, channel]
     for m, input_shape in zip(reversed(layers[: layer + 1]), reversed(inputs)):

@@ -1,5 +1,12 @@
 """Layers: PyTorch's constructor arguments and default initialisation, Torch7's
-explicit forward/backward. All arithmetic goes through cnnkit.functional."""
+explicit forward/backward. All arithmetic goes through cnnkit.functional.
+
+Argument types are normalised by cnnkit._args. Values are checked here at
+construction, so that a bad layer fails where it is built rather than at its first
+forward; the kernels check them again at each call. A forward checks what only the
+layer knows (its input's channels and dtype against its parameters) and names the
+layer, not the kernel's internal operands.
+"""
 
 import math
 
@@ -7,8 +14,8 @@ import numpy as np
 
 from .. import _random
 from .. import functional as F
-from .._args import pair
-from .module import Module, Parameter
+from .._args import conv_padding, integer, pair, real
+from .module import _FLOAT_DTYPES, Module, Parameter, _is_array
 
 __all__ = [
     "Linear",
@@ -29,18 +36,86 @@ __all__ = [
     "LocalResponseNorm",
 ]
 
+_SIGN = {0: "non-negative", 1: "positive"}
 
+
+# ---- constructor arguments ------------------------------------------------------------
 def _float_dtype(dtype, layer):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"{layer}: dtype: expected float32 or float64, got {dtype}")
-    return dtype
+    """float32 or float64 as a numpy dtype; None is the default, float32."""
+    if dtype is None:
+        return np.dtype(np.float32)
+    try:
+        d = np.dtype(dtype)
+    except TypeError:
+        d = None
+    if d is None or d not in _FLOAT_DTYPES:  # (None == np.dtype("float64") is True)
+        got = repr(dtype) if d is None else d
+        raise TypeError(f"{layer}: dtype: expected float32 or float64, got {got}")
+    return d
 
 
-def _positive_int(value, layer, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{layer}: {name}: expected a positive int, got {value!r}")
-    return int(value)
+def _int_arg(value, layer, name, minimum=1):
+    v = integer(value, layer, name)
+    if v < minimum:
+        raise ValueError(f"{layer}: {name}: expected a {_SIGN[minimum]} int, got {v}")
+    return v
+
+
+def _pair_arg(value, layer, name, minimum=1):
+    v = pair(value, layer, name)
+    if min(v) < minimum:
+        raise ValueError(f"{layer}: {name}: expected {_SIGN[minimum]} ints, got {v}")
+    return v
+
+
+def _pool_padding(padding, kernel, layer):
+    """Non-negative, and at most half the kernel (PyTorch's bound, as the kernels check)."""
+    padding = _pair_arg(padding, layer, "padding", 0)
+    half = (kernel[0] // 2, kernel[1] // 2)
+    if padding[0] > half[0] or padding[1] > half[1]:
+        raise ValueError(f"{layer}: padding: expected at most half of kernel_size {kernel}, {half}, got {padding}")
+    return padding
+
+
+def _stride_arg(stride, kernel, layer):
+    """Pooling stride; None (or an empty tuple, as PyTorch takes) means kernel_size."""
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        return kernel
+    return _pair_arg(stride, layer, "stride")
+
+
+# ---- forward inputs ---------------------------------------------------------------------
+def _check_array(x, layer, name="input", floating=True):
+    """x must be an array (float32/float64 when floating)."""
+    if not _is_array(x):
+        kind = "a numpy.ndarray of float32 or float64" if floating else "a numpy.ndarray"
+        raise TypeError(f"{layer}: {name}: expected {kind}, got {type(x).__name__}")
+    if floating and isinstance(x, np.ndarray) and x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{layer}: {name}: expected a float32 or float64 array, got {x.dtype}")
+    return x
+
+
+def _check_ndim(x, layer, ndim, layout, at_least=False):
+    bad = x.ndim < ndim if at_least else x.ndim != ndim
+    if bad:
+        want = f"{ndim} or more dims" if at_least else f"a {ndim}-D array"
+        raise ValueError(f"{layer}: input: expected {want} {layout}, got {x.ndim}-D shape {tuple(x.shape)}")
+
+
+def _check_dtype(x, layer, dtype):
+    """An input of another dtype than the layer's parameters (the kernels take one dtype)."""
+    if dtype is not None and isinstance(x, np.ndarray) and x.dtype != dtype:
+        raise TypeError(
+            f"{layer}: input: expected {dtype} (the dtype of the layer's parameters; convert the input with "
+            f".astype or the layer with .to), got {x.dtype}"
+        )
+
+
+def _check_image(x, layer):
+    """A float NCHW input."""
+    _check_array(x, layer)
+    _check_ndim(x, layer, 4, "(N, C, H, W)")
+    return x
 
 
 def _kaiming_uniform_pair(weight_shape, fan_in, bias_size, dtype):
@@ -59,22 +134,62 @@ def _accumulate(param, grad):
 
 
 class Linear(Module):
-    """y = x W^T + b, with W of shape (out_features, in_features)."""
+    """Fully connected layer: y = x W^T + b.
+
+    Parameters
+    ----------
+    in_features : int
+        Size of each input sample (positive).
+    out_features : int
+        Size of each output sample (positive).
+    bias : bool, default True
+        Whether to learn an additive bias.
+    dtype : numpy.float32 or numpy.float64, default float32
+
+    Attributes
+    ----------
+    weight : Parameter
+        (out_features, in_features), U(-1/sqrt(in_features), 1/sqrt(in_features)).
+    bias : Parameter or None
+        (out_features,), same initialisation.
+
+    Notes
+    -----
+    Shapes: input (..., in_features) -> output (..., out_features); any leading dims.
+
+    Raises
+    ------
+    TypeError
+        Non-integer features, an unsupported dtype; in forward, a non-array input or
+        one of another dtype than the parameters.
+    ValueError
+        Non-positive features; in forward, an input whose last dim is not
+        in_features.
+    """
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
         super().__init__()
-        self.in_features = _positive_int(in_features, "Linear", "in_features")
-        self.out_features = _positive_int(out_features, "Linear", "out_features")
+        self.in_features = _int_arg(in_features, "Linear", "in_features")
+        self.out_features = _int_arg(out_features, "Linear", "out_features")
         dtype = _float_dtype(dtype, "Linear")
         self.weight, self.bias = _kaiming_uniform_pair(
             (self.out_features, self.in_features), self.in_features, self.out_features if bias else None, dtype
         )
 
     def forward(self, x):
+        """Apply the layer to x of shape (..., in_features); returns (..., out_features)."""
+        _check_array(x, "Linear")
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear: input: expected shape (..., {self.in_features}) (in_features = {self.in_features} "
+                f"in the last dim), got shape {tuple(x.shape)}"
+            )
+        _check_dtype(x, "Linear", self.weight.dtype)
         self._save(x)
         return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
 
     def backward(self, grad_output):
+        """Gradient with respect to x; adds to weight.grad and bias.grad."""
         (x,) = self._saved()
         gx, gw, gb = F.linear_backward(grad_output, x, self.weight.data)
         _accumulate(self.weight, gw)
@@ -95,24 +210,33 @@ class _ConvBase(Module):
 
     def _init_channels(self, in_channels, out_channels, groups, kernel_size, stride, dilation, dtype):
         name = type(self).__name__
-        self.in_channels = _positive_int(in_channels, name, "in_channels")
-        self.out_channels = _positive_int(out_channels, name, "out_channels")
-        self.groups = _positive_int(groups, name, "groups")
-        if in_channels % groups or out_channels % groups:
+        self.in_channels = _int_arg(in_channels, name, "in_channels")
+        self.out_channels = _int_arg(out_channels, name, "out_channels")
+        self.groups = _int_arg(groups, name, "groups")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(
-                f"{name}: groups: expected a divisor of in_channels ({in_channels}) and "
-                f"out_channels ({out_channels}), got {groups}"
+                f"{name}: groups: expected a divisor of in_channels ({self.in_channels}) and "
+                f"out_channels ({self.out_channels}), got {self.groups}"
             )
-        self.kernel_size = pair(kernel_size, name, "kernel_size")
-        self.stride = pair(stride, name, "stride")
-        self.dilation = pair(dilation, name, "dilation")
+        self.kernel_size = _pair_arg(kernel_size, name, "kernel_size")
+        self.stride = _pair_arg(stride, name, "stride")
+        self.dilation = _pair_arg(dilation, name, "dilation")
         return _float_dtype(dtype, name)
 
     def forward(self, x):
+        """Apply the layer to x of shape (N, in_channels, H, W)."""
+        name = type(self).__name__
+        _check_image(x, name)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{name}: input: expected shape[1] == in_channels = {self.in_channels}, got shape {tuple(x.shape)}"
+            )
+        _check_dtype(x, name, self.weight.dtype)
         self._save(x)
         return self._op[0](x, self.weight.data, None if self.bias is None else self.bias.data, **self._args())
 
     def backward(self, grad_output):
+        """Gradient with respect to x; adds to weight.grad and bias.grad."""
         (x,) = self._saved()
         gx, gw, gb = self._op[1](grad_output, x, self.weight.data, **self._args())
         _accumulate(self.weight, gw)
@@ -129,7 +253,49 @@ class _ConvBase(Module):
 
 
 class Conv2d(_ConvBase):
-    """2-D convolution; weight (out_channels, in_channels/groups, kH, kW)."""
+    """2-D convolution (cross-correlation), as torch.nn.Conv2d.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Positive; both divisible by groups.
+    kernel_size : int or (int, int)
+        Positive.
+    stride : int or (int, int), default 1
+        Positive.
+    padding : int, (int, int), 'valid' or 'same', default 0
+        Zero padding on each side (non-negative); 'same' needs stride 1.
+    dilation : int or (int, int), default 1
+        Positive.
+    groups : int, default 1
+        Positive divisor of in_channels and out_channels.
+    bias : bool, default True
+    dtype : numpy.float32 or numpy.float64, default float32
+
+    Attributes
+    ----------
+    weight : Parameter
+        (out_channels, in_channels / groups, kH, kW), PyTorch's default
+        initialisation U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels /
+        groups * kH * kW.
+    bias : Parameter or None
+        (out_channels,).
+
+    Notes
+    -----
+    Shapes: input (N, in_channels, H, W) -> output (N, out_channels, H_out, W_out), with
+    H_out = floor((H + 2 padding - dilation (kH - 1) - 1) / stride) + 1.
+
+    Raises
+    ------
+    TypeError
+        A non-integer size, an unsupported dtype; in forward, a non-array input or
+        one of another dtype than the parameters.
+    ValueError
+        A non-positive size, negative padding, groups that do not divide the
+        channels, 'same' with a stride; in forward, an input that is not 4-D or
+        has other than in_channels channels, or is too small for the kernel.
+    """
 
     _op = (F.conv2d, F.conv2d_backward)
     _optional_repr = (("padding", (0, 0)), ("dilation", (1, 1)), ("groups", 1))
@@ -148,11 +314,18 @@ class Conv2d(_ConvBase):
     ):
         super().__init__()
         dtype = self._init_channels(in_channels, out_channels, groups, kernel_size, stride, dilation, dtype)
-        self.padding = padding if isinstance(padding, str) else pair(padding, "Conv2d", "padding")
+        if isinstance(padding, str):
+            conv_padding(padding, self.kernel_size, self.stride, self.dilation, "Conv2d")  # 'valid'/'same' only
+            self.padding = padding
+        else:
+            self.padding = _pair_arg(padding, "Conv2d", "padding", 0)
         kh, kw = self.kernel_size
-        fan_in = in_channels // groups * kh * kw
+        fan_in = self.in_channels // self.groups * kh * kw
         self.weight, self.bias = _kaiming_uniform_pair(
-            (out_channels, in_channels // groups, kh, kw), fan_in, out_channels if bias else None, dtype
+            (self.out_channels, self.in_channels // self.groups, kh, kw),
+            fan_in,
+            self.out_channels if bias else None,
+            dtype,
         )
 
     def _args(self):
@@ -160,7 +333,44 @@ class Conv2d(_ConvBase):
 
 
 class ConvTranspose2d(_ConvBase):
-    """Transposed 2-D convolution; weight (in_channels, out_channels/groups, kH, kW)."""
+    """Transposed 2-D convolution, as torch.nn.ConvTranspose2d.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Positive; both divisible by groups.
+    kernel_size : int or (int, int)
+        Positive.
+    stride : int or (int, int), default 1
+        Positive.
+    padding : int or (int, int), default 0
+        Non-negative; removed from each side of the full output.
+    output_padding : int or (int, int), default 0
+        Non-negative, and smaller than stride or dilation on each axis.
+    groups : int, default 1
+    bias : bool, default True
+    dilation : int or (int, int), default 1
+        Positive.
+    dtype : numpy.float32 or numpy.float64, default float32
+
+    Attributes
+    ----------
+    weight : Parameter
+        (in_channels, out_channels / groups, kH, kW); fan_in for the initialisation
+        is out_channels / groups * kH * kW, as in PyTorch.
+    bias : Parameter or None
+        (out_channels,).
+
+    Notes
+    -----
+    Shapes: input (N, in_channels, H, W) -> output (N, out_channels, H_out, W_out), with
+    H_out = (H - 1) stride - 2 padding + dilation (kH - 1) + output_padding + 1.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As Conv2d; also for an output_padding not smaller than stride or dilation.
+    """
 
     _op = (F.conv_transpose2d, F.conv_transpose2d_backward)
     _optional_repr = (("padding", (0, 0)), ("output_padding", (0, 0)), ("dilation", (1, 1)), ("groups", 1))
@@ -180,13 +390,21 @@ class ConvTranspose2d(_ConvBase):
     ):
         super().__init__()
         dtype = self._init_channels(in_channels, out_channels, groups, kernel_size, stride, dilation, dtype)
-        self.padding = pair(padding, "ConvTranspose2d", "padding")
-        self.output_padding = pair(output_padding, "ConvTranspose2d", "output_padding")
+        self.padding = _pair_arg(padding, "ConvTranspose2d", "padding", 0)
+        self.output_padding = _pair_arg(output_padding, "ConvTranspose2d", "output_padding", 0)
+        if any(op >= s and op >= d for op, s, d in zip(self.output_padding, self.stride, self.dilation)):
+            raise ValueError(
+                f"ConvTranspose2d: output_padding: expected values smaller than stride {self.stride} or dilation "
+                f"{self.dilation}, got {self.output_padding}"
+            )
         kh, kw = self.kernel_size
         # PyTorch computes fan_in from weight.shape[1], i.e. out_channels/groups * kH * kW.
-        fan_in = out_channels // groups * kh * kw
+        fan_in = self.out_channels // self.groups * kh * kw
         self.weight, self.bias = _kaiming_uniform_pair(
-            (in_channels, out_channels // groups, kh, kw), fan_in, out_channels if bias else None, dtype
+            (self.in_channels, self.out_channels // self.groups, kh, kw),
+            fan_in,
+            self.out_channels if bias else None,
+            dtype,
         )
 
     def _args(self):
@@ -200,25 +418,66 @@ class ConvTranspose2d(_ConvBase):
 
 
 class MaxPool2d(Module):
-    """Max pooling that always records its switches (`.switches`, int64, torch's indices)."""
+    """Max pooling that always records its switches, as torch.nn.MaxPool2d.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        Positive.
+    stride : int, (int, int) or None, default None
+        Positive; None means kernel_size.
+    padding : int or (int, int), default 0
+        Implicit -inf padding: non-negative and at most half of kernel_size.
+    dilation : int or (int, int), default 1
+        Positive.
+    return_indices : bool, default False
+        forward returns (output, switches) instead of output.
+    ceil_mode : bool, default False
+        Round the output size up rather than down.
+
+    Attributes
+    ----------
+    switches : numpy.ndarray or None
+        int64, the output's shape: the flat index h * W + w of each window's maximum
+        within its (n, c) plane (torch's indices), from the last forward.
+    input_shape : tuple or None
+        Shape of the last forward's input.
+
+    Notes
+    -----
+    Shapes: input (N, C, H, W) -> output (N, C, H_out, W_out), with H_out =
+    floor((H + 2 padding - dilation (kH - 1) - 1) / stride) + 1 (ceil with ceil_mode).
+
+    Raises
+    ------
+    TypeError
+        Non-integer sizes; in forward, a non-array or non-float input.
+    ValueError
+        Non-positive kernel_size, stride or dilation, bad padding; in forward, an
+        input that is not 4-D or is smaller than the window.
+    """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
-        self.kernel_size = pair(kernel_size, "MaxPool2d", "kernel_size")
-        self.stride = self.kernel_size if stride is None else pair(stride, "MaxPool2d", "stride")
-        self.padding = pair(padding, "MaxPool2d", "padding")
-        self.dilation = pair(dilation, "MaxPool2d", "dilation")
+        self.kernel_size = _pair_arg(kernel_size, "MaxPool2d", "kernel_size")
+        self.stride = _stride_arg(stride, self.kernel_size, "MaxPool2d")
+        self.padding = _pool_padding(padding, self.kernel_size, "MaxPool2d")
+        self.dilation = _pair_arg(dilation, "MaxPool2d", "dilation")
         self.return_indices = bool(return_indices)
         self.ceil_mode = bool(ceil_mode)
         self.switches = None
         self.input_shape = None
 
     def clear_state(self):
+        """Forget the last forward's state, switches and input_shape included."""
         super().clear_state()
         self.switches = None
         self.input_shape = None
 
     def forward(self, x):
+        """Pool x (N, C, H, W); returns the output, or (output, switches) with
+        return_indices."""
+        _check_image(x, "MaxPool2d")
         y, self.switches = F.max_pool2d(
             x,
             self.kernel_size,
@@ -228,11 +487,12 @@ class MaxPool2d(Module):
             ceil_mode=self.ceil_mode,
             return_indices=True,
         )
-        self.input_shape = x.shape
-        self._save(self.switches, x.shape)
+        self.input_shape = tuple(x.shape)
+        self._save(self.switches, self.input_shape)
         return (y, self.switches) if self.return_indices else y
 
     def backward(self, grad_output):
+        """Gradient with respect to x: grad_output routed to the switches' inputs."""
         switches, input_shape = self._saved()
         return F.max_pool2d_backward(grad_output, switches, input_shape)
 
@@ -246,8 +506,29 @@ class MaxPool2d(Module):
 
 
 class MaxUnpool2d(Module):
-    """Unpooling through the switches of the MaxPool2d it is paired with; the output
-    has the pool's input size unless `output_size` is given."""
+    """Unpooling through the switches of the MaxPool2d it is paired with.
+
+    Parameters
+    ----------
+    pool : MaxPool2d
+        The pool whose last forward's switches, kernel_size, stride and padding are
+        used. It is referenced, not owned (not a submodule).
+
+    Notes
+    -----
+    Shapes: input: the pool's output shape (N, C, H_out, W_out) -> output (N, C, H, W), the
+    pool's input size unless output_size is given.
+
+    Raises
+    ------
+    TypeError
+        If pool is not a MaxPool2d; in forward, a non-array input.
+    RuntimeError
+        In forward, if the pool has not run forward.
+    ValueError
+        In forward, an input whose shape is not that of the pool's output, or an
+        output_size the switches do not fit.
+    """
 
     def __init__(self, pool):
         super().__init__()
@@ -256,16 +537,36 @@ class MaxUnpool2d(Module):
         object.__setattr__(self, "pool", pool)  # a reference, not a child: it is not part of this module
 
     def forward(self, x, output_size=None):
+        """Scatter x to the positions the pool's switches name; zeros elsewhere.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Of the pool's output shape.
+        output_size : (H, W) or (N, C, H, W), optional
+            Default: the pool's input size.
+        """
         pool = self.pool
         if pool.switches is None:
             raise RuntimeError("MaxUnpool2d.forward: its MaxPool2d has not run forward yet (no switches)")
+        _check_image(x, "MaxUnpool2d")
+        switches = pool.switches
+        if tuple(x.shape) != switches.shape:
+            raise ValueError(
+                f"MaxUnpool2d: input: expected shape {switches.shape} (the output of its MaxPool2d's last forward), "
+                f"got {tuple(x.shape)}"
+            )
         if output_size is None:
             output_size = pool.input_shape[-2:]
-        switches = pool.switches
+        elif not isinstance(output_size, (tuple, list)):
+            raise TypeError(
+                f"MaxUnpool2d: output_size: expected (H, W) or (N, C, H, W), got {type(output_size).__name__}"
+            )
         self._save(switches)
         return F.max_unpool2d(x, switches, pool.kernel_size, pool.stride, pool.padding, output_size=output_size)
 
     def backward(self, grad_output):
+        """Gradient with respect to x: grad_output gathered at the switches."""
         (switches,) = self._saved()
         return F.max_unpool2d_backward(grad_output, switches)
 
@@ -274,11 +575,40 @@ class MaxUnpool2d(Module):
 
 
 class AvgPool2d(Module):
+    """Average pooling, as torch.nn.AvgPool2d.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        Positive.
+    stride : int, (int, int) or None, default None
+        Positive; None means kernel_size.
+    padding : int or (int, int), default 0
+        Zero padding: non-negative and at most half of kernel_size.
+    ceil_mode : bool, default False
+        Round the output size up rather than down.
+    count_include_pad : bool, default True
+        Whether the padding counts in each window's divisor.
+
+    Notes
+    -----
+    Shapes: input (N, C, H, W) -> output (N, C, H_out, W_out), with H_out =
+    floor((H + 2 padding - kH) / stride) + 1 (ceil with ceil_mode).
+
+    Raises
+    ------
+    TypeError
+        Non-integer sizes; in forward, a non-array or non-float input.
+    ValueError
+        Non-positive kernel_size or stride, bad padding; in forward, an input that
+        is not 4-D or is smaller than the window.
+    """
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
         super().__init__()
-        self.kernel_size = pair(kernel_size, "AvgPool2d", "kernel_size")
-        self.stride = self.kernel_size if stride is None else pair(stride, "AvgPool2d", "stride")
-        self.padding = pair(padding, "AvgPool2d", "padding")
+        self.kernel_size = _pair_arg(kernel_size, "AvgPool2d", "kernel_size")
+        self.stride = _stride_arg(stride, self.kernel_size, "AvgPool2d")
+        self.padding = _pool_padding(padding, self.kernel_size, "AvgPool2d")
         self.ceil_mode = bool(ceil_mode)
         self.count_include_pad = bool(count_include_pad)
 
@@ -292,10 +622,13 @@ class AvgPool2d(Module):
         )
 
     def forward(self, x):
-        self._save(x.shape)
+        """Average-pool x (N, C, H, W)."""
+        _check_image(x, "AvgPool2d")
+        self._save(tuple(x.shape))
         return F.avg_pool2d(x, **self._args())
 
     def backward(self, grad_output):
+        """Gradient with respect to x."""
         (input_shape,) = self._saved()
         return F.avg_pool2d_backward(grad_output, input_shape, **self._args())
 
@@ -304,24 +637,54 @@ class AvgPool2d(Module):
 
 
 class LPPool2d(Module):
-    """Power-average pooling (L2 pooling for norm_type 2), PyTorch's definition:
-    (sum over the window of x^p)^(1/p)."""
+    """Power-average pooling, PyTorch's definition: (sum over the window of x^p)^(1/p);
+    L2 pooling for norm_type 2.
+
+    Parameters
+    ----------
+    norm_type : float
+        The power p: non-zero; inf gives the max of |x|.
+    kernel_size : int or (int, int)
+        Positive.
+    stride : int, (int, int) or None, default None
+        Positive; None means kernel_size.
+    ceil_mode : bool, default False
+
+    Notes
+    -----
+    Shapes: input (N, C, H, W) -> output (N, C, H_out, W_out), with H_out =
+    floor((H - kH) / stride) + 1 (ceil with ceil_mode).
+
+    Raises
+    ------
+    TypeError
+        A non-real norm_type, non-integer sizes; in forward, a non-array or
+        non-float input.
+    ValueError
+        norm_type zero or NaN, non-positive sizes; in forward, an input that is not
+        4-D or is smaller than the window.
+    """
 
     def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
         super().__init__()
-        self.norm_type = float(norm_type)
-        self.kernel_size = pair(kernel_size, "LPPool2d", "kernel_size")
-        self.stride = self.kernel_size if stride is None else pair(stride, "LPPool2d", "stride")
+        self.norm_type = real(norm_type, "LPPool2d", "norm_type")
+        if not (self.norm_type < 0 or self.norm_type > 0):
+            raise ValueError(f"LPPool2d: norm_type: expected a non-zero number, got {self.norm_type}")
+        self.kernel_size = _pair_arg(kernel_size, "LPPool2d", "kernel_size")
+        self.stride = _stride_arg(stride, self.kernel_size, "LPPool2d")
         self.ceil_mode = bool(ceil_mode)
 
     def _args(self):
         return dict(norm_type=self.norm_type, kernel_size=self.kernel_size, stride=self.stride, ceil_mode=self.ceil_mode)
 
     def forward(self, x):
+        """Pool x (N, C, H, W)."""
+        _check_image(x, "LPPool2d")
         self._save(x)
         return F.lp_pool2d(x, **self._args())
 
     def backward(self, grad_output):
+        """Gradient with respect to x (zero for windows whose power sum is zero)."""
         (x,) = self._saved()
         return F.lp_pool2d_backward(grad_output, x, **self._args())
 
@@ -330,50 +693,123 @@ class LPPool2d(Module):
 
 
 class ReLU(Module):
+    """max(x, 0) elementwise; NaN stays NaN.
+
+    Notes
+    -----
+    Shapes: Any shape; the output has the input's.
+
+    Raises
+    ------
+    TypeError
+        In forward, a non-array or non-float input.
+    """
+
     def forward(self, x):
+        """Apply ReLU to x (float32 or float64, any shape)."""
+        _check_array(x, "ReLU")
         self._save(x)
         return F.relu(x)
 
     def backward(self, grad_output):
+        """grad_output where the input was positive (or NaN), else 0."""
         (x,) = self._saved()
         return F.relu_backward(grad_output, x)
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x)) elementwise.
+
+    Notes
+    -----
+    Shapes: Any shape; the output has the input's.
+
+    Raises
+    ------
+    TypeError
+        In forward, a non-array or non-float input.
+    """
+
     def forward(self, x):
+        """Apply the sigmoid to x (float32 or float64, any shape)."""
+        _check_array(x, "Sigmoid")
         y = F.sigmoid(x)
         self._save(y)
         return y
 
     def backward(self, grad_output):
+        """grad_output * y * (1 - y)."""
         (y,) = self._saved()
         return F.sigmoid_backward(grad_output, y)
 
 
 class Tanh(Module):
+    """Hyperbolic tangent elementwise.
+
+    Notes
+    -----
+    Shapes: Any shape; the output has the input's.
+
+    Raises
+    ------
+    TypeError
+        In forward, a non-array or non-float input.
+    """
+
     def forward(self, x):
+        """Apply tanh to x (float32 or float64, any shape)."""
+        _check_array(x, "Tanh")
         y = F.tanh(x)
         self._save(y)
         return y
 
     def backward(self, grad_output):
+        """grad_output * (1 - y^2)."""
         (y,) = self._saved()
         return F.tanh_backward(grad_output, y)
 
 
+def _check_dim(x, layer, dim):
+    r = max(1, x.ndim)
+    if not -r <= dim < r:
+        # IndexError, as the functional op and PyTorch raise for a dim out of range.
+        raise IndexError(f"{layer}: dim: expected a value in [{-r}, {r - 1}] for a {x.ndim}-D input, got {dim}")
+
+
 class Softmax(Module):
-    """Softmax along dim (default -1, the last axis; pass dim=1 for the channels of NCHW)."""
+    """Softmax along one dim.
+
+    Parameters
+    ----------
+    dim : int, default -1
+        The axis to normalise (the last; pass 1 for the channels of NCHW).
+
+    Notes
+    -----
+    Shapes: Any shape; the output has the input's.
+
+    Raises
+    ------
+    TypeError
+        A non-integer dim; in forward, a non-array or non-float input.
+    IndexError
+        In forward, a dim out of range for the input.
+    """
 
     def __init__(self, dim=-1):
         super().__init__()
-        self.dim = dim
+        self.dim = integer(dim, "Softmax", "dim")
 
     def forward(self, x):
+        """Softmax of x along dim."""
+        _check_array(x, "Softmax")
+        _check_dim(x, "Softmax", self.dim)
         y = F.softmax(x, dim=self.dim)
         self._save(y)
         return y
 
     def backward(self, grad_output):
+        """y * (grad_output - sum(grad_output * y)) along dim."""
         (y,) = self._saved()
         return F.softmax_backward(grad_output, y, dim=self.dim)
 
@@ -382,16 +818,39 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
+    """log(softmax(x)) along one dim, computed stably.
+
+    Parameters
+    ----------
+    dim : int, default -1
+        The axis to normalise.
+
+    Notes
+    -----
+    Shapes: Any shape; the output has the input's.
+
+    Raises
+    ------
+    TypeError
+        A non-integer dim; in forward, a non-array or non-float input.
+    IndexError
+        In forward, a dim out of range for the input.
+    """
+
     def __init__(self, dim=-1):
         super().__init__()
-        self.dim = dim
+        self.dim = integer(dim, "LogSoftmax", "dim")
 
     def forward(self, x):
+        """Log-softmax of x along dim."""
+        _check_array(x, "LogSoftmax")
+        _check_dim(x, "LogSoftmax", self.dim)
         y = F.log_softmax(x, dim=self.dim)
         self._save(y)
         return y
 
     def backward(self, grad_output):
+        """grad_output - exp(y) * sum(grad_output) along dim."""
         (y,) = self._saved()
         return F.log_softmax_backward(grad_output, y, dim=self.dim)
 
@@ -400,39 +859,104 @@ class LogSoftmax(Module):
 
 
 class Flatten(Module):
-    """Merges dims start_dim..end_dim (default: all but the batch dim)."""
+    """Merges dims start_dim..end_dim into one, as torch.nn.Flatten.
+
+    Parameters
+    ----------
+    start_dim : int, default 1
+        First dim to merge (the default keeps the batch dim).
+    end_dim : int, default -1
+        Last dim to merge (inclusive).
+
+    Notes
+    -----
+    Shapes: input (N, *dims) -> output (N, prod(dims)) with the defaults. Any dtype.
+
+    Raises
+    ------
+    TypeError
+        Non-integer dims; in forward, a non-array input.
+    ValueError
+        start_dim after end_dim; in forward, an input with too few dims for them.
+    """
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
-        self.start_dim = start_dim
-        self.end_dim = end_dim
+        self.start_dim = integer(start_dim, "Flatten", "start_dim")
+        self.end_dim = integer(end_dim, "Flatten", "end_dim")
+        if (self.start_dim < 0) == (self.end_dim < 0) and self.start_dim > self.end_dim:
+            raise ValueError(
+                f"Flatten: start_dim: expected a dim at or before end_dim ({self.end_dim}), got {self.start_dim}"
+            )
 
     def forward(self, x):
-        shape = x.shape
-        start = self.start_dim % len(shape)
-        end = self.end_dim % len(shape)
-        merged = int(np.prod(shape[start : end + 1], dtype=np.int64))
+        """Reshape x (a view where possible)."""
+        _check_array(x, "Flatten", floating=False)
+        shape = tuple(x.shape)
+        # A 0-d input counts as 1-d, as in torch.flatten.
+        ndim = max(1, len(shape))
+        need = max(d + 1 if d >= 0 else -d for d in (self.start_dim, self.end_dim))
+        if ndim < need:
+            raise ValueError(
+                f"Flatten: input: expected {need} or more dims for start_dim={self.start_dim}, "
+                f"end_dim={self.end_dim}, got {len(shape)}-D shape {shape}"
+            )
+        start, end = self.start_dim % ndim, self.end_dim % ndim
+        if start > end:
+            raise ValueError(
+                f"Flatten: start_dim: expected a dim at or before end_dim ({self.end_dim}) for a "
+                f"{len(shape)}-D input, got {self.start_dim}"
+            )
         self._save(shape)
+        if not shape:
+            return x.reshape(1)
+        merged = int(np.prod(shape[start : end + 1], dtype=np.int64))
         # Explicit sizes rather than -1, so that an empty batch keeps its shape.
         return x.reshape(shape[:start] + (merged,) + shape[end + 1 :])
 
     def backward(self, grad_output):
+        """grad_output reshaped to the input's shape."""
         (shape,) = self._saved()
         return grad_output.reshape(shape)
 
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
 
 class Dropout(Module):
-    """Inverted dropout: in training, zeroes each element with probability p and scales
-    the rest by 1/(1-p); the identity in eval mode. Masks come from cnnkit's random
-    stream (cnnkit.manual_seed)."""
+    """Inverted dropout.
+
+    In training, each element is zeroed with probability p and the rest are scaled by
+    1 / (1 - p); in eval mode it is the identity. Masks come from cnnkit's random
+    stream (cnnkit.manual_seed).
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Probability of zeroing, in [0, 1).
+
+    Notes
+    -----
+    Shapes: Any shape; the output has the input's.
+
+    Raises
+    ------
+    TypeError
+        A non-real p; in forward, a non-array or non-float input.
+    ValueError
+        p outside [0, 1).
+    """
 
     def __init__(self, p=0.5):
         super().__init__()
+        p = real(p, "Dropout", "p")
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p: expected a probability in [0, 1), got {p}")
-        self.p = float(p)
+        self.p = p
 
     def forward(self, x):
+        """Drop elements of x (training) or return x itself (eval, or p = 0)."""
+        _check_array(x, "Dropout")
         if not self.training or self.p == 0.0:
             self._save(None)
             return x
@@ -441,6 +965,7 @@ class Dropout(Module):
         return y
 
     def backward(self, grad_output):
+        """grad_output * mask / (1 - p); grad_output itself in eval mode."""
         (mask,) = self._saved()
         if mask is None:
             return grad_output
@@ -451,26 +976,77 @@ class Dropout(Module):
 
 
 class BatchNorm2d(Module):
-    """Batch norm over (N, H, W) per channel; running stats (buffers) as in PyTorch."""
+    """Batch norm over (N, H, W) for each channel, as torch.nn.BatchNorm2d.
+
+    Parameters
+    ----------
+    num_features : int
+        Number of channels C (positive).
+    eps : float, default 1e-5
+        Added to the variance (non-negative).
+    momentum : float, default 0.1
+        Weight of the batch statistic in the running statistics, in [0, 1].
+    affine : bool, default True
+        Learn a scale (weight, ones) and a shift (bias, zeros).
+    track_running_stats : bool, default True
+        Keep running_mean and running_var (buffers) and use them in eval mode;
+        without them batch statistics are used in both modes.
+    dtype : numpy.float32 or numpy.float64, default float32
+
+    Notes
+    -----
+    Shapes: input (N, num_features, H, W) -> output of the same shape.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric arguments, an unsupported dtype; in forward, a non-array input
+        or one of another dtype than the layer.
+    ValueError
+        Bad values; in forward, an input that is not 4-D or has other than
+        num_features channels, or one value per channel in training.
+    """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=np.float32):
         super().__init__()
-        self.num_features = _positive_int(num_features, "BatchNorm2d", "num_features")
-        self.eps = float(eps)
-        self.momentum = float(momentum)
+        self.num_features = _int_arg(num_features, "BatchNorm2d", "num_features")
+        self.eps = real(eps, "BatchNorm2d", "eps")
+        if not self.eps >= 0:
+            raise ValueError(f"BatchNorm2d: eps: expected a non-negative value, got {self.eps}")
+        self.momentum = real(momentum, "BatchNorm2d", "momentum")
+        if not 0 <= self.momentum <= 1:
+            raise ValueError(f"BatchNorm2d: momentum: expected a value in [0, 1], got {self.momentum}")
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         dtype = _float_dtype(dtype, "BatchNorm2d")
-        self.weight = Parameter(np.ones(num_features, dtype)) if self.affine else None
-        self.bias = Parameter(np.zeros(num_features, dtype)) if self.affine else None
+        n = self.num_features
+        self.weight = Parameter(np.ones(n, dtype)) if self.affine else None
+        self.bias = Parameter(np.zeros(n, dtype)) if self.affine else None
         if self.track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype))
+            self.register_buffer("running_mean", np.zeros(n, dtype))
+            self.register_buffer("running_var", np.ones(n, dtype))
         else:
             self.running_mean = None
             self.running_var = None
+        # The dtype when there is neither a parameter nor a buffer to carry it.
+        self._dtype = dtype
+
+    def _layer_dtype(self):
+        for a in (self.weight, self.running_mean):
+            if a is not None:
+                return a.dtype
+        return self._dtype
 
     def forward(self, x):
+        """Normalise x (N, C, H, W) with the batch's statistics (training, updating
+        the running ones) or the running statistics (eval)."""
+        _check_image(x, "BatchNorm2d")
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"BatchNorm2d: input: expected shape[1] == num_features = {self.num_features}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        _check_dtype(x, "BatchNorm2d", self._layer_dtype())
         gamma = self.weight.data if self.affine else None
         beta = self.bias.data if self.affine else None
         use_batch_stats = self.training or not self.track_running_stats
@@ -488,6 +1064,7 @@ class BatchNorm2d(Module):
         return y
 
     def backward(self, grad_output):
+        """Gradient with respect to x; adds to weight.grad and bias.grad."""
         (saved,) = self._saved()
         gx, gg, gb = F.batch_norm_backward(grad_output, saved)
         if self.affine:
@@ -500,23 +1077,49 @@ class BatchNorm2d(Module):
 
 
 class LocalResponseNorm(Module):
-    """Across-channel LRN, PyTorch's definition (alpha is divided by size)."""
+    """Across-channel local response normalisation, PyTorch's definition:
+    y = x / (k + alpha / size * sum of x^2 over size neighbouring channels)^beta.
+
+    Parameters
+    ----------
+    size : int
+        Number of channels in each window (positive).
+    alpha : float, default 1e-4
+    beta : float, default 0.75
+    k : float, default 1.0
+
+    Notes
+    -----
+    Shapes: input (N, C, ...) with 3 or more dims -> output of the same shape.
+
+    Raises
+    ------
+    TypeError
+        A non-integer size or non-real alpha, beta or k; in forward, a non-array or
+        non-float input.
+    ValueError
+        A non-positive size; in forward, an input of fewer than 3 dims.
+    """
 
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
         super().__init__()
-        self.size = _positive_int(size, "LocalResponseNorm", "size")
-        self.alpha = float(alpha)
-        self.beta = float(beta)
-        self.k = float(k)
+        self.size = _int_arg(size, "LocalResponseNorm", "size")
+        self.alpha = real(alpha, "LocalResponseNorm", "alpha")
+        self.beta = real(beta, "LocalResponseNorm", "beta")
+        self.k = real(k, "LocalResponseNorm", "k")
 
     def _args(self):
         return dict(size=self.size, alpha=self.alpha, beta=self.beta, k=self.k)
 
     def forward(self, x):
+        """Normalise x (N, C, ...) across channels."""
+        _check_array(x, "LocalResponseNorm")
+        _check_ndim(x, "LocalResponseNorm", 3, "(N, C, ...)", at_least=True)
         self._save(x)
         return F.local_response_norm(x, **self._args())
 
     def backward(self, grad_output):
+        """Gradient with respect to x."""
         (x,) = self._saved()
         return F.local_response_norm_backward(grad_output, x, **self._args())
 

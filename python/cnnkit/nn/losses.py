@@ -1,10 +1,12 @@
 """Losses: `loss = crit(output, target)` returns a float (an array for
 reduction='none'); `crit.backward()` returns the gradient with respect to `output`."""
 
+import numbers
+
 import numpy as np
 
 from .. import functional as F
-from .module import Module
+from .module import Module, _is_array
 
 __all__ = ["CrossEntropyLoss", "MSELoss"]
 
@@ -12,21 +14,66 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 class _Loss(Module):
-    """The target is validated by the functional op (its batch size must match)."""
+    """The target's shape and values are validated by the functional op."""
+
+    # backward takes a scale (a number, or per-element weights), not an output gradient
+    _check_grad_output = False
 
     def __init__(self, reduction="mean"):
         super().__init__()
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"{type(self).__name__}: reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+        if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+            error = TypeError if not isinstance(reduction, str) else ValueError
+            raise error(f"{type(self).__name__}: reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
+
+    def _check_operands(self, output, target):
+        name = type(self).__name__
+        for arg, value in (("output", output), ("target", target)):
+            if not _is_array(value):
+                raise TypeError(f"{name}: {arg}: expected a numpy.ndarray, got {type(value).__name__}")
 
     def _result(self, loss):
         return float(loss) if self.reduction != "none" else loss
 
     def backward(self, grad_output=1.0):
-        """Gradient with respect to the output; grad_output scales it (a scalar, or an
-        array of per-element weights for reduction='none')."""
-        grad = self._gradient(*self._saved())
+        """Gradient of the loss with respect to forward's output.
+
+        Parameters
+        ----------
+        grad_output : float or numpy.ndarray, default 1.0
+            Scale of the gradient: a real number, or for reduction='none' also an
+            array of per-element weights of the loss's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Of the output's shape and dtype.
+
+        Raises
+        ------
+        RuntimeError
+            Before forward.
+        TypeError
+            A grad_output that is not a real number (or, for 'none', an array).
+        ValueError
+            For 'none', an array grad_output of another shape than the loss.
+        """
+        name = type(self).__name__
+        (output, target) = self._saved()
+        if isinstance(grad_output, np.ndarray) and grad_output.ndim:
+            expected = self.__dict__.get("_forward_output_shape")
+            if self.reduction != "none":
+                raise TypeError(
+                    f"{name}.backward: grad_output: expected a real number for reduction={self.reduction!r}, "
+                    f"got an array of shape {grad_output.shape}"
+                )
+            if grad_output.shape != expected:
+                raise ValueError(
+                    f"{name}.backward: grad_output: expected shape {expected} (the loss's), got {grad_output.shape}"
+                )
+        elif isinstance(grad_output, bool) or not isinstance(grad_output, (numbers.Real, np.ndarray)):
+            raise TypeError(f"{name}.backward: grad_output: expected a real number, got {type(grad_output).__name__}")
+        grad = self._gradient(output, target)
         if np.isscalar(grad_output) and grad_output == 1.0:
             return grad
         scale = np.asarray(grad_output, dtype=grad.dtype)
@@ -39,9 +86,31 @@ class _Loss(Module):
 
 
 class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy of logits (N, C) against integer class targets (N,)."""
+    """Softmax cross-entropy of logits against integer class targets.
+
+    Parameters
+    ----------
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        'none' gives the (N,) per-sample losses.
+
+    Notes
+    -----
+    Shapes: output (N, C) float32 or float64 logits, target (N,) integer class
+    indices in [0, C). forward returns a float ('mean', 'sum') or an (N,) array
+    ('none'); backward returns the (N, C) gradient with respect to the logits.
+
+    Raises
+    ------
+    TypeError
+        A non-string reduction; in forward, a non-array output or target.
+    ValueError
+        An unknown reduction; in forward, shapes that do not match or class
+        indices out of range.
+    """
 
     def forward(self, output, target):
+        """The loss of logits output (N, C) against targets (N,)."""
+        self._check_operands(output, target)
         loss = F.cross_entropy(output, target, reduction=self.reduction)
         self._save(output, target)
         return self._result(loss)
@@ -51,9 +120,30 @@ class CrossEntropyLoss(_Loss):
 
 
 class MSELoss(_Loss):
-    """Mean squared error between output and a target of the same shape."""
+    """Mean squared error between output and a target of the same shape.
+
+    Parameters
+    ----------
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        'none' gives the elementwise squared errors.
+
+    Notes
+    -----
+    Shapes: output and target of one shape and dtype (float32 or float64). forward
+    returns a float ('mean', 'sum') or an array of that shape ('none'); backward
+    returns the gradient with respect to output, of its shape.
+
+    Raises
+    ------
+    TypeError
+        A non-string reduction; in forward, a non-array output or target.
+    ValueError
+        An unknown reduction; in forward, shapes that do not match.
+    """
 
     def forward(self, output, target):
+        """The loss of output against target (same shape)."""
+        self._check_operands(output, target)
         loss = F.mse_loss(output, target, reduction=self.reduction)
         self._save(output, target)
         return self._result(loss)

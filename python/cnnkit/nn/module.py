@@ -1,45 +1,207 @@
 """Torch7-style modules: `forward` keeps what `backward` needs; `backward(grad_out)`
-returns the input gradient and accumulates parameter gradients into `.grad`."""
+returns the input gradient and accumulates parameter gradients into `.grad`.
 
+The base class guards every subclass's `forward` and `backward` (see
+`Module.__init_subclass__`): a forward that raises leaves no saved state behind, a
+backward before forward is a RuntimeError, and a grad_output whose shape is not that of
+the forward's output is a ValueError naming the layer.
+"""
+
+import functools
+import os
 from collections import OrderedDict
 
 import numpy as np
 
 __all__ = ["Parameter", "Module", "Sequential"]
 
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_array(x):
+    """An array the kernels take: a NumPy array, or a device array (CuPy) that
+    cnnkit.functional checks itself."""
+    return isinstance(x, np.ndarray) or hasattr(x, "__cuda_array_interface__")
+
 
 class Parameter:
-    """A trainable array `.data` with its accumulated gradient `.grad` (same shape and dtype)."""
+    """A trainable array with its accumulated gradient.
+
+    Parameter is array-like: ``np.asarray(p)`` is ``p.data`` itself (no copy), and
+    ``p.shape``, ``p.dtype``, ``p.size`` and ``p.ndim`` are those of ``p.data``.
+
+    Parameters
+    ----------
+    data : array_like
+        The initial value, float32 or float64; stored as a C-contiguous ndarray.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        The value. Optimisers update it in place.
+    grad : numpy.ndarray
+        The accumulated gradient, same shape and dtype as ``data``; ``backward`` adds
+        to it and ``Module.zero_grad`` resets it.
+
+    Raises
+    ------
+    TypeError
+        If data is not a float32 or float64 array.
+    """
 
     __slots__ = ("data", "grad")
 
     def __init__(self, data):
-        self.data = np.ascontiguousarray(data)
-        self.grad = np.zeros_like(self.data)
+        array = np.ascontiguousarray(data)
+        if array.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"Parameter: data: expected a float32 or float64 array, got {array.dtype}")
+        self.data = array
+        self.grad = np.zeros_like(array)
 
     @property
     def shape(self):
+        """tuple of int: shape of ``data`` (read-only)."""
         return self.data.shape
 
     @property
     def dtype(self):
+        """numpy.dtype: dtype of ``data`` (read-only)."""
         return self.data.dtype
 
     @property
     def size(self):
+        """int: number of elements of ``data`` (read-only)."""
         return self.data.size
+
+    @property
+    def ndim(self):
+        """int: number of dimensions of ``data`` (read-only)."""
+        return self.data.ndim
+
+    def __array__(self, dtype=None, copy=None):
+        """The NumPy array protocol (NumPy 2's signature; NumPy 1 passes dtype only).
+
+        Parameters
+        ----------
+        dtype : data-type, optional
+            Convert to this dtype (a copy, unless it is ``data``'s dtype).
+        copy : bool or None, optional
+            True: always a copy. None: ``data`` itself unless dtype needs a copy.
+            False: never a copy.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``data``, or a converted copy of it.
+
+        Raises
+        ------
+        ValueError
+            If copy is False and dtype differs from ``data``'s dtype.
+        """
+        array = self.data
+        if dtype is not None and np.dtype(dtype) != array.dtype:
+            if copy is False:
+                raise ValueError(
+                    f"Parameter.__array__: copy: converting {array.dtype} to {np.dtype(dtype)} needs a copy, "
+                    "got copy=False"
+                )
+            return array.astype(dtype)
+        return array.copy() if copy else array
 
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
+def _output_shape(out):
+    """The shape that backward's grad_output must have: that of forward's result (its
+    first item for a tuple such as MaxPool2d's (y, switches)); None when the result is
+    not an array (a loss's float)."""
+    y = out[0] if isinstance(out, tuple) and out else out
+    return tuple(y.shape) if _is_array(y) else None
+
+
+def _guard_forward(fn):
+    @functools.wraps(fn)
+    def forward(self, *args, **kwargs):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call Module.__init__() before forward")
+        object.__setattr__(self, "_forwarded", False)
+        try:
+            out = fn(self, *args, **kwargs)
+        except BaseException:
+            # A failed forward must not leave a previous forward's state (or a partial
+            # one: a Sequential's earlier children) for backward to use.
+            for m in self.modules():
+                m.clear_state()
+            raise
+        object.__setattr__(self, "_forwarded", True)
+        object.__setattr__(self, "_forward_output_shape", _output_shape(out))
+        return out
+
+    forward._cnnkit_guarded = True
+    return forward
+
+
+def _guard_backward(fn):
+    @functools.wraps(fn)
+    def backward(self, *args, **kwargs):
+        name = type(self).__name__
+        if not self.__dict__.get("_forwarded"):
+            raise RuntimeError(f"{name}.backward: called before forward (or after a forward that raised)")
+        expected = self.__dict__.get("_forward_output_shape")
+        if self._check_grad_output and expected is not None and (args or "grad_output" in kwargs):
+            g = args[0] if args else kwargs["grad_output"]
+            if not _is_array(g):
+                raise TypeError(
+                    f"{name}.backward: grad_output: expected an array of shape {expected} (forward's output), "
+                    f"got {type(g).__name__}"
+                )
+            if tuple(g.shape) != expected:
+                raise ValueError(
+                    f"{name}.backward: grad_output: expected shape {expected} (forward's output), got {tuple(g.shape)}"
+                )
+        return fn(self, *args, **kwargs)
+
+    backward._cnnkit_guarded = True
+    return backward
+
+
 class Module:
-    """Base class. Subclasses implement `forward(x)` and `backward(grad_out)`.
+    """Base class of layers, losses and containers.
+
+    Subclasses implement ``forward(x)``, which keeps what backward needs (through
+    ``_save``), and ``backward(grad_output)``, which returns the gradient with respect
+    to the input and adds the parameter gradients to each ``Parameter.grad``. Calling a
+    module calls ``forward``.
 
     Attributes that are `Parameter`s or `Module`s are registered automatically, in
-    assignment order; `register_buffer` registers non-trainable state (running stats)
-    that `state_dict` saves.
+    assignment order; ``register_buffer`` registers non-trainable state (running
+    statistics) that ``state_dict`` saves.
+
+    Every subclass's forward and backward are guarded by the base class:
+
+    - a forward that raises clears the saved state of the module and of all its
+      submodules, so no stale state from an earlier forward reaches backward;
+    - backward before forward (or after a forward that raised) raises RuntimeError;
+    - backward checks that grad_output is an array of the forward output's shape
+      (ValueError or TypeError naming the module otherwise). Losses, whose backward
+      takes a scale, set ``_check_grad_output = False``.
+
+    Attributes
+    ----------
+    training : bool
+        True in training mode (the default), False after ``eval()``.
     """
+
+    _check_grad_output = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, guard in (("forward", _guard_forward), ("backward", _guard_backward)):
+            fn = cls.__dict__.get(name)
+            if callable(fn) and not getattr(fn, "_cnnkit_guarded", False):
+                setattr(cls, name, guard(fn))
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -47,6 +209,8 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, "_forwarded", False)
+        object.__setattr__(self, "_forward_output_shape", None)
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
@@ -62,14 +226,39 @@ class Module:
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name, array):
+        """Register non-trainable state that ``state_dict`` saves and ``to`` converts.
+
+        Parameters
+        ----------
+        name : str
+            Attribute name of the buffer.
+        array : numpy.ndarray
+            Its value (e.g. BatchNorm2d's running_mean).
+        """
         self._buffers[name] = array
         object.__setattr__(self, name, array)
 
     # -- computation -----------------------------------------------------------------
     def forward(self, *args):
+        """Compute the output and keep what backward needs. Implemented by subclasses.
+
+        Raises
+        ------
+        NotImplementedError
+            In the base class.
+        """
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
     def backward(self, grad_output):
+        """Return the gradient with respect to forward's input, given grad_output (the
+        gradient with respect to its output, of the output's shape), and add the
+        parameter gradients to each ``Parameter.grad``. Implemented by subclasses.
+
+        Raises
+        ------
+        NotImplementedError
+            In the base class.
+        """
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
     def __call__(self, *args, **kwargs):
@@ -80,73 +269,127 @@ class Module:
         self._cache = values
 
     def clear_state(self):
-        """Forget what the last forward kept (backward then needs a new forward)."""
-        self._cache = None
+        """Forget what the last forward kept; backward then needs a new forward.
+
+        Subclasses that keep more state (MaxPool2d's switches) extend it.
+        """
+        object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, "_forwarded", False)
+        object.__setattr__(self, "_forward_output_shape", None)
 
     def _saved(self):
         """What forward kept; an error if forward has not run."""
         if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward: called before forward")
+            raise RuntimeError(f"{type(self).__name__}.backward: called before forward (or after a forward that raised)")
         return self._cache
 
     # -- traversal -------------------------------------------------------------------
     def children(self):
+        """Iterate over the direct submodules, in registration order."""
         return iter(self._modules.values())
 
     def named_modules(self, prefix=""):
+        """Iterate over (dotted name, module) for this module and every submodule,
+        depth first; this module's name is prefix (empty by default)."""
         yield prefix, self
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self):
+        """Iterate over this module and every submodule, depth first."""
         for _, m in self.named_modules():
             yield m
 
     def named_parameters(self, prefix=""):
+        """Iterate over (dotted name, Parameter), e.g. ``("0.weight", p)``."""
         for mod_name, module in self.named_modules(prefix):
             for name, p in module._parameters.items():
                 yield (f"{mod_name}.{name}" if mod_name else name), p
 
     def parameters(self):
+        """Iterate over every Parameter (what an optimiser takes)."""
         for _, p in self.named_parameters():
             yield p
 
     def named_buffers(self, prefix=""):
+        """Iterate over (dotted name, buffer array), e.g. ``("1.running_mean", a)``."""
         for mod_name, module in self.named_modules(prefix):
             for name, b in module._buffers.items():
                 yield (f"{mod_name}.{name}" if mod_name else name), b
 
     def num_parameters(self):
+        """int: total number of parameter elements."""
         return sum(p.size for p in self.parameters())
 
     # -- state -----------------------------------------------------------------------
     def zero_grad(self):
+        """Set every parameter's ``.grad`` to zero, in place."""
         for p in self.parameters():
             p.grad.fill(0)
 
     def train(self, mode=True):
+        """Set training mode (mode True) or eval mode on this module and all submodules.
+
+        Parameters
+        ----------
+        mode : bool, default True
+
+        Returns
+        -------
+        Module
+            self.
+        """
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
     def eval(self):
+        """Set eval mode (dropout off, batch norm on running statistics); returns self."""
         return self.train(False)
 
     def to(self, dtype):
-        """Convert parameters (and their gradients) and buffers to `dtype`, in place."""
-        dtype = np.dtype(dtype)
+        """Convert parameters (and their gradients) and buffers to dtype, in place.
+
+        Saved forward state is cleared, so backward needs a new forward.
+
+        Parameters
+        ----------
+        dtype : numpy.float32 or numpy.float64
+
+        Returns
+        -------
+        Module
+            self.
+
+        Raises
+        ------
+        TypeError
+            If dtype is not float32 or float64.
+        """
+        try:
+            target = None if dtype is None else np.dtype(dtype)
+        except TypeError:
+            target = None
+        if target is None or target not in _FLOAT_DTYPES:  # (None == np.dtype("float64") is True)
+            raise TypeError(f"{type(self).__name__}.to: dtype: expected float32 or float64, got {dtype!r}")
         for p in self.parameters():
-            p.data = p.data.astype(dtype)
-            p.grad = p.grad.astype(dtype)
+            p.data = p.data.astype(target)
+            p.grad = p.grad.astype(target)
         for module in self.modules():
             for name, b in list(module._buffers.items()):
-                module.register_buffer(name, b.astype(dtype))
+                module.register_buffer(name, b.astype(target))
         for module in self.modules():
             module.clear_state()
         return self
 
     def state_dict(self):
-        """Copies of every parameter and buffer, keyed by dotted name."""
+        """Copies of every parameter and buffer.
+
+        Returns
+        -------
+        collections.OrderedDict
+            Dotted name -> ndarray copy; parameters first, then buffers.
+        """
         state = OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
         state.update((name, b.copy()) for name, b in self.named_buffers())
         return state
@@ -154,8 +397,23 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the parameters and buffers, in place (cast to their dtype).
 
-        Raises ValueError naming the key for a missing key, a shape that doesn't match,
-        or (when strict) a key the module doesn't have.
+        Parameters
+        ----------
+        state_dict : mapping
+            Dotted name -> array, as ``state_dict()`` returns.
+        strict : bool, default True
+            Refuse keys the module does not have.
+
+        Returns
+        -------
+        Module
+            self.
+
+        Raises
+        ------
+        ValueError
+            Naming the key, for a missing key, a shape that doesn't match, or (when
+            strict) a key the module doesn't have. Nothing is copied then.
         """
         targets = OrderedDict((name, p.data) for name, p in self.named_parameters())
         targets.update(self.named_buffers())
@@ -176,17 +434,56 @@ class Module:
         return self
 
     def save(self, path):
-        """Write state_dict() to an .npz file."""
+        """Write ``state_dict()`` to an .npz file.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or file
+            Where to write; like ``numpy.savez``, ".npz" is appended to a name
+            that does not end with it.
+
+        Returns
+        -------
+        str or file
+            The path of the file written (with ".npz"), or the file object given.
+
+        Raises
+        ------
+        OSError
+            If the file cannot be written.
+        """
         np.savez(path, **self.state_dict())
+        if isinstance(path, (str, os.PathLike)):
+            path = os.fspath(path)
+            return path if path.endswith(".npz") else path + ".npz"
+        return path
 
     def load(self, path):
-        """Load parameters and buffers from an .npz file written by save()."""
+        """Load parameters and buffers from an .npz file written by ``save``.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or file
+
+        Returns
+        -------
+        Module
+            self.
+
+        Raises
+        ------
+        OSError
+            If the file cannot be read.
+        ValueError
+            As ``load_state_dict``.
+        """
         with np.load(path, allow_pickle=False) as archive:
             self.load_state_dict({k: archive[k] for k in archive.files})
         return self
 
     # -- printing --------------------------------------------------------------------
     def extra_repr(self):
+        """The arguments shown in this module's repr; subclasses override it."""
         return ""
 
     def __repr__(self):
@@ -201,7 +498,21 @@ class Module:
 
 
 class Sequential(Module):
-    """Modules applied in order; backward runs them in reverse. Indexable and iterable."""
+    """Modules applied in order; backward runs them in reverse.
+
+    Indexable (an int gives a module, a slice a new Sequential sharing the modules),
+    iterable and sized. Children are named "0", "1", ...
+
+    Parameters
+    ----------
+    *modules : Module
+        The layers, first to last.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a Module.
+    """
 
     def __init__(self, *modules):
         super().__init__()
@@ -211,6 +522,13 @@ class Sequential(Module):
             setattr(self, str(i), m)
 
     def append(self, module):
+        """Add a module at the end; returns self.
+
+        Raises
+        ------
+        TypeError
+            If module is not a Module.
+        """
         if not isinstance(module, Module):
             raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
         setattr(self, str(len(self._modules)), module)
@@ -229,11 +547,48 @@ class Sequential(Module):
         return layers[index]
 
     def forward(self, x):
+        """Apply each module in turn.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Input of the first module.
+
+        Returns
+        -------
+        numpy.ndarray
+            Output of the last module.
+
+        Raises
+        ------
+        ValueError, TypeError
+            From the module that refuses its input; the state of every module is
+            then cleared.
+        """
         for m in self:
             x = m(x)
         return x
 
     def backward(self, grad_output):
+        """Backpropagate through the modules in reverse order.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output (same shape).
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input.
+
+        Raises
+        ------
+        RuntimeError
+            Before forward.
+        ValueError, TypeError
+            If grad_output is not an array of the output's shape.
+        """
         for m in reversed(list(self)):
             grad_output = m.backward(grad_output)
         return grad_output
