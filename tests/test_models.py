@@ -62,11 +62,26 @@ def test_alexnet_parameter_count(alexnet):
     assert s.layers[-1].macs == 4096 * 1000
 
 
-def test_alexnet_forward_batch_of_one(alexnet, rng):
-    alexnet.eval()
-    y = alexnet(rng.standard_normal((1, 3, 224, 224)).astype(np.float32))
-    alexnet.train()
+@pytest.mark.parametrize("size, conv1", [(224, 55), (227, 56)], ids=["torchvision_224", "paper_227"])
+def test_alexnet_takes_224_and_227_inputs(alexnet, rng, size, conv1):
+    """torchvision's variant (11x11 stride 4 padding 2) expects 224; the paper's 227
+    gives 56x56 after conv1 and the same 6x6 map after the last pool."""
+    s = cnnkit.summary(alexnet, (1, 3, size, size))
+    assert s.layers[0].output_shape == (96, conv1, conv1)
+    assert [r.output_shape for r in s.layers if r.kind == "MaxPool2d"][-1] == (256, 6, 6)
+    assert s.total_params == 62_378_344
+    x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
+    alexnet.zero_grad()
+    y = alexnet(x)
     assert y.shape == (1, 1000) and np.isfinite(y).all()
+    gx = alexnet.backward(np.ones_like(y))
+    assert gx.shape == x.shape and np.isfinite(gx).all()
+    assert np.abs(alexnet[0].weight.grad).max() > 0
+
+
+def test_alexnet_documents_its_input_size():
+    doc = models.AlexNet.__doc__
+    assert "224" in doc and "227" in doc and "62,378,344" in doc
 
 
 @pytest.mark.parametrize(
@@ -95,6 +110,35 @@ def test_small_vgg_forward_backward(rng, make, n_conv):
 def test_vgg_bad_config():
     with pytest.raises(ValueError, match="config: expected one of"):
         models.VGG("Z")
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: models.AlexNet(input_size=32), ValueError, "AlexNet: input_size: 32 is too small for the network"),
+        (lambda: models.AlexNet(num_classes=0), ValueError, "AlexNet: num_classes: expected a positive int, got 0"),
+        (lambda: models.AlexNet(input_size="224"), TypeError, "AlexNet: input_size: expected an int, got str"),
+        (lambda: models.LeNet5(input_size=4), ValueError, "LeNet5: input_size: 4 is too small for the network"),
+        (lambda: models.LeNet5(in_channels=1.0), TypeError, "LeNet5: in_channels: expected an int, got float"),
+        (lambda: models.VGG11(input_size=16, width=64, hidden=4), ValueError, "VGG: input_size: 16 is too small"),
+        (lambda: models.VGG11(width=0), ValueError, "VGG: width: expected a positive int, got 0"),
+        (lambda: models.VGG16(hidden=None), TypeError, "VGG: hidden: expected an int, got NoneType"),
+        (lambda: models.MLP(0), ValueError, "MLP: in_features: expected a positive int, got 0"),
+        (lambda: models.MLP(4, hidden=8), TypeError, "MLP: hidden: expected a tuple of ints, got int"),
+        (lambda: models.MLP(4, hidden=(8, -1)), ValueError, "MLP: hidden: expected a positive int, got -1"),
+        (lambda: models.MLP(4, out_features="2"), TypeError, "MLP: out_features: expected an int, got str"),
+        (lambda: models.MLP(4, dropout="0.5"), TypeError, "MLP: dropout: expected a real number, got str"),
+        (lambda: models.MLP(4, dropout=1.0), ValueError, r"MLP: dropout: expected a probability in \[0, 1\), got 1.0"),
+    ],
+)
+def test_model_bad_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_model_docstrings_have_sections():
+    for cls in (models.MLP, models.LeNet5, models.AlexNet, models.VGG):
+        assert "Parameters\n    ----------" in cls.__doc__ and "Raises\n    ------" in cls.__doc__, cls
 
 
 # ---- summary ------------------------------------------------------------------------
@@ -143,3 +187,53 @@ def test_summary_leaves_the_model_as_it_was(rng):
     assert net.training and net[2].switches is switches
     assert "forward" not in net[0].__dict__
     assert net.backward(np.ones_like(y)).shape == x.shape  # the forward state survived
+
+
+# ---- summary's input_shape ---------------------------------------------------------------
+def test_summary_takes_the_full_and_the_per_sample_shape():
+    net = models.LeNet5()
+    full = cnnkit.summary(net, (1, 1, 32, 32))  # as in the README, and torchinfo
+    per_sample = cnnkit.summary(net, (1, 32, 32))  # as torchsummary
+    assert full.layers == per_sample.layers
+    assert full.input_shape == per_sample.input_shape == (1, 32, 32)
+    assert (full.batch_size, per_sample.batch_size) == (1, None)
+    assert cnnkit.summary(net, [16, 1, 32, 32]).batch_size == 16
+    assert cnnkit.summary(net, (0, 1, 32, 32)).total_params == 61706  # N = 0 is a batch size too
+    assert "input shape: 1x32x32 per sample (batch of 1)" in str(full)
+    assert "input shape: 1x32x32 per sample\n" in str(per_sample)
+
+
+def test_summary_of_an_mlp_takes_n_features_and_features():
+    net = models.MLP(64, hidden=(32,), out_features=10)
+    for shape in ((5, 64), (64,), (1, 8, 8), (2, 1, 8, 8)):
+        s = cnnkit.summary(net, shape)
+        assert s.output_shape == (10,) and s.total_macs == 64 * 32 + 32 * 10, shape
+    assert cnnkit.summary(net, (5, 64)).batch_size == 5 and cnnkit.summary(net, (64,)).batch_size is None
+
+
+@pytest.mark.parametrize(
+    "shape, error, match",
+    [
+        (32, TypeError, "summary: input_shape: expected a tuple of ints, got int"),
+        ("1x32x32", TypeError, "summary: input_shape: expected a tuple of ints, got str"),
+        (np.array([1, 32, 32]), TypeError, "summary: input_shape: expected a tuple of ints, got ndarray"),
+        ((1, 32.0, 32), TypeError, "summary: input_shape: expected a tuple of ints, got float"),
+        ((), ValueError, r"summary: input_shape: expected \(N, C, H, W\) or \(C, H, W\) for images, \(N, features\) or \(features,\), got 0 values"),
+        ((1, 1, 1, 32, 32), ValueError, r"summary: input_shape: expected \(N, C, H, W\) .* got 5 values \(1, 1, 1, 32, 32\)"),
+        ((1, 0, 32), ValueError, r"summary: input_shape: expected positive sizes \(a non-negative batch size\), got \(1, 0, 32\)"),
+        ((-1, 1, 32, 32), ValueError, "summary: input_shape: expected positive sizes"),
+        ((3, 32, 32), ValueError, r"summary: input_shape: the model does not take inputs of shape \(3, 32, 32\): Conv2d: input: expected shape\[1\] == in_channels = 1"),
+        ((1, 3, 32, 32), ValueError, r"summary: input_shape: the model does not take inputs of shape \(1, 3, 32, 32\)"),
+        ((1, 8, 8), ValueError, "summary: input_shape: the model does not take inputs of shape"),
+    ],
+)
+def test_summary_bad_input_shape(shape, error, match):
+    net = models.LeNet5()
+    with pytest.raises(error, match=match):
+        cnnkit.summary(net, shape)
+    assert "forward" not in net[0].__dict__ and net.training  # the model is left as it was
+
+
+def test_summary_bad_model():
+    with pytest.raises(TypeError, match="summary: model: expected a cnnkit.nn.Module, got function"):
+        cnnkit.summary(lambda x: x, (1, 32, 32))
