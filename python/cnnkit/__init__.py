@@ -19,6 +19,21 @@ set_workspace_bytes = _C.set_workspace_bytes
 simd_level = _C.simd_level
 blas_config = _C.blas_config
 
+
+def _register_threadpoolctl():
+    """Let threadpoolctl see and cap cnnkit's pool, where threadpoolctl >= 3.0 is installed."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    if hasattr(threadpoolctl, "register"):
+        from ._threadpoolctl import register
+
+        register()
+
+
+_register_threadpoolctl()
+
 __all__ = [
     "F",
     "functional",
