@@ -17,11 +17,11 @@ from test_data import write_cifar, write_mnist
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(cnnkit.__file__))
 
 
-def run_cli(*args):
+def run_cli(*args, module="cnnkit.cli"):
     """`python -m cnnkit.cli ARGS` in a fresh interpreter that imports this cnnkit."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")])))
     return subprocess.run(
-        [sys.executable, "-m", "cnnkit.cli", *args], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, timeout=120
     )
 
 
@@ -138,3 +138,48 @@ def test_bench_calls_cnnkit_bench_run(monkeypatch, args, expected):
     monkeypatch.setitem(sys.modules, "cnnkit.bench", fake)
     assert cli.main(args) == 0
     assert calls == [expected]
+
+
+def test_python_dash_m_cnnkit():
+    result = run_cli("--help", module="cnnkit")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: cnnkit") and "{train,bench}" in result.stdout
+    result = run_cli("train", "--model", "resnet", module="cnnkit")
+    assert result.returncode == 2 and "invalid choice: 'resnet'" in result.stderr
+
+
+@pytest.mark.parametrize("spec", ["mnist:~/data/mnist", "mnist:$CNNKIT_TEST_DATA/mnist", "mnist:${CNNKIT_TEST_DATA}/mnist"])
+def test_data_directory_expands_home_and_variables(capsys, tmp_path, monkeypatch, spec):
+    root = tmp_path / "data" / "mnist"
+    root.mkdir(parents=True)
+    write_mnist(root, n_train=16, n_test=4)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CNNKIT_TEST_DATA", str(tmp_path / "data"))
+    assert cli.main(["train", "--data", spec, "--epochs", "1", "--batch-size", "8"]) == 0
+    assert "lenet on mnist" in capsys.readouterr().out
+
+
+def test_missing_expanded_directory_names_the_expanded_path(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cli.main(["train", "--data", "mnist:~/nowhere"]) == 1
+    assert f"cannot load 'mnist:{tmp_path / 'nowhere'}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, written", [("weights.npz", "weights.npz"), ("weights", "weights.npz")])
+def test_save_prints_where_it_saved(capsys, tmp_path, monkeypatch, name, written):
+    write_mnist(tmp_path, n_train=8, n_test=2)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cli.main(["train", "--data", f"mnist:{tmp_path}", "--epochs", "1", f"--save=~/{name}"]) == 0
+    out, err = capsys.readouterr()
+    path = tmp_path / written
+    assert f"saved the trained weights to {path}\n" in err
+    assert out.startswith("test accuracy:") and out.count("\n") == 1  # stdout: the result only
+    assert set(np.load(path).files) >= {"0.weight", "0.bias"}
+
+
+@pytest.mark.parametrize("epochs, words", [("1", "1 epoch,"), ("2", "2 epochs,")])
+def test_epoch_count_singular_and_plural(capsys, tmp_path, epochs, words):
+    write_mnist(tmp_path, n_train=8, n_test=2)
+    assert cli.main(["train", "--data", f"mnist:{tmp_path}", "--epochs", epochs]) == 0
+    out = capsys.readouterr().out
+    assert f"lenet on mnist, {words} " in out

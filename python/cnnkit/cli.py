@@ -1,15 +1,18 @@
-"""The `cnnkit` command line.
+"""The `cnnkit` command line (also `python -m cnnkit`).
 
     cnnkit train [--model lenet|mlp] [--epochs N] [--data digits|mnist:DIR|cifar10:DIR]
                  [--seed S] [--threads N] [--batch-size B] [--lr LR] [--limit N] [--save PATH]
     cnnkit bench [--quick] [--threads N]
 
 `cnnkit train` with no arguments trains LeNet-5 on scikit-learn's bundled digits and
-ends with a line giving the test accuracy. Progress goes to stderr, the result to stdout.
+ends with a line giving the test accuracy. Progress (and where --save wrote the
+weights) goes to stderr, the result to stdout. In DIR and PATH, `~` and environment
+variables are expanded, also where the shell did not (`--data=mnist:~/data`).
 """
 
 import argparse
 import importlib
+import os
 import sys
 import time
 
@@ -25,10 +28,16 @@ class CommandError(Exception):
 BAR_WIDTH = 30
 
 
+def _expand(path):
+    return os.path.expandvars(os.path.expanduser(path))
+
+
 def _data_spec(value):
     name, sep, root = value.partition(":")
-    if (name == "digits" and not sep) or (name in ("mnist", "cifar10") and root):
+    if name == "digits" and not sep:
         return value
+    if name in ("mnist", "cifar10") and root:
+        return f"{name}:{_expand(root)}"
     raise argparse.ArgumentTypeError(f"unknown dataset {value!r} (choose digits, mnist:DIR or cifar10:DIR)")
 
 
@@ -53,6 +62,12 @@ def _positive_float(value):
 
 
 def build_parser():
+    """The argparse parser of the `cnnkit` command (subcommands train and bench).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     parser = argparse.ArgumentParser(prog="cnnkit", description="cnnkit: CNN kernels with a NumPy API.")
     sub = parser.add_subparsers(dest="command", metavar="{train,bench}")
     sub.required = True
@@ -72,7 +87,9 @@ def build_parser():
     train.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default: 32)")
     train.add_argument("--lr", type=_positive_float, default=0.02, help="SGD learning rate (default: 0.02)")
     train.add_argument("--limit", type=_positive_int, default=None, help="train on the first N samples only")
-    train.add_argument("--save", metavar="PATH", default=None, help="save the trained weights to an .npz file")
+    train.add_argument(
+        "--save", metavar="PATH", type=_expand, default=None, help="save the trained weights to an .npz file"
+    )
 
     bench = sub.add_parser("bench", help="print the kernel benchmark table")
     bench.add_argument("--quick", action="store_true", help="fewer cases and repeats")
@@ -132,6 +149,25 @@ def _accuracy(model, x, y, batch_size=256):
 
 
 def train(args, out=None, err=None):
+    """Run `cnnkit train`: train, print progress to err and the test accuracy to out.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        As build_parser() parses `train ...`.
+    out, err : file, optional
+        Default sys.stdout and sys.stderr.
+
+    Returns
+    -------
+    int
+        0.
+
+    Raises
+    ------
+    CommandError
+        If the dataset cannot be loaded or the weights cannot be saved.
+    """
     import cnnkit
     from . import data, nn, optim
 
@@ -184,17 +220,20 @@ def train(args, out=None, err=None):
     correct = _accuracy(model, x_test, ds.y_test)
     if args.save:
         try:
-            model.save(args.save)
+            saved = model.save(args.save)
         except OSError as e:
             raise CommandError(f"cannot save to {args.save!r}: {e}") from None
+        err.write(f"saved the trained weights to {saved}\n")
+    epochs = f"{args.epochs} epoch{'' if args.epochs == 1 else 's'}"
     out.write(
         f"test accuracy: {100 * correct / len(x_test):.2f}% ({correct}/{len(x_test)}), "
-        f"{args.model} on {ds.name}, {args.epochs} epochs, {np.mean(epoch_times):.2f} s/epoch\n"
+        f"{args.model} on {ds.name}, {epochs}, {np.mean(epoch_times):.2f} s/epoch\n"
     )
     return 0
 
 
 def bench(args):
+    """Run `cnnkit bench` (cnnkit.bench.run) with the parsed args; returns 0."""
     bench_module = importlib.import_module("cnnkit.bench")  # imported only when asked for
     options = {} if args.threads is None else {"threads": args.threads}
     bench_module.run(quick=args.quick, **options)
@@ -202,7 +241,25 @@ def bench(args):
 
 
 def main(argv=None):
-    """Entry point of the `cnnkit` console script; returns the exit status."""
+    """Entry point of the `cnnkit` console script and of `python -m cnnkit`.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: sys.argv[1:]).
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 1 for an error in the user's input found
+        after parsing (reported in one line on stderr), 130 on Ctrl-C.
+
+    Raises
+    ------
+    SystemExit
+        With status 2 and a usage message for arguments argparse refuses (and 0
+        for --help).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
