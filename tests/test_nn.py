@@ -1,6 +1,7 @@
 """cnnkit.nn: the Module API (parameters, state, modes, errors), each layer against the
 functional op it wraps, initialisation, losses and the deconvnet projection."""
 
+import inspect
 import math
 import re
 
@@ -796,3 +797,16 @@ def test_deconvnet_restores_training_mode(rng):
     net = hand_net()
     nn.deconvnet(net, rng.standard_normal((1, 1, 3, 3)), 2, 0)
     assert net.training
+
+
+# ---- docstrings ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", nn.__all__)
+def test_public_docstrings(name):
+    obj = getattr(nn, name)
+    doc = inspect.getdoc(obj)
+    assert doc and len(doc.splitlines()) > 3, name
+    assert any(f"{h}\n{'-' * len(h)}" in doc for h in ("Parameters", "Attributes", "Raises")), name
+    if isinstance(obj, type) and issubclass(obj, nn.Module) and obj is not nn.Module:
+        for method in ("forward", "backward"):
+            text = inspect.getdoc(getattr(obj, method))
+            assert "Parameters\n----------" in text and "Returns\n-------" in text, f"{name}.{method}"

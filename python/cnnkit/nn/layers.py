@@ -177,7 +177,18 @@ class Linear(Module):
         )
 
     def forward(self, x):
-        """Apply the layer to x of shape (..., in_features); returns (..., out_features)."""
+        """Apply the layer.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (..., in_features), of the layer's dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            (..., out_features).
+        """
         _check_array(x, "Linear")
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(
@@ -189,7 +200,18 @@ class Linear(Module):
         return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
 
     def backward(self, grad_output):
-        """Gradient with respect to x; adds to weight.grad and bias.grad."""
+        """Backpropagate; adds to weight.grad and bias.grad.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (x,) = self._saved()
         gx, gw, gb = F.linear_backward(grad_output, x, self.weight.data)
         _accumulate(self.weight, gw)
@@ -224,7 +246,18 @@ class _ConvBase(Module):
         return _float_dtype(dtype, name)
 
     def forward(self, x):
-        """Apply the layer to x of shape (N, in_channels, H, W)."""
+        """Apply the layer.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (N, in_channels, H, W), of the layer's dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, out_channels, H_out, W_out).
+        """
         name = type(self).__name__
         _check_image(x, name)
         if x.shape[1] != self.in_channels:
@@ -236,7 +269,18 @@ class _ConvBase(Module):
         return self._op[0](x, self.weight.data, None if self.bias is None else self.bias.data, **self._args())
 
     def backward(self, grad_output):
-        """Gradient with respect to x; adds to weight.grad and bias.grad."""
+        """Backpropagate; adds to weight.grad and bias.grad.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (x,) = self._saved()
         gx, gw, gb = self._op[1](grad_output, x, self.weight.data, **self._args())
         _accumulate(self.weight, gw)
@@ -475,8 +519,18 @@ class MaxPool2d(Module):
         self.input_shape = None
 
     def forward(self, x):
-        """Pool x (N, C, H, W); returns the output, or (output, switches) with
-        return_indices."""
+        """Pool x, recording the switches.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (N, C, H, W), float32 or float64.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, C, H_out, W_out); with return_indices, the tuple (output, switches).
+        """
         _check_image(x, "MaxPool2d")
         y, self.switches = F.max_pool2d(
             x,
@@ -492,7 +546,18 @@ class MaxPool2d(Module):
         return (y, self.switches) if self.return_indices else y
 
     def backward(self, grad_output):
-        """Gradient with respect to x: grad_output routed to the switches' inputs."""
+        """Route grad_output to the inputs the switches name (summed where windows overlap).
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         switches, input_shape = self._saved()
         return F.max_pool2d_backward(grad_output, switches, input_shape)
 
@@ -545,6 +610,11 @@ class MaxUnpool2d(Module):
             Of the pool's output shape.
         output_size : (H, W) or (N, C, H, W), optional
             Default: the pool's input size.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, C, H, W).
         """
         pool = self.pool
         if pool.switches is None:
@@ -566,7 +636,18 @@ class MaxUnpool2d(Module):
         return F.max_unpool2d(x, switches, pool.kernel_size, pool.stride, pool.padding, output_size=output_size)
 
     def backward(self, grad_output):
-        """Gradient with respect to x: grad_output gathered at the switches."""
+        """Gather grad_output at the switches.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (switches,) = self._saved()
         return F.max_unpool2d_backward(grad_output, switches)
 
@@ -622,13 +703,35 @@ class AvgPool2d(Module):
         )
 
     def forward(self, x):
-        """Average-pool x (N, C, H, W)."""
+        """Average-pool x.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (N, C, H, W), float32 or float64.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, C, H_out, W_out).
+        """
         _check_image(x, "AvgPool2d")
         self._save(tuple(x.shape))
         return F.avg_pool2d(x, **self._args())
 
     def backward(self, grad_output):
-        """Gradient with respect to x."""
+        """Backpropagate.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (input_shape,) = self._saved()
         return F.avg_pool2d_backward(grad_output, input_shape, **self._args())
 
@@ -678,13 +781,35 @@ class LPPool2d(Module):
         return dict(norm_type=self.norm_type, kernel_size=self.kernel_size, stride=self.stride, ceil_mode=self.ceil_mode)
 
     def forward(self, x):
-        """Pool x (N, C, H, W)."""
+        """Power-average-pool x.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (N, C, H, W), float32 or float64.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, C, H_out, W_out).
+        """
         _check_image(x, "LPPool2d")
         self._save(x)
         return F.lp_pool2d(x, **self._args())
 
     def backward(self, grad_output):
-        """Gradient with respect to x (zero for windows whose power sum is zero)."""
+        """Backpropagate (no gradient through windows whose power sum is zero).
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (x,) = self._saved()
         return F.lp_pool2d_backward(grad_output, x, **self._args())
 
@@ -706,13 +831,35 @@ class ReLU(Module):
     """
 
     def forward(self, x):
-        """Apply ReLU to x (float32 or float64, any shape)."""
+        """Apply ReLU.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Any shape, float32 or float64.
+
+        Returns
+        -------
+        numpy.ndarray
+            Of x's shape.
+        """
         _check_array(x, "ReLU")
         self._save(x)
         return F.relu(x)
 
     def backward(self, grad_output):
-        """grad_output where the input was positive (or NaN), else 0."""
+        """grad_output where the input was positive (or NaN), else 0.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (x,) = self._saved()
         return F.relu_backward(grad_output, x)
 
@@ -731,14 +878,36 @@ class Sigmoid(Module):
     """
 
     def forward(self, x):
-        """Apply the sigmoid to x (float32 or float64, any shape)."""
+        """Apply the sigmoid.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Any shape, float32 or float64.
+
+        Returns
+        -------
+        numpy.ndarray
+            Of x's shape.
+        """
         _check_array(x, "Sigmoid")
         y = F.sigmoid(x)
         self._save(y)
         return y
 
     def backward(self, grad_output):
-        """grad_output * y * (1 - y)."""
+        """grad_output * y * (1 - y), y the forward's output.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (y,) = self._saved()
         return F.sigmoid_backward(grad_output, y)
 
@@ -757,14 +926,36 @@ class Tanh(Module):
     """
 
     def forward(self, x):
-        """Apply tanh to x (float32 or float64, any shape)."""
+        """Apply tanh.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Any shape, float32 or float64.
+
+        Returns
+        -------
+        numpy.ndarray
+            Of x's shape.
+        """
         _check_array(x, "Tanh")
         y = F.tanh(x)
         self._save(y)
         return y
 
     def backward(self, grad_output):
-        """grad_output * (1 - y^2)."""
+        """grad_output * (1 - y^2), y the forward's output.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (y,) = self._saved()
         return F.tanh_backward(grad_output, y)
 
@@ -801,7 +992,18 @@ class Softmax(Module):
         self.dim = integer(dim, "Softmax", "dim")
 
     def forward(self, x):
-        """Softmax of x along dim."""
+        """Softmax along dim.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Any shape, float32 or float64.
+
+        Returns
+        -------
+        numpy.ndarray
+            Of x's shape.
+        """
         _check_array(x, "Softmax")
         _check_dim(x, "Softmax", self.dim)
         y = F.softmax(x, dim=self.dim)
@@ -809,7 +1011,18 @@ class Softmax(Module):
         return y
 
     def backward(self, grad_output):
-        """y * (grad_output - sum(grad_output * y)) along dim."""
+        """y * (grad_output - sum(grad_output * y)) along dim, y the forward's output.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (y,) = self._saved()
         return F.softmax_backward(grad_output, y, dim=self.dim)
 
@@ -842,7 +1055,18 @@ class LogSoftmax(Module):
         self.dim = integer(dim, "LogSoftmax", "dim")
 
     def forward(self, x):
-        """Log-softmax of x along dim."""
+        """Log-softmax along dim.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Any shape, float32 or float64.
+
+        Returns
+        -------
+        numpy.ndarray
+            Of x's shape.
+        """
         _check_array(x, "LogSoftmax")
         _check_dim(x, "LogSoftmax", self.dim)
         y = F.log_softmax(x, dim=self.dim)
@@ -850,7 +1074,18 @@ class LogSoftmax(Module):
         return y
 
     def backward(self, grad_output):
-        """grad_output - exp(y) * sum(grad_output) along dim."""
+        """grad_output - exp(y) * sum(grad_output) along dim, y the forward's output.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (y,) = self._saved()
         return F.log_softmax_backward(grad_output, y, dim=self.dim)
 
@@ -890,7 +1125,18 @@ class Flatten(Module):
             )
 
     def forward(self, x):
-        """Reshape x (a view where possible)."""
+        """Merge dims start_dim..end_dim.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Any array with enough dims (any dtype).
+
+        Returns
+        -------
+        numpy.ndarray
+            A reshaped view of x where possible.
+        """
         _check_array(x, "Flatten", floating=False)
         shape = tuple(x.shape)
         # A 0-d input counts as 1-d, as in torch.flatten.
@@ -915,7 +1161,18 @@ class Flatten(Module):
         return x.reshape(shape[:start] + (merged,) + shape[end + 1 :])
 
     def backward(self, grad_output):
-        """grad_output reshaped to the input's shape."""
+        """grad_output reshaped to the input's shape.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (shape,) = self._saved()
         return grad_output.reshape(shape)
 
@@ -955,7 +1212,18 @@ class Dropout(Module):
         self.p = p
 
     def forward(self, x):
-        """Drop elements of x (training) or return x itself (eval, or p = 0)."""
+        """Drop elements (training) or pass x through (eval mode, or p = 0).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Any shape, float32 or float64.
+
+        Returns
+        -------
+        numpy.ndarray
+            Of x's shape; x itself in eval mode.
+        """
         _check_array(x, "Dropout")
         if not self.training or self.p == 0.0:
             self._save(None)
@@ -965,7 +1233,18 @@ class Dropout(Module):
         return y
 
     def backward(self, grad_output):
-        """grad_output * mask / (1 - p); grad_output itself in eval mode."""
+        """grad_output * mask / (1 - p); grad_output itself in eval mode.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (mask,) = self._saved()
         if mask is None:
             return grad_output
@@ -1038,8 +1317,19 @@ class BatchNorm2d(Module):
         return self._dtype
 
     def forward(self, x):
-        """Normalise x (N, C, H, W) with the batch's statistics (training, updating
-        the running ones) or the running statistics (eval)."""
+        """Normalise with the batch's statistics (training; the running ones are
+        updated in place) or the running statistics (eval).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (N, num_features, H, W), of the layer's dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            Of x's shape.
+        """
         _check_image(x, "BatchNorm2d")
         if x.shape[1] != self.num_features:
             raise ValueError(
@@ -1064,7 +1354,18 @@ class BatchNorm2d(Module):
         return y
 
     def backward(self, grad_output):
-        """Gradient with respect to x; adds to weight.grad and bias.grad."""
+        """Backpropagate; adds to weight.grad and bias.grad (when affine).
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (saved,) = self._saved()
         gx, gg, gb = F.batch_norm_backward(grad_output, saved)
         if self.affine:
@@ -1112,14 +1413,36 @@ class LocalResponseNorm(Module):
         return dict(size=self.size, alpha=self.alpha, beta=self.beta, k=self.k)
 
     def forward(self, x):
-        """Normalise x (N, C, ...) across channels."""
+        """Normalise across channels.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (N, C, ...) with 3 or more dims, float32 or float64.
+
+        Returns
+        -------
+        numpy.ndarray
+            Of x's shape.
+        """
         _check_array(x, "LocalResponseNorm")
         _check_ndim(x, "LocalResponseNorm", 3, "(N, C, ...)", at_least=True)
         self._save(x)
         return F.local_response_norm(x, **self._args())
 
     def backward(self, grad_output):
-        """Gradient with respect to x."""
+        """Backpropagate.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient with respect to forward's output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Gradient with respect to forward's input, of its shape.
+        """
         (x,) = self._saved()
         return F.local_response_norm_backward(grad_output, x, **self._args())
 

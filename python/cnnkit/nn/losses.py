@@ -109,7 +109,20 @@ class CrossEntropyLoss(_Loss):
     """
 
     def forward(self, output, target):
-        """The loss of logits output (N, C) against targets (N,)."""
+        """The loss of the logits against the targets.
+
+        Parameters
+        ----------
+        output : numpy.ndarray
+            (N, C) logits, float32 or float64.
+        target : numpy.ndarray
+            (N,) class indices, any integer dtype, each in [0, C).
+
+        Returns
+        -------
+        float or numpy.ndarray
+            The loss; the (N,) losses for reduction='none'.
+        """
         self._check_operands(output, target)
         loss = F.cross_entropy(output, target, reduction=self.reduction)
         self._save(output, target)
@@ -142,7 +155,20 @@ class MSELoss(_Loss):
     """
 
     def forward(self, output, target):
-        """The loss of output against target (same shape)."""
+        """The loss of output against target.
+
+        Parameters
+        ----------
+        output : numpy.ndarray
+            float32 or float64, any shape.
+        target : numpy.ndarray
+            Of output's shape and dtype.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            The loss; the elementwise squared errors for reduction='none'.
+        """
         self._check_operands(output, target)
         loss = F.mse_loss(output, target, reduction=self.reduction)
         self._save(output, target)

@@ -289,8 +289,18 @@ class Module:
         return iter(self._modules.values())
 
     def named_modules(self, prefix=""):
-        """Iterate over (dotted name, module) for this module and every submodule,
-        depth first; this module's name is prefix (empty by default)."""
+        """Iterate over this module and every submodule, depth first, with names.
+
+        Parameters
+        ----------
+        prefix : str, default ""
+            The name of this module; children are "prefix.name".
+
+        Yields
+        ------
+        (str, Module)
+            Dotted name and module, this module first.
+        """
         yield prefix, self
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
@@ -301,7 +311,18 @@ class Module:
             yield m
 
     def named_parameters(self, prefix=""):
-        """Iterate over (dotted name, Parameter), e.g. ``("0.weight", p)``."""
+        """Iterate over every parameter with its dotted name.
+
+        Parameters
+        ----------
+        prefix : str, default ""
+            Prepended (with a dot) to every name.
+
+        Yields
+        ------
+        (str, Parameter)
+            e.g. ``("0.weight", p)``.
+        """
         for mod_name, module in self.named_modules(prefix):
             for name, p in module._parameters.items():
                 yield (f"{mod_name}.{name}" if mod_name else name), p
@@ -312,7 +333,18 @@ class Module:
             yield p
 
     def named_buffers(self, prefix=""):
-        """Iterate over (dotted name, buffer array), e.g. ``("1.running_mean", a)``."""
+        """Iterate over every buffer with its dotted name.
+
+        Parameters
+        ----------
+        prefix : str, default ""
+            Prepended (with a dot) to every name.
+
+        Yields
+        ------
+        (str, numpy.ndarray)
+            e.g. ``("1.running_mean", a)``.
+        """
         for mod_name, module in self.named_modules(prefix):
             for name, b in module._buffers.items():
                 yield (f"{mod_name}.{name}" if mod_name else name), b
