@@ -660,6 +660,12 @@ def test_batchnorm_running_stats_and_eval(rng):
     np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
+def test_batchnorm_without_parameters_or_buffers_takes_either_dtype(rng):
+    layer = nn.BatchNorm2d(2, affine=False, track_running_stats=False)
+    for dtype in (np.float32, np.float64):
+        assert layer(rng.standard_normal((3, 2, 2, 2)).astype(dtype)).dtype == dtype
+
+
 def test_batchnorm_without_affine(rng):
     layer = nn.BatchNorm2d(2, affine=False, dtype=np.float64)
     assert list(layer.named_parameters()) == []

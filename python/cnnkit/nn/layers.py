@@ -1307,14 +1307,13 @@ class BatchNorm2d(Module):
         else:
             self.running_mean = None
             self.running_var = None
-        # The dtype when there is neither a parameter nor a buffer to carry it.
-        self._dtype = dtype
 
     def _layer_dtype(self):
+        """The dtype of the parameters or buffers; None (any float) without either."""
         for a in (self.weight, self.running_mean):
             if a is not None:
                 return a.dtype
-        return self._dtype
+        return None
 
     def forward(self, x):
         """Normalise with the batch's statistics (training; the running ones are
