@@ -18,7 +18,11 @@ inline __attribute__((always_inline)) T dot_impl(const T* a, const T* b, int64_t
   return s;
 }
 // 64-byte GCC vectors: one register under AVX-512, two under AVX2, four under SSE.
-// aligned(sizeof(T)) makes loads and stores through them unaligned-safe.
+// aligned(sizeof(T)) lowers their alignment to the element's, so loads and stores
+// through them are unaligned ones (vmovups) and any T* may be cast to V*; GCC lets
+// a vector alias its element type. No function here takes or returns a V by value:
+// only the target clones see AVX-512, and a V crossing a call in a baseline
+// function would use a different ABI from one crossing it in the x86-64-v4 clone.
 typedef float vfloat __attribute__((vector_size(64), aligned(4)));
 typedef double vdouble __attribute__((vector_size(64), aligned(8)));
 template <class T>
@@ -40,11 +44,16 @@ inline __attribute__((always_inline)) void taps_impl(T* y, const T* x, const int
   using V = typename Vec64<T>::type;
   constexpr int64_t L = 64 / sizeof(T), B = 4 * L;
   const V splat = start - V{};
-  auto load_y = [&](int64_t i) { return Assign ? splat : *reinterpret_cast<const V*>(y + i); };
   int64_t i0 = 0;
   // Four vector accumulators stay in registers across all taps.
   for (; i0 + B <= n; i0 += B) {
-    V a0 = load_y(i0), a1 = load_y(i0 + L), a2 = load_y(i0 + 2 * L), a3 = load_y(i0 + 3 * L);
+    V a0 = splat, a1 = splat, a2 = splat, a3 = splat;
+    if (!Assign) {
+      a0 = *reinterpret_cast<const V*>(y + i0);
+      a1 = *reinterpret_cast<const V*>(y + i0 + L);
+      a2 = *reinterpret_cast<const V*>(y + i0 + 2 * L);
+      a3 = *reinterpret_cast<const V*>(y + i0 + 3 * L);
+    }
     for (int64_t t = 0; t < taps; ++t) {
       const T wv = w[t];
       const T* xs = x + offset[t] + i0;
@@ -59,7 +68,7 @@ inline __attribute__((always_inline)) void taps_impl(T* y, const T* x, const int
     *reinterpret_cast<V*>(y + i0 + 3 * L) = a3;
   }
   for (; i0 + L <= n; i0 += L) {
-    V a = load_y(i0);
+    V a = Assign ? splat : *reinterpret_cast<const V*>(y + i0);
     for (int64_t t = 0; t < taps; ++t) a += w[t] * *reinterpret_cast<const V*>(x + offset[t] + i0);
     *reinterpret_cast<V*>(y + i0) = a;
   }
