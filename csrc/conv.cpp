@@ -530,9 +530,19 @@ const char* conv_transpose2d_algorithm(const ConvGeometry& g, int64_t elem_bytes
   return "gemm";
 }
 
+// The results of a degenerate geometry: its outputs are bias (or zero) and its
+// gradients zero, so no kernel (which may assume non-empty planes) runs.
+template <class T>
+void fill_bias(T* y, const T* bias, int64_t n, int64_t c, int64_t plane) {
+  fill_zero(y, n * c * plane);
+  if (bias) add_bias(y, bias, n, c, plane);
+}
+
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
-  if (use_direct(g)) {
+  if (g.degenerate()) {
+    fill_bias(y, bias, g.n, g.c_out, g.plane_out());
+  } else if (use_direct(g)) {
     direct_forward(x, w, bias, y, g);
   } else if (!winograd_conv(x, w, bias, y, g)) {
     gemm_conv<T>(x, w, nullptr, y, nullptr, nullptr, g);
@@ -545,7 +555,10 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeome
 template <class T>
 void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
                      const ConvGeometry& g) {
-  if (use_direct(g)) {
+  if (g.degenerate()) {
+    if (gx) fill_zero(gx, g.n * g.c_in * g.plane_in());
+    if (gw) fill_zero(gw, g.c_out * g.k_g());
+  } else if (use_direct(g)) {
     direct_backward(gy, x, w, gx, gw, g);
   } else {
     if (gx && winograd_conv_transpose(gy, w, static_cast<const T*>(nullptr), gx, g)) gx = nullptr;
@@ -557,7 +570,10 @@ void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
 template <class T>
 void conv_transpose2d_forward(const T* x, const T* w, const T* bias, T* y,
                               const ConvGeometry& g) {
-  if (use_direct(g)) {
+  if (g.degenerate()) {
+    fill_bias(y, bias, g.n, g.c_in, g.plane_in());
+    return;
+  } else if (use_direct(g)) {
     direct_backward<T>(x, nullptr, w, y, nullptr, g);
   } else if (winograd_conv_transpose(x, w, bias, y, g)) {
     return;
@@ -572,7 +588,10 @@ void conv_transpose2d_forward(const T* x, const T* w, const T* bias, T* y,
 template <class T>
 void conv_transpose2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
                                const ConvGeometry& g) {
-  if (use_direct(g)) {
+  if (g.degenerate()) {
+    if (gx) fill_zero(gx, g.n * g.c_out * g.plane_out());
+    if (gw) fill_zero(gw, g.c_out * g.k_g());
+  } else if (use_direct(g)) {
     if (gx) direct_forward<T>(gy, w, nullptr, gx, g);
     if (gw) direct_backward<T>(x, gy, w, nullptr, gw, g);
   } else {

@@ -41,12 +41,21 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha
 constexpr int64_t kPanel = 64;
 // Below this many multiply-adds per thread a split costs more than it saves.
 constexpr int64_t kMinWork = int64_t(1) << 18;
+
+// C = beta * C, the product over an empty inner dimension (which OpenBLAS refuses:
+// it wants lda >= 1). A zero beta ignores what C held, NaN included, as BLAS does.
+template <class T>
+void scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+}
 }  // namespace
 
 template <class T>
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (k == 0) return scale_c(m, n, beta, c, ldc);
   // Split the larger of C's dimensions into panels; each task is a serial GEMM.
   const bool by_cols = n >= m;
   const int64_t panels = ((by_cols ? n : m) + kPanel - 1) / kPanel;
@@ -67,6 +76,10 @@ void gemm_batch(int64_t count, int64_t m, int64_t n, int64_t k, const T* a, int6
                 int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T* c, int64_t ldc,
                 int64_t stride_c) {
   if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (int64_t i = 0; i < count; ++i) scale_c(m, n, T(0), c + i * stride_c, ldc);
+    return;
+  }
   if (count < 2 * get_num_threads()) {
     for (int64_t i = 0; i < count; ++i)
       gemm<T>(false, false, m, n, k, T(1), a + i * stride_a, lda, b + i * stride_b, ldb, T(0),

@@ -20,6 +20,10 @@ struct ConvGeometry {
   int64_t k_g() const { return c_in_g() * kh * kw; }
   int64_t plane_in() const { return h * w; }
   int64_t plane_out() const { return ho * wo; }
+  // Some operand or result has a zero-size dim: every sum a result holds is empty.
+  bool degenerate() const {
+    return n == 0 || c_in_g() == 0 || c_out_g() == 0 || plane_in() == 0 || plane_out() == 0;
+  }
   bool pointwise() const {
     return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
   }

@@ -27,6 +27,7 @@ Conventions shared by every op:
   raises ``IndexError``.
 """
 
+import math
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -366,7 +367,7 @@ def _flatten_batch(x):
     (2-D, or not an array: C++ reports those).
     """
     if isinstance(x, np.ndarray) and x.ndim != 2 and x.ndim >= 1:
-        return x.reshape(-1, x.shape[-1]), x.shape[:-1]
+        return x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), x.shape[:-1]
     return x, None
 
 
