@@ -95,13 +95,26 @@ class Operands {
 
 Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
 
+// Kernels read operands as C-contiguous arrays of aligned elements: a valid but
+// misaligned view (np.frombuffer at an odd offset) is copied, like a strided one.
+constexpr int kKernelLayout = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
 template <class T>
-py::array_t<T, py::array::c_style> contiguous(const py::array& a) {
-  return py::array_t<T, py::array::c_style>::ensure(a);
+using KernelArray = py::array_t<T, kKernelLayout>;
+
+template <class T, int Flags = kKernelLayout>
+py::array_t<T, Flags> ensure_layout(const py::array& a) {
+  auto r = py::array_t<T, Flags>::ensure(a);
+  if (!r) throw std::bad_alloc();  // ensure() fails only when the copy cannot be made
+  return r;
 }
 
 template <class T>
-const T* cptr(const std::optional<py::array_t<T, py::array::c_style>>& a) {
+KernelArray<T> contiguous(const py::array& a) {
+  return ensure_layout<T>(a);
+}
+
+template <class T>
+const T* cptr(const std::optional<KernelArray<T>>& a) {
   return a ? a->data() : nullptr;
 }
 
@@ -111,7 +124,7 @@ py::array_t<T> empty(const Shape& s) {
 }
 
 template <class T>
-std::optional<py::array_t<T, py::array::c_style>> contiguous(const std::optional<py::array>& a) {
+std::optional<KernelArray<T>> contiguous(const std::optional<py::array>& a) {
   if (!a) return std::nullopt;
   return contiguous<T>(*a);
 }
@@ -275,7 +288,7 @@ py::object py_linear_backward(py::handle gy, py::handle x, py::handle w) {
 
 // ---- Pooling
 
-using Switches = py::array_t<int64_t, py::array::c_style>;
+using Switches = KernelArray<int64_t>;
 
 // Switches are int64 ndarrays of any layout.
 Switches switches_operand(const char* op, const py::handle& obj) {
@@ -285,7 +298,7 @@ Switches switches_operand(const char* op, const py::handle& obj) {
   auto a = py::reinterpret_borrow<py::array>(obj);
   if (!a.dtype().is(py::dtype::of<int64_t>()))
     raise_type(op, ": switches: expected dtype int64, got ", std::string(py::str(a.dtype())));
-  return Switches::ensure(a);
+  return ensure_layout<int64_t>(a);
 }
 
 // Raises if a switch kernel met an index out of range (bad: its flat position or -1).
@@ -611,7 +624,7 @@ py::object softmax_backward_op(const char* op, py::handle gy, py::handle y, int6
 }
 
 // Class indices of any integer dtype, as C-contiguous int64.
-py::array_t<int64_t, py::array::c_style> class_indices(const char* op, py::handle target) {
+KernelArray<int64_t> class_indices(const char* op, py::handle target) {
   if (!py::isinstance<py::array>(target))
     raise_type(op, ": target: expected a numpy.ndarray of integer class indices, got ",
                std::string(py::str(py::type::of(target).attr("__name__"))));
@@ -620,13 +633,13 @@ py::array_t<int64_t, py::array::c_style> class_indices(const char* op, py::handl
   if (kind != 'i' && kind != 'u')
     raise_type(op, ": target: expected an integer dtype of class indices, got ",
                std::string(py::str(a.dtype())));
-  return py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  return ensure_layout<int64_t, kKernelLayout | py::array::forcecast>(a);
 }
 
 // Operands of cross_entropy and its backward: logits (N, C) and valid class indices.
 struct CrossEntropyArgs {
   py::array logits;
-  py::array_t<int64_t, py::array::c_style> target;
+  KernelArray<int64_t> target;
   Reduction reduction;
   int64_t n, c;
 };
@@ -758,7 +771,7 @@ py::object py_dropout_backward(py::handle gy, py::handle mask, double p) {
   Operands ops(op);
   auto ga = ops.add("grad_output", gy);
   check_dropout_p(op, p);
-  std::optional<py::array_t<bool, py::array::c_style>> kc;
+  std::optional<KernelArray<bool>> kc;
   if (!mask.is_none()) {
     if (!py::isinstance<py::array>(mask) ||
         !py::reinterpret_borrow<py::array>(mask).dtype().is(py::dtype::of<bool>()))
@@ -768,7 +781,7 @@ py::object py_dropout_backward(py::handle gy, py::handle mask, double p) {
                      : std::string(py::str(py::type::of(mask).attr("__name__"))));
     auto ma = py::reinterpret_borrow<py::array>(mask);
     check_shape(op, "mask", shape_of(ma), shape_of(ga));
-    kc = py::array_t<bool, py::array::c_style>::ensure(ma);
+    kc = ensure_layout<bool>(ma);
   }
   return ops.dispatch([&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -790,10 +803,14 @@ py::object py_dropout_backward(py::handle gy, py::handle mask, double p) {
 // Running stats are updated in place, so in training they must be the caller's own
 // writeable C-contiguous arrays: a converted copy would take the update and be lost.
 void check_in_place(const char* op, const char* name, const std::optional<py::array>& a) {
-  if (a && (!(a->flags() & py::array::c_style) || !a->writeable()))
+  if (!a) return;
+  const bool aligned = a->flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+  if (!(a->flags() & py::array::c_style) || !aligned || !a->writeable())
     raise_value(op, ": ", name,
-                ": expected a writeable C-contiguous array (it is updated in place), got ",
-                a->writeable() ? "a non-contiguous array" : "a read-only array");
+                ": expected a writeable, aligned C-contiguous array (it is updated in place), got ",
+                !a->writeable() ? "a read-only array"
+                : !aligned      ? "a misaligned array"
+                                : "a non-contiguous array");
 }
 
 // Returns (y, input, mean, invstd): the C-contiguous input and the float64 statistics
@@ -850,7 +867,7 @@ py::object py_batch_norm_backward(py::handle gy, py::handle x, py::handle gamma,
   const DimSplit d = check_batch_norm_input(op, shape_of(xa), wa ? &ws : nullptr, nullptr);
   check_shape(op, "grad_output", shape_of(ga), shape_of(xa));
   auto stats = [&](const char* name, py::handle a) {
-    auto c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
+    auto c = py::array_t<double, kKernelLayout | py::array::forcecast>::ensure(a);
     if (!c) raise_type(op, ": ", name, ": expected a float64 array from batch_norm");
     check_shape(op, name, shape_of(c), {d.size});
     return c;
