@@ -26,6 +26,7 @@ CBLAS_TRANSPOSE op(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
 void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  ForkSafeSection section;
   scipy_cblas_sgemm(CblasRowMajor, op(ta), op(tb), checked(m), checked(n), checked(k), alpha, a,
                     checked(lda), b, checked(ldb), beta, c, checked(ldc));
 }
@@ -33,6 +34,7 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
 void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
                  const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
                  double* c, int64_t ldc) {
+  ForkSafeSection section;
   scipy_cblas_dgemm(CblasRowMajor, op(ta), op(tb), checked(m), checked(n), checked(k), alpha, a,
                     checked(lda), b, checked(ldb), beta, c, checked(ldc));
 }

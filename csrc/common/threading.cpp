@@ -28,6 +28,10 @@ int default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// Forks in progress (prepared, not yet returned in the parent) and sections running.
+std::atomic<int> forks_pending{0};
+std::atomic<int64_t> sections_running{0};
+
 // Spins for up to about this long before blocking: a kernel issues several
 // parallel_for calls back to back, and waking a sleeping thread (in a VM, a halted
 // vCPU) costs tens of microseconds each time. OpenBLAS runs single-threaded, so a
@@ -67,13 +71,23 @@ class Pool {
   static void install_fork_handlers() {
     static std::once_flag once;
     std::call_once(once, [] {
-      pthread_atfork([] { registry().lock.lock(); }, [] { registry().lock.unlock(); },
-                     [] {
-                       Registry& r = registry();
-                       if (r.pool) r.threads = r.pool->threads();
-                       r.pool = nullptr;
-                       r.lock.unlock();
-                     });
+      pthread_atfork(
+          [] {
+            forks_pending.fetch_add(1);
+            while (sections_running.load() != 0) std::this_thread::yield();
+            registry().lock.lock();
+          },
+          [] {
+            registry().lock.unlock();
+            forks_pending.fetch_sub(1);
+          },
+          [] {
+            Registry& r = registry();
+            if (r.pool) r.threads = r.pool->threads();
+            r.pool = nullptr;
+            r.lock.unlock();
+            forks_pending.store(0);
+          });
     });
   }
 
@@ -205,6 +219,19 @@ class Pool {
 const bool fork_handlers_installed = (Pool::install_fork_handlers(), true);
 
 }  // namespace
+
+// Sequentially consistent on both sides: a section either sees the fork pending and
+// backs out, or the fork's handler sees the section running and waits for it.
+ForkSafeSection::ForkSafeSection() {
+  for (;;) {
+    while (forks_pending.load() != 0) std::this_thread::yield();
+    sections_running.fetch_add(1);
+    if (forks_pending.load() == 0) return;
+    sections_running.fetch_sub(1);
+  }
+}
+
+ForkSafeSection::~ForkSafeSection() { sections_running.fetch_sub(1); }
 
 int get_num_threads() { return Pool::instance().threads(); }
 

@@ -16,6 +16,18 @@ void set_num_threads(int n);
 // so calls from several Python threads never oversubscribe or deadlock.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+// A section of code that fork() waits for. OpenBLAS's allocator takes a lock that
+// a child forked while another thread holds it would inherit held for ever, so every
+// OpenBLAS call runs inside one: the fork handlers hold new sections back and wait
+// until none is running, and the child starts with none.
+class ForkSafeSection {
+ public:
+  ForkSafeSection();
+  ~ForkSafeSection();
+  ForkSafeSection(const ForkSafeSection&) = delete;
+  ForkSafeSection& operator=(const ForkSafeSection&) = delete;
+};
+
 // The grain for items of elems_per_item elements each, so that no thread gets fewer
 // than min_elems elements: below that, waking a thread costs more than it saves.
 inline int64_t grain_for(int64_t elems_per_item, int64_t min_elems) {

@@ -118,8 +118,8 @@ ConvGeometry conv_transpose2d_geometry(const char* op, const Shape& x, const Sha
     raise_value(op, ": weight: expected C_in = ", x[1],
                 " in weight.shape[0] to match the input's channels, got weight shape ",
                 shape_str(weight));
-  if (weight[1] < 1 || weight[2] < 1 || weight[3] < 1)
-    raise_value(op, ": weight: expected non-empty dims, got shape ", shape_str(weight));
+  if (weight[2] < 1 || weight[3] < 1)
+    raise_value(op, ": weight: expected a non-empty kernel, got shape ", shape_str(weight));
   int64_t c_out = weight[1] * groups;
   check_bias(op, bias, c_out);
   int64_t ho, wo;
