@@ -1059,9 +1059,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &get_num_threads);
   m.def(
       "set_num_threads",
-      [](int n) {
-        if (n < 1) raise_value("set_num_threads: n: expected a positive integer, got ", n);
-        without_gil([&] { set_num_threads(n); });
+      [](int64_t n) {
+        if (n < 1 || n > 1024)
+          raise_value("set_num_threads: n: expected an integer in [1, 1024], got ", n);
+        without_gil([&] { set_num_threads(static_cast<int>(n)); });
       },
       py::arg("n"));
   m.def("get_workspace_bytes", &get_workspace_bytes);

@@ -21,23 +21,10 @@ import pytest
 
 import cnnkit
 
-OTHER_ENGINEER = "docstrings by another engineer"
-PYBIND = "pybind11 function: docstring by another engineer, in C++"
-RANDOM_MODULE = "docstring in cnnkit/_random.py, not part of the docstrings change"
-
-# Modules walked for public names, each with the xfail reason for its names (None:
-# their docstrings must be complete now). Earlier modules win where one object has
-# several public names (cnnkit.gradcheck is also cnnkit.gradcheck.gradcheck).
-MODULES = [
-    ("cnnkit.functional", None),
-    ("cnnkit.optim", None),
-    ("cnnkit.gradcheck", None),
-    ("cnnkit.data", None),
-    ("cnnkit.nn", OTHER_ENGINEER),
-    ("cnnkit.models", OTHER_ENGINEER),
-    ("cnnkit.summary", OTHER_ENGINEER),
-    ("cnnkit", None),  # top level: see _top_level_reason
-]
+# Modules walked for public names. Earlier modules win where one object has several
+# public names (cnnkit.gradcheck is also cnnkit.gradcheck.gradcheck).
+MODULES = ["cnnkit.functional", "cnnkit.optim", "cnnkit.gradcheck", "cnnkit.data", "cnnkit.nn",
+           "cnnkit.models", "cnnkit.summary", "cnnkit"]
 
 DOCTEST_MODULES = ["cnnkit.functional", "cnnkit.optim", "cnnkit.gradcheck", "cnnkit.data"]
 
@@ -60,27 +47,17 @@ def _public_names(module):
     return names
 
 
-def _top_level_reason(obj):
-    if inspect.isbuiltin(obj) or getattr(obj, "__module__", None) == "cnnkit._C":
-        return PYBIND
-    if getattr(obj, "__module__", None) == "cnnkit._random":
-        return RANDOM_MODULE
-    return None
-
-
 def _cases():
     seen = set()
     cases = []
-    for module_name, reason in MODULES:
+    for module_name in MODULES:
         module = _module(module_name)
         for name in _public_names(module):
             obj = getattr(module, name)
             if isinstance(obj, types.ModuleType) or not callable(obj) or id(obj) in seen:
                 continue
             seen.add(id(obj))
-            why = _top_level_reason(obj) if module_name == "cnnkit" else reason
-            marks = [pytest.mark.xfail(strict=False, reason=why)] if why else []
-            cases.append(pytest.param(obj, id=f"{module_name}.{name}", marks=marks))
+            cases.append(pytest.param(obj, id=f"{module_name}.{name}"))
     return cases
 
 

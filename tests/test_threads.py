@@ -32,12 +32,32 @@ def test_num_threads_fixture_restored():
     assert cnnkit.get_num_threads() == DEFAULT_THREADS >= 1
 
 
-@pytest.mark.parametrize("n", [0, -2])
-def test_num_threads_must_be_positive(n):
+@pytest.mark.parametrize("n", [0, -2, 1025, 2**40, 2**64])
+def test_num_threads_must_be_in_range(n):
     before = cnnkit.get_num_threads()
-    with pytest.raises(ValueError, match="set_num_threads: n:"):
+    with pytest.raises(ValueError, match="set_num_threads: n: expected an (integer in \\[1, 1024\\]|int within the int64 range), got"):
         cnnkit.set_num_threads(n)
     assert cnnkit.get_num_threads() == before
+
+
+@pytest.mark.parametrize("fn, arg", [(cnnkit.set_num_threads, "n"), (cnnkit.set_workspace_bytes, "bytes")])
+@pytest.mark.parametrize("value", [2.0, "2", None, True])
+def test_thread_and_workspace_setters_take_ints_only(fn, arg, value):
+    with pytest.raises(TypeError, match=f"{fn.__name__}: {arg}: expected an int, got"):
+        fn(value)
+
+
+@pytest.mark.parametrize("value", [0, -1, 2**63])
+def test_workspace_bytes_must_be_a_positive_int64(value, workspace_bytes):
+    with pytest.raises(ValueError, match="set_workspace_bytes: bytes: expected"):
+        workspace_bytes(value)
+
+
+def test_numpy_integers_are_ints(num_threads, workspace_bytes):
+    num_threads(np.int64(1))
+    assert cnnkit.get_num_threads() == 1
+    workspace_bytes(np.int32(1 << 20))
+    assert cnnkit.get_workspace_bytes() == 1 << 20
 
 
 # Workloads large enough for parallel_for to split them, one per kernel path (the
