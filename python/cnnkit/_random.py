@@ -4,13 +4,35 @@ One NumPy Generator serves the whole package; `manual_seed` resets its state in
 place, so code that holds a reference to it stays in step.
 """
 
+import numbers
+
 import numpy as np
 
 _generator = np.random.Generator(np.random.PCG64())
 
 
 def manual_seed(seed):
-    """Seed cnnkit's random stream (initialisation, dropout, unseeded DataLoaders)."""
+    """Seed cnnkit's random stream (initialisation, dropout, unseeded DataLoaders).
+
+    Parameters
+    ----------
+    seed : int or None
+        A non-negative int (any size; NumPy integer scalars too). None seeds from the
+        operating system's entropy.
+
+    Raises
+    ------
+    TypeError
+        seed is neither an int nor None (a bool or a float included).
+    ValueError
+        seed is negative.
+    """
+    if seed is not None:
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"manual_seed: seed: expected a non-negative int, got {type(seed).__name__}")
+        seed = int(seed)
+        if seed < 0:
+            raise ValueError(f"manual_seed: seed: expected a non-negative int, got {seed}")
     _generator.bit_generator.state = np.random.PCG64(seed).state
 
 

@@ -15,12 +15,15 @@ ValueError naming the file; missing ones FileNotFoundError.
 """
 
 import gzip
+import math
 import os
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _random
+from ._args import real
 
 __all__ = [
     "ArrayDataset",
@@ -65,7 +68,7 @@ class ArrayDataset:
         if not arrays:
             raise ValueError("ArrayDataset: arrays: expected at least one array, got none")
         arrays = tuple(np.asarray(a) for a in arrays)
-        n = len(arrays[0])
+        n = len(arrays[0]) if arrays[0].ndim else 0
         for i, a in enumerate(arrays):
             if a.ndim == 0 or len(a) != n:
                 raise ValueError(
@@ -109,7 +112,9 @@ class DataLoader:
     ------
     ValueError
         batch_size is not a positive int (a bool or a float included); a tuple or
-        list dataset is invalid as for ArrayDataset.
+        list dataset is invalid as for ArrayDataset; seed is a negative int.
+    TypeError
+        dataset has no ``__len__`` or ``__getitem__``; seed is not a seed NumPy takes.
 
     Examples
     --------
@@ -125,13 +130,18 @@ class DataLoader:
     def __init__(self, dataset, batch_size=1, shuffle=False, seed=None, drop_last=False):
         if isinstance(dataset, (tuple, list)):
             dataset = ArrayDataset(*dataset)
+        elif not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise TypeError(
+                f"DataLoader: dataset: expected an ArrayDataset, a tuple of arrays or an object with __len__ and "
+                f"__getitem__, got {type(dataset).__name__}"
+            )
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"DataLoader: batch_size: expected a positive int, got {batch_size!r}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
-        self._rng = _random.generator() if seed is None else np.random.default_rng(seed)
+        self._rng = _random.generator() if seed is None else _seeded(seed, "DataLoader", "seed")
 
     def __len__(self):
         n = len(self.dataset)
@@ -155,10 +165,37 @@ _IDX_TYPES = {
 }
 
 
+def _seeded(seed, op, name):
+    """np.random.default_rng(seed), its errors naming op and the argument."""
+    if isinstance(seed, (bool, float)):
+        raise TypeError(f"{op}: {name}: expected a non-negative int, got {type(seed).__name__}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{op}: {name}: expected a non-negative int, got {seed!r} ({e})") from None
+
+
+def _path(path, op, name="path"):
+    """path as a str or bytes file system path; TypeError for anything else (an int
+    would be taken by open() as a file descriptor)."""
+    if isinstance(path, (str, bytes, os.PathLike)):
+        return os.fspath(path)
+    raise TypeError(f"{op}: {name}: expected a str or os.PathLike path, got {type(path).__name__}")
+
+
 def _read_bytes(path):
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        return f.read()
+    with open(path, "rb") as f:
+        raw = f.read()
+    if path.endswith(b".gz" if isinstance(path, bytes) else ".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"read_idx: {_shown(path)}: not a valid gzip file ({e})") from None
+    return raw
+
+
+def _shown(path):
+    return os.fsdecode(path)
 
 
 def read_idx(path):
@@ -181,31 +218,35 @@ def read_idx(path):
 
     Raises
     ------
+    TypeError
+        path is not a str, bytes or os.PathLike.
     ValueError
-        A bad magic number, a truncated header, or a size that does not match the
-        dims (truncated data or trailing bytes); the message names the file.
+        A bad magic number, a truncated header, a size that does not match the dims
+        (truncated data or trailing bytes), or a .gz file that is not valid (or is
+        truncated) gzip; the message names the file.
     OSError
-        The file cannot be read (FileNotFoundError when it does not exist), or a .gz
-        file is not valid gzip.
+        The file cannot be read (FileNotFoundError when it does not exist).
     """
+    path = _path(path, "read_idx")
     raw = _read_bytes(path)
+    shown = _shown(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise ValueError(f"read_idx: {path}: not an IDX file (bad magic number {raw[:4].hex()})")
+        raise ValueError(f"read_idx: {shown}: not an IDX file (bad magic number {raw[:4].hex()})")
     dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"read_idx: {path}: truncated header (expected {header} bytes, got {len(raw)})")
+        raise ValueError(f"read_idx: {shown}: truncated header (expected {header} bytes, got {len(raw)})")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no wrap-around
     if len(raw) != expected:
-        raise ValueError(f"read_idx: {path}: expected {expected} bytes for shape {shape}, got {len(raw)}")
+        raise ValueError(f"read_idx: {shown}: expected {expected} bytes for shape {shape}, got {len(raw)}")
     return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _find(root, names, what):
     for name in names:
         for candidate in (name, name + ".gz"):
-            path = os.path.join(root, candidate)
+            path = os.path.join(os.fsdecode(root), candidate)
             if os.path.exists(path):
                 return path
     raise FileNotFoundError(f"{what}: no {names[0]} (or .gz) in {root}")
@@ -233,12 +274,15 @@ def load_mnist(root, train=True):
 
     Raises
     ------
+    TypeError
+        root is not a str, bytes or os.PathLike.
     FileNotFoundError
         The images or labels file is missing.
     ValueError
         A malformed file (as for read_idx), or images that are not (N, H, W), labels
         that are not (N,), or counts that differ.
     """
+    root = _path(root, "load_mnist", "root")
     prefix = "train" if train else "t10k"
     images = read_idx(_find(root, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"], "load_mnist"))
     labels = read_idx(_find(root, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"], "load_mnist"))
@@ -277,11 +321,14 @@ def load_cifar10(root, train=True):
 
     Raises
     ------
+    TypeError
+        root is not a str, bytes or os.PathLike.
     FileNotFoundError
         None of the batch files exists.
     ValueError
         A batch file's size is not a multiple of 3073 bytes; the message names the file.
     """
+    root = os.fsdecode(_path(root, "load_cifar10", "root"))
     nested = os.path.join(root, "cifar-10-batches-bin")
     if os.path.isdir(nested):
         root = nested
@@ -386,12 +433,19 @@ def load_dataset(spec, test_fraction=0.2, split_seed=0):
     Raises
     ------
     ValueError
-        spec is not one of the forms above; as the loaders, for malformed files.
+        spec is not one of the forms above; test_fraction is outside [0, 1] (NaN
+        included); split_seed is negative; as the loaders, for malformed files.
+    TypeError
+        test_fraction is not a real number; split_seed is not an int.
     FileNotFoundError
         A file is missing, as for load_mnist and load_cifar10.
     ImportError
         "digits" without scikit-learn.
     """
+    test_fraction = real(test_fraction, "load_dataset", "test_fraction")
+    if not 0 <= test_fraction <= 1:
+        raise ValueError(f"load_dataset: test_fraction: expected a fraction in [0, 1], got {test_fraction}")
+    _seeded(split_seed, "load_dataset", "split_seed")
     name, _, root = str(spec).partition(":")
     if name == "digits" and not root:
         x, y = load_digits()

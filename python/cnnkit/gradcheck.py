@@ -1,11 +1,14 @@
 """Gradient checking: central finite differences in float64 against an analytic backward."""
 
 import copy
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _random
+from ._args import integer, real
 from .nn.module import Module
 
 __all__ = ["gradcheck", "GradcheckResult"]
@@ -79,6 +82,45 @@ def _scalar(output, weights):
     return float(np.sum(np.asarray(output, dtype=np.float64) * weights))
 
 
+def _tolerance(value, name):
+    value = real(value, "gradcheck", name)
+    if not value >= 0:
+        raise ValueError(f"gradcheck: {name}: expected a tolerance >= 0, got {value}")
+    return value
+
+
+def _indices(inputs_to_check, inputs):
+    """inputs_to_check as a list of indices of float ndarray inputs."""
+    if isinstance(inputs_to_check, (str, bytes)) or not isinstance(inputs_to_check, (tuple, list, range)):
+        raise TypeError(
+            f"gradcheck: inputs_to_check: expected a sequence of ints, got {type(inputs_to_check).__name__}"
+        )
+    out = []
+    for i in inputs_to_check:
+        i = integer(i, "gradcheck", "inputs_to_check", "a sequence of ints")
+        if not 0 <= i < len(inputs):
+            raise ValueError(f"gradcheck: inputs_to_check: expected indices in [0, {len(inputs)}), got {i}")
+        if not (isinstance(inputs[i], np.ndarray) and inputs[i].dtype.kind == "f"):
+            raise ValueError(
+                f"gradcheck: inputs_to_check: input {i} is not a float ndarray ({type(inputs[i]).__name__})"
+            )
+        out.append(i)
+    return out
+
+
+def _analytic(input_grads, i):
+    """The analytic gradient of input i as a float64 array."""
+    if i >= len(input_grads) or input_grads[i] is None:
+        raise ValueError(f"gradcheck: backward: returned no gradient for input {i} (of inputs_to_check)")
+    g = input_grads[i]
+    if not isinstance(g, (np.ndarray, numbers.Number)) or isinstance(g, bool):
+        raise TypeError(f"gradcheck: backward: the gradient of input {i}: expected an ndarray, got {type(g).__name__}")
+    try:
+        return np.asarray(g, np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"gradcheck: backward: the gradient of input {i}: expected a numeric array ({e})") from None
+
+
 def gradcheck(fn, inputs, backward=None, eps=1e-6, atol=1e-5, rtol=1e-3, inputs_to_check=None, seed=0):
     """Compare an analytic gradient with central finite differences, in float64.
 
@@ -128,11 +170,15 @@ def gradcheck(fn, inputs, backward=None, eps=1e-6, atol=1e-5, rtol=1e-3, inputs_
     Raises
     ------
     TypeError
-        fn is neither a Module nor callable.
+        fn is neither a Module nor callable; backward is given but not callable; eps,
+        atol or rtol is not a real number; inputs_to_check is not a sequence of ints;
+        seed is not a seed NumPy takes; an analytic gradient is not numeric.
     ValueError
-        fn is a function and backward is None; an analytic gradient's shape differs
-        from its input's or parameter's; there is nothing to check (no non-empty float
-        input with a gradient, and no parameters).
+        fn is a function and backward is None; inputs is empty; eps is not positive and
+        finite; atol or rtol is negative or NaN; an index of inputs_to_check is out of
+        range or names a non-float input, or backward returned no gradient for it; an
+        analytic gradient's shape differs from its input's or parameter's; there is
+        nothing to check (no non-empty float input with a gradient, and no parameters).
 
     Examples
     --------
@@ -146,8 +192,20 @@ def gradcheck(fn, inputs, backward=None, eps=1e-6, atol=1e-5, rtol=1e-3, inputs_
     >>> bool(result), result.checked
     (True, 258)
     """
-    rng = np.random.default_rng(seed)
+    eps = real(eps, "gradcheck", "eps")
+    if not 0 < eps < math.inf:
+        raise ValueError(f"gradcheck: eps: expected a positive finite step, got {eps}")
+    atol = _tolerance(atol, "atol")
+    rtol = _tolerance(rtol, "rtol")
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"gradcheck: seed: expected a seed NumPy takes (a non-negative int), got {seed!r} ({e})") from None
     inputs = tuple(_float64(a) for a in _as_tuple(inputs))
+    if not inputs:
+        raise ValueError("gradcheck: inputs: expected at least one input, got none")
+    if inputs_to_check is not None:
+        inputs_to_check = _indices(inputs_to_check, inputs)
     if isinstance(fn, Module):
         module = copy.deepcopy(fn).to(np.float64)
         forward = module
@@ -155,6 +213,8 @@ def gradcheck(fn, inputs, backward=None, eps=1e-6, atol=1e-5, rtol=1e-3, inputs_
     elif callable(fn):
         if backward is None:
             raise ValueError("gradcheck: backward: needed when fn is a function rather than a Module")
+        if not callable(backward):
+            raise TypeError(f"gradcheck: backward: expected a callable, got {type(backward).__name__}")
         module = None
         forward = fn
         params = []
@@ -184,7 +244,7 @@ def gradcheck(fn, inputs, backward=None, eps=1e-6, atol=1e-5, rtol=1e-3, inputs_
             for i, g in enumerate(input_grads)
             if g is not None and i < len(inputs) and isinstance(inputs[i], np.ndarray) and inputs[i].dtype.kind == "f"
         ]
-    targets = [(f"input[{i}]", inputs[i], np.asarray(input_grads[i], np.float64)) for i in inputs_to_check]
+    targets = [(f"input[{i}]", inputs[i], _analytic(input_grads, i)) for i in inputs_to_check]
     targets += [(name, p.data, p.grad.copy()) for name, p in params]
 
     worst = None

@@ -6,9 +6,11 @@ dtype.
 """
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
+from ._args import integer, real
 from .nn.module import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "StepLR"]
@@ -32,18 +34,37 @@ class Optimizer:
     ValueError
         params is empty, or lr is not positive (NaN included).
     TypeError
-        An item of params is not a Parameter.
+        params is not iterable, an item of params is not a Parameter, or lr is not a
+        real number (a bool included).
     """
     def __init__(self, params, lr):
+        name = type(self).__name__
+        if isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
+            raise TypeError(f"{name}: params: expected an iterable of Parameter, got {type(params).__name__}")
         self.params = list(params)
         if not self.params:
-            raise ValueError(f"{type(self).__name__}: params: expected at least one Parameter, got none")
+            raise ValueError(f"{name}: params: expected at least one Parameter, got none")
         for i, p in enumerate(self.params):
             if not isinstance(p, Parameter):
-                raise TypeError(f"{type(self).__name__}: params: item {i}: expected a Parameter, got {type(p).__name__}")
+                raise TypeError(f"{name}: params: item {i}: expected a Parameter, got {type(p).__name__}")
+        lr = real(lr, name, "lr")
         if not lr > 0:
-            raise ValueError(f"{type(self).__name__}: lr: expected a positive learning rate, got {lr}")
-        self.lr = float(lr)
+            raise ValueError(f"{name}: lr: expected a positive learning rate, got {lr}")
+        self.lr = lr
+
+    def _grads(self):
+        """(param, grad) pairs, each grad checked: a real ndarray of its parameter's
+        shape (a user may have replaced ``.grad``; numpy would broadcast a wrong one)."""
+        op = f"{type(self).__name__}.step"
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if not isinstance(g, np.ndarray) or g.dtype.kind not in "fiu":
+                got = f"dtype {g.dtype}" if isinstance(g, np.ndarray) else type(g).__name__
+                raise TypeError(f"{op}: grad: params[{i}].grad: expected a real ndarray of shape {p.shape}, got {got}")
+            if g.shape != p.data.shape:
+                raise ValueError(f"{op}: grad: params[{i}].grad: expected shape {p.shape} (the parameter's), "
+                                 f"got {g.shape}")
+            yield p, g
 
     def zero_grad(self):
         """Set every parameter's ``.grad`` to zero, in place."""
@@ -91,10 +112,10 @@ class SGD(Optimizer):
     Raises
     ------
     ValueError
-        As Optimizer; momentum or weight_decay is negative; nesterov without
+        As Optimizer; momentum or weight_decay is negative or NaN; nesterov without
         momentum > 0 and dampening 0.
     TypeError
-        As Optimizer.
+        As Optimizer; momentum, dampening or weight_decay is not a real number.
 
     Examples
     --------
@@ -111,22 +132,26 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params, lr)
-        if momentum < 0:
-            raise ValueError(f"SGD: momentum: expected a value >= 0, got {momentum}")
-        if weight_decay < 0:
-            raise ValueError(f"SGD: weight_decay: expected a value >= 0, got {weight_decay}")
+        momentum = _non_negative(momentum, "SGD", "momentum")
+        dampening = real(dampening, "SGD", "dampening")
+        weight_decay = _non_negative(weight_decay, "SGD", "weight_decay")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: nesterov: needs momentum > 0 and dampening 0")
-        self.momentum = float(momentum)
-        self.dampening = float(dampening)
-        self.weight_decay = float(weight_decay)
+        self.momentum = momentum
+        self.dampening = dampening
+        self.weight_decay = weight_decay
         self.nesterov = bool(nesterov)
         self._buffers = [None] * len(self.params)
 
     def step(self):
-        """One update of every parameter, in place, from its ``.grad``."""
-        for i, p in enumerate(self.params):
-            g = p.grad
+        """One update of every parameter, in place, from its ``.grad``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A parameter's ``.grad`` is not a real ndarray of its shape.
+        """
+        for i, (p, g) in enumerate(list(self._grads())):
             if self.weight_decay:
                 g = g + self.weight_decay * p.data
             if self.momentum:
@@ -168,31 +193,43 @@ class Adam(Optimizer):
     Raises
     ------
     ValueError
-        As Optimizer; betas is not two values, each in [0, 1).
+        As Optimizer; betas is not two values, each in [0, 1); eps or weight_decay is
+        negative or NaN.
     TypeError
-        As Optimizer.
+        As Optimizer; betas is not a pair of real numbers; eps or weight_decay is not a
+        real number.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        beta1, beta2 = betas
+        if not isinstance(betas, (tuple, list)):
+            raise TypeError(f"Adam: betas: expected a pair of real numbers, got {type(betas).__name__}")
+        if len(betas) != 2:
+            raise ValueError(f"Adam: betas: expected a pair of real numbers, got {len(betas)} values {tuple(betas)}")
+        beta1, beta2 = (real(b, "Adam", "betas") for b in betas)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ValueError(f"Adam: betas: expected values in [0, 1), got {tuple(betas)}")
-        self.betas = (float(beta1), float(beta2))
-        self.eps = float(eps)
-        self.weight_decay = float(weight_decay)
+        self.betas = (beta1, beta2)
+        self.eps = _non_negative(eps, "Adam", "eps")
+        self.weight_decay = _non_negative(weight_decay, "Adam", "weight_decay")
         self.t = 0
         self._m = [np.zeros_like(p.data) for p in self.params]
         self._v = [np.zeros_like(p.data) for p in self.params]
 
     def step(self):
-        """One update (t += 1) of every parameter, in place, from its ``.grad``."""
+        """One update (t += 1) of every parameter, in place, from its ``.grad``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A parameter's ``.grad`` is not a real ndarray of its shape.
+        """
+        grads = list(self._grads())
         self.t += 1
         beta1, beta2 = self.betas
         step_size = self.lr / (1.0 - beta1**self.t)
         bias_correction2_sqrt = math.sqrt(1.0 - beta2**self.t)
-        for p, m, v in zip(self.params, self._m, self._v):
-            g = p.grad
+        for (p, g), m, v in zip(grads, self._m, self._v):
             if self.weight_decay:
                 g = g + self.weight_decay * p.data
             m *= beta1
@@ -214,12 +251,15 @@ class StepLR:
     optimizer : Optimizer
         The optimiser whose ``lr`` the schedule sets.
     step_size : int
-        Epochs between decays; positive (converted with ``int()``).
+        Epochs between decays; positive.
     gamma : float, default 0.1
         Multiplicative factor of each decay.
 
     Raises
     ------
+    TypeError
+        optimizer is not an Optimizer, step_size is not an int (a bool or a float
+        included), or gamma is not a real number.
     ValueError
         step_size is not positive.
 
@@ -239,18 +279,26 @@ class StepLR:
     """
 
     def __init__(self, optimizer, step_size, gamma=0.1):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"StepLR: optimizer: expected an Optimizer, got {type(optimizer).__name__}")
+        step_size = integer(step_size, "StepLR", "step_size")
         if step_size <= 0:
             raise ValueError(f"StepLR: step_size: expected a positive int, got {step_size}")
         self.optimizer = optimizer
-        self.step_size = int(step_size)
-        self.gamma = float(gamma)
+        self.step_size = step_size
+        self.gamma = real(gamma, "StepLR", "gamma")
         self.base_lr = optimizer.lr
         self.epoch = 0
 
     def step(self):
         """Count one epoch and set the optimiser's lr for the next."""
         self.epoch += 1
-        self.optimizer.lr = self.base_lr * self.gamma ** (self.epoch // self.step_size)
+        decays = self.epoch // self.step_size
+        try:
+            factor = self.gamma**decays
+        except OverflowError:  # |gamma| > 1 compounded past the float range
+            factor = math.inf if self.gamma > 0 or decays % 2 == 0 else -math.inf
+        self.optimizer.lr = self.base_lr * factor
 
     def get_last_lr(self):
         """The optimiser's current learning rate.
@@ -261,3 +309,11 @@ class StepLR:
             ``optimizer.lr`` (a float, where torch returns a list of one per group).
         """
         return self.optimizer.lr
+
+
+def _non_negative(value, op, name):
+    """value as a float >= 0; TypeError for a non-real, ValueError for a negative or NaN one."""
+    value = real(value, op, name)
+    if not value >= 0:
+        raise ValueError(f"{op}: {name}: expected a value >= 0, got {value}")
+    return value
