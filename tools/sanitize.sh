@@ -19,13 +19,17 @@
 #   PYTEST ARGS   replace the default selection (tests/ less DESELECT below), e.g.
 #                 tools/sanitize.sh tests/test_conv.py -k winograd
 #
+# Environment: SANITIZE_OPT (default -O1; -O3 checks the release code generation),
+# SANITIZE_NDEBUG=1 (define NDEBUG: pybind11's GIL assertions off), SANITIZE_JOBS
+# (build parallelism, default nproc), CXX (default g++), PYTHON (default python).
+#
 # Exit status: non-zero when the build fails, a test fails, or any sanitizer report was
 # written (in the pytest process or any child). Reports are in build-sanitize/logs/.
 #
-# Compile flags: -fsanitize=address,undefined -fno-omit-frame-pointer -g1 -O1. The checks are
-# built recoverable (-fsanitize-recover=address, UBSan's default) so that one build
-# serves both modes; halting is chosen at run time (halt_on_error), and either way any
-# report fails the run.
+# Compile flags: -fsanitize=address,undefined -fno-omit-frame-pointer -g1 -O1, no NDEBUG.
+# The checks are built recoverable (-fsanitize-recover=address, UBSan's default) so that
+# one build serves both modes; halting is chosen at run time (halt_on_error), and either
+# way any report fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -40,7 +44,7 @@ while [ $# -gt 0 ]; do
     --halt) HALT=1; shift ;;
     --build-only) BUILD_ONLY=1; shift ;;
     --timeout) TIMEOUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) break ;;
   esac
 done
@@ -80,7 +84,11 @@ OPT=${SANITIZE_OPT:--O1}
 LAUNCHER=$OUT/cxx-launcher
 printf '#!/bin/sh\nexec "$@" %s\n' "$OPT" >"$LAUNCHER.tmp" && chmod +x "$LAUNCHER.tmp"
 cmp -s "$LAUNCHER.tmp" "$LAUNCHER" && rm "$LAUNCHER.tmp" || mv "$LAUNCHER.tmp" "$LAUNCHER"
-CONFIG="$SRC $CXX $SAN_FLAGS $OPT"
+# No NDEBUG by default: pybind11's debug checks (the GIL held on every inc_ref/dec_ref)
+# are on, which is part of what this build is for. SANITIZE_NDEBUG=1 turns them off.
+NDEBUG_FLAG=""
+if [ "${SANITIZE_NDEBUG:-0}" = 1 ]; then NDEBUG_FLAG=" -DNDEBUG"; fi
+CONFIG="$SRC $CXX $SAN_FLAGS $OPT$NDEBUG_FLAG"
 if [ ! -f "$BUILD/build.ninja" ] || [ "$(cat "$OUT/.config" 2>/dev/null)" != "$CONFIG" ]; then
   rm -rf "$BUILD"
   if command -v ninja >/dev/null; then GEN=Ninja; else GEN="Unix Makefiles"; fi
@@ -88,7 +96,7 @@ if [ ! -f "$BUILD/build.ninja" ] || [ "$(cat "$OUT/.config" 2>/dev/null)" != "$C
     -DCMAKE_CXX_COMPILER="$CXX" \
     -DCMAKE_CXX_COMPILER_LAUNCHER="$LAUNCHER" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-g1" \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-g1${NDEBUG_FLAG}" \
     -DCMAKE_CXX_FLAGS="$SAN_FLAGS" \
     -DCMAKE_MODULE_LINKER_FLAGS="$SAN_FLAGS" \
     -DCMAKE_SHARED_LINKER_FLAGS="$SAN_FLAGS" \
@@ -264,11 +272,10 @@ if [ "$BUILD_ONLY" = 1 ]; then
 fi
 
 # ---- run -------------------------------------------------------------------------------
-# Tests that cannot mean anything under ASan (not cnnkit defects), deselected by node id.
-DESELECT=(
-  # peak RSS of a child process: ASan's shadow memory and quarantine dominate it
-  tests/test_memory.py
-)
+# Tests that cannot mean anything under ASan (not cnnkit defects): a file is --ignore'd,
+# a node id (path::name) --deselect'ed. None today: every test in tests/ passes under
+# ASan+UBSan on its own merits, torch cross-checks, forks and subprocesses included.
+DESELECT=()
 
 LOGS=$OUT/logs
 rm -rf "$LOGS" && mkdir -p "$LOGS"
@@ -276,19 +283,27 @@ LIBASAN=$("$CXX" -print-file-name=libasan.so)
 LIBUBSAN=$("$CXX" -print-file-name=libubsan.so)
 [ -e "$LIBASAN" ] && [ -e "$LIBUBSAN" ] || { echo "sanitize: no libasan/libubsan from $CXX" >&2; exit 2; }
 
+# Known false positive outside cnnkit: pybind11's dispatcher rethrows glibc's forced unwind
+# (pthread_exit of a daemon thread at interpreter exit) with catch (abi::__forced_unwind&),
+# and the unwind has no exception object for the reference: "reference binding to null
+# pointer of type 'struct __forced_unwind'" at pybind11.h. Suppressed for that function.
+cat >"$OUT/ubsan.supp" <<'EOF'
+null:pybind11::cpp_function::dispatcher
+EOF
+
 export CNNKIT_SANITIZE_LOGS=$LOGS CNNKIT_SANITIZE_PKG=$PKG CNNKIT_SANITIZE_RUNTIMES="$LIBASAN $LIBUBSAN"
 export PYTHONPATH=$PKG${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONMALLOC=malloc            # Python objects through malloc, so ASan sees them
 export PYTHONDONTWRITEBYTECODE=1
 # The interpreter is not instrumented: leaks of CPython and NumPy are not ours.
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=$HALT:abort_on_error=0:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=0:symbolize=1:log_path=$LOGS/asan"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=$HALT:report_error_type=1:symbolize=1:log_path=$LOGS/asan"
+export UBSAN_OPTIONS="suppressions=$OUT/ubsan.supp:print_stacktrace=1:halt_on_error=$HALT:report_error_type=1:symbolize=1:log_path=$LOGS/asan"
 
 if [ $# -gt 0 ]; then
   SELECT=("$@")
 else
   SELECT=("$SRC/tests")
-  for d in "${DESELECT[@]}"; do
+  for d in ${DESELECT[@]+"${DESELECT[@]}"}; do
     case "$d" in
       *::*) SELECT+=(--deselect "$SRC/$d") ;;
       *) SELECT+=(--ignore "$SRC/$d") ;;
