@@ -82,24 +82,9 @@ EITHER = "either"  # may raise (as RAISE) or return (then, with a ref, equal to 
 
 # Failing cases whose fix belongs to someone else's file, as fnmatch patterns over case
 # ids -> reason. Strict: every case a pattern matches must fail.
-_FLAG = "bool() of any value: None, a str, a float or a list is taken as a switch (torch raises TypeError)"
 _NN_HUGE = "numpy's 'array is too big' ValueError from the parameter allocation, naming neither layer nor argument"
 _LOSS_NAME = "the kernel's message names its operand 'input', not the loss's argument 'output'"
 KNOWN_FAILURES = {
-    # cnnkit.functional: bool switches go through bool()
-    **{f"{op}:{flag}={kind}": _FLAG
-       for op, flags in (("max_pool2d", ("ceil_mode", "return_indices")),
-                         ("avg_pool2d", ("ceil_mode", "count_include_pad")),
-                         ("avg_pool2d_backward", ("ceil_mode", "count_include_pad")),
-                         ("lp_pool2d", ("ceil_mode",)), ("lp_pool2d_backward", ("ceil_mode",)),
-                         ("dropout", ("training",)), ("batch_norm", ("training",)))
-       for flag in flags for kind in (("None", "1.5", "list") if op.endswith("_backward") else
-                                      ("None", "str", "1.5", "list"))},
-    # geometry: the unpooled size formula blames an argument max_unpool2d does not have
-    "max_unpool2d:kernel_size=2^62": "message names 'dilation', which max_unpool2d has no argument for",
-    "max_unpool2d:kernel_size=2^63-1": "message names 'dilation', which max_unpool2d has no argument for",
-    "max_unpool2d:kernel_size=pair-w-2^62": "message names 'dilation', which max_unpool2d has no argument for",
-    "max_unpool2d:stride=2^63-1": "message names 'dilation', which max_unpool2d has no argument for",
     # nn: parameters too big to allocate
     **{f"nn.{layer}():{arg}={k}": _NN_HUGE
        for layer, args in (("Linear", ("in_features", "out_features")),

@@ -53,7 +53,8 @@ inline const char* conv_transpose_out_size(int64_t in, int64_t k, int64_t stride
   if (!checked::mul(in - 1, stride, &strided)) return "stride";
   if (const char* arg = dilated_extent(k, dilation, &extent)) return arg;
   if (!checked::mul(pad, 2, &pads)) return "padding";
-  if (!checked::add(strided, extent, out)) return "dilation";
+  if (!checked::add(strided, extent, out))  // blame the larger term
+    return strided >= extent ? "stride" : dilation > 1 ? "dilation" : "kernel_size";
   if (!checked::add(*out, output_padding, out)) return "output_padding";
   if (!checked::sub(*out, pads, out)) return "padding";
   return nullptr;

@@ -8,6 +8,8 @@ geometry) live in C++ (csrc/common/validate.cpp), once.
 
 import numbers
 
+import numpy as np
+
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -31,6 +33,14 @@ def real(v, op, name):
         return float(v)
     except OverflowError:
         raise ValueError(f"{op}: {name}: expected a real number within the float range, got {v}") from None
+
+
+def boolean(v, op, name):
+    """v as a Python bool: a bool or a NumPy bool only, as torch takes its flags (bool()
+    would take anything, and 'False' is true)."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name}: expected a bool, got {type(v).__name__}")
+    return bool(v)
 
 
 def pair(v, op, name):

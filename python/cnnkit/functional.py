@@ -34,7 +34,7 @@ import numpy as np
 
 from . import _C, _random
 from ._args import conv_padding, groups as _groups, integer as _int, ints as _ints, pair, real as _real
-from ._args import reduction as _reduction, weight_kernel_hw
+from ._args import boolean as _bool, reduction as _reduction, weight_kernel_hw
 
 __all__ = [
     "conv2d",
@@ -541,7 +541,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     kernel, stride = _pool_args(kernel_size, stride, op)
     return _C.max_pool2d(
         input, kernel, stride, pair(padding, op, "padding"), pair(dilation, op, "dilation"),
-        bool(ceil_mode), bool(return_indices),
+        _bool(ceil_mode, op, "ceil_mode"), _bool(return_indices, op, "return_indices"),
     )
 
 
@@ -714,7 +714,10 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """
     op = "avg_pool2d"
     kernel, stride = _pool_args(kernel_size, stride, op)
-    return _C.avg_pool2d(input, kernel, stride, pair(padding, op, "padding"), bool(ceil_mode), bool(count_include_pad))
+    return _C.avg_pool2d(
+        input, kernel, stride, pair(padding, op, "padding"), _bool(ceil_mode, op, "ceil_mode"),
+        _bool(count_include_pad, op, "count_include_pad"),
+    )
 
 
 def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -752,7 +755,7 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     kernel, stride = _pool_args(kernel_size, stride, op)
     return _C.avg_pool2d_backward(
         grad_output, _ints(input_shape, op, "input_shape"), kernel, stride, pair(padding, op, "padding"),
-        bool(ceil_mode), bool(count_include_pad),
+        _bool(ceil_mode, op, "ceil_mode"), _bool(count_include_pad, op, "count_include_pad"),
     )
 
 
@@ -803,7 +806,7 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     """
     op = "lp_pool2d"
     kernel, stride = _pool_args(kernel_size, stride, op)
-    return _C.lp_pool2d(input, _real(norm_type, op, "norm_type"), kernel, stride, bool(ceil_mode))
+    return _C.lp_pool2d(input, _real(norm_type, op, "norm_type"), kernel, stride, _bool(ceil_mode, op, "ceil_mode"))
 
 
 def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, ceil_mode=False):
@@ -838,7 +841,9 @@ def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, 
     """
     op = "lp_pool2d_backward"
     kernel, stride = _pool_args(kernel_size, stride, op)
-    return _C.lp_pool2d_backward(grad_output, input, _real(norm_type, op, "norm_type"), kernel, stride, bool(ceil_mode))
+    return _C.lp_pool2d_backward(
+        grad_output, input, _real(norm_type, op, "norm_type"), kernel, stride, _bool(ceil_mode, op, "ceil_mode")
+    )
 
 
 # ---- Activations (any shape)
@@ -1317,7 +1322,7 @@ def dropout(input, p=0.5, training=True, seed=None):
     >>> bool(np.array_equal(mask, F.dropout(np.ones(1000, np.float32), 0.25, seed=7)[1]))
     True
     """
-    training = bool(training)
+    training = _bool(training, "dropout", "training")
     if training and seed is None:
         seed = _random.next_seed()
     return _C.dropout(input, _real(p, "dropout", "p"), training, seed)
@@ -1450,7 +1455,7 @@ def batch_norm(input, gamma=None, beta=None, running_mean=None, running_var=None
     >>> ggamma is None and gbeta is None
     True
     """
-    training = bool(training)
+    training = _bool(training, "batch_norm", "training")
     y, x, mean, invstd = _C.batch_norm(
         input,
         gamma,
