@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "common/cpu_features.h"
@@ -112,6 +113,10 @@ CNNKIT_INLINE void channel_grad_input(const T* g, const T* x, T* gx, int64_t n, 
 }
 
 // ---- Local response norm
+//
+// Every window sum is taken directly over its own terms, from zero. A sliding sum (add
+// the entering channel, subtract the leaving one) keeps the rounding error of a large
+// channel after it has left the window, where it can swamp small neighbours' sums.
 
 // s^-beta, with the exponents that AlexNet-style layers use on vectorisable sqrt.
 enum class PowKind { general, three_quarters, half, one };
@@ -123,12 +128,10 @@ PowKind pow_kind(double beta) {
   return PowKind::general;
 }
 
+// s^-beta from r = pow_base(s): 1/sqrt(s), 1/s or s^-beta itself.
 template <PowKind K, class P>
-CNNKIT_INLINE P inv_pow(P s, P beta) {
-  if constexpr (K == PowKind::three_quarters) {
-    const P r = P(1) / std::sqrt(s);
-    return r * std::sqrt(r);
-  } else if constexpr (K == PowKind::half) {
+CNNKIT_INLINE P pow_base(P s, P beta) {
+  if constexpr (K == PowKind::three_quarters || K == PowKind::half) {
     return P(1) / std::sqrt(s);
   } else if constexpr (K == PowKind::one) {
     return P(1) / s;
@@ -137,86 +140,222 @@ CNNKIT_INLINE P inv_pow(P s, P beta) {
   }
 }
 
-template <class T>
-CNNKIT_INLINE void add_squares(double* acc, const T* x, int64_t w, double sign) {
-  for (int64_t i = 0; i < w; ++i) acc[i] += sign * (double(x[i]) * double(x[i]));
+template <PowKind K, class P>
+CNNKIT_INLINE P pow_p(P r) {
+  if constexpr (K == PowKind::three_quarters) return r * std::sqrt(r);
+  return r;
 }
 
-CNNKIT_INLINE void add_values(double* acc, const double* t, int64_t w, double sign) {
-  for (int64_t i = 0; i < w; ++i) acc[i] += sign * t[i];
-}
-
-// Adds x^2 of the channels entering channel c's window [c - before, c + after] and
-// drops the one leaving it, so each step costs O(1) per position.
-template <class T>
-CNNKIT_INLINE void slide_window(double* acc, const T* x, int64_t c, int64_t channels,
-                                int64_t stride, int64_t w, int64_t before, int64_t after) {
-  if (c + after < channels) add_squares(acc, x + (c + after) * stride, w, 1.0);
-  if (c - before - 1 >= 0) add_squares(acc, x + (c - before - 1) * stride, w, -1.0);
-}
-
-template <class T>
-CNNKIT_INLINE void prime_window(double* acc, const T* x, int64_t channels, int64_t stride,
-                                int64_t w, int64_t after) {
-  std::fill(acc, acc + w, 0.0);
-  for (int64_t j = 0; j < std::min(after, channels); ++j) add_squares(acc, x + j * stride, w, 1.0);
+// s^(-beta-1) from p = s^-beta and r, without a second square root or divide.
+template <PowKind K, class P>
+CNNKIT_INLINE P pow_q(P p, P r, P s) {
+  if constexpr (K == PowKind::three_quarters || K == PowKind::half) {
+    return p * (r * r);
+  } else if constexpr (K == PowKind::one) {
+    return p * r;
+  } else {
+    return p / s;
+  }
 }
 
 struct LrnParams {
   int64_t channels, stride, size;
   double alpha_n, beta, k;  // alpha_n = alpha / size
+  // Rows of the backward's rings of per-channel scratch (see lrn_backward_block).
+  int64_t ring() const { return std::max<int64_t>(1, std::min(size, channels)); }
+  int64_t before() const { return size / 2; }
+  int64_t after() const { return (size - 1) / 2; }
+  // Channel c's window, clipped; j is in the windows of [j - after, j + before].
+  int64_t lo(int64_t c) const { return std::max<int64_t>(0, c - before()); }
+  int64_t hi(int64_t c) const { return std::min(channels - 1, c + after()); }
 };
 
-// One sample's w adjacent spatial positions (x, y point at the first), all channels.
-template <PowKind K, class T>
-CNNKIT_INLINE void lrn_forward_block(const T* x, T* y, int64_t w, const LrnParams& q,
-                                     double* acc) {
-  const int64_t before = q.size / 2, after = (q.size - 1) / 2;
-  prime_window(acc, x, q.channels, q.stride, w, after);
-  for (int64_t c = 0; c < q.channels; ++c) {
-    slide_window(acc, x, c, q.channels, q.stride, w, before, after);
-    const T* xc = x + c * q.stride;
-    T* yc = y + c * q.stride;
-    // The window sums stay in double (they slide by adding and subtracting); the
-    // power runs in T: float's sqrt and divide are twice as wide and correctly rounded.
-    for (int64_t i = 0; i < w; ++i)
-      yc[i] = xc[i] * inv_pow<K>(static_cast<T>(q.k + q.alpha_n * acc[i]), static_cast<T>(q.beta));
+// Float's sqrt and divide are twice as wide as double's, so float32 takes s^-beta and
+// s^(-beta-1) in float while s is well inside float's range; a block with any s
+// outside it (k ~ 0 with tiny inputs, huge inputs, NaN) takes them in double, and so
+// does a general beta that float does not hold exactly (its rounding would scale
+// with log s). Where s^-beta itself leaves float's range, so does the result.
+struct FloatRange {
+  double lo, hi;
+  FloatRange(PowKind kind, double beta) {
+    const double e = std::min(60.0, std::floor(120.0 / (std::fabs(beta) + 1.0)));
+    lo = std::ldexp(1.0, -int(e));
+    hi = std::ldexp(1.0, int(e));
+    const bool exact = std::fabs(beta) <= 1e30 && double(float(beta)) == beta;
+    if (kind == PowKind::general && !exact) lo = hi = NAN;
+  }
+  // Whether every s[i] is in [lo, hi] (NaN is not).
+  CNNKIT_INLINE bool holds(const double* s, int64_t w) const {
+    int64_t out = 0;
+    for (int64_t i = 0; i < w; ++i) out |= int64_t(!(s[i] >= lo)) | int64_t(!(s[i] <= hi));
+    return out == 0;
+  }
+};
+
+// Lambdas called from the vectorised loops of the kernels are inlined into each clone.
+#define CNNKIT_LAMBDA_INLINE __attribute__((always_inline))
+
+// Positions of one row whose window sums stay in registers (plain loops over a local
+// array: GCC keeps it in vector registers under SSE, AVX2 and AVX-512 alike).
+constexpr int64_t kChunk = 16;
+
+// acc[l] += f(p[l]) summed over `count` rows `stride` apart from p; f squares or not.
+template <bool Square, class U>
+CNNKIT_INLINE void add_rows(double* acc, const U* p, int64_t stride, int64_t count) {
+  for (int64_t m = 0; m < count; ++m, p += stride) {
+#pragma omp simd
+    for (int64_t l = 0; l < kChunk; ++l) {
+      const double v = p[l];
+      acc[l] += Square ? v * v : v;
+    }
   }
 }
 
-// gx_j = g_j s_j^-beta - 2 alpha_n beta x_j sum over {c : j in window(c)} of
-// g_c x_c s_c^(-beta-1). That set of c is the mirrored window [j - after, j + before].
-// p and t hold s^-beta and g x s^(-beta-1) for every channel (channels x w each).
+// out[i] = k + a * (sum of f(row[i]) over n rows `stride` apart from p), in row order,
+// from zero.
+template <bool Square, class U>
+CNNKIT_INLINE void rows_sum(double* out, const U* p, int64_t n, int64_t stride, int64_t w,
+                            double k, double a) {
+  int64_t i = 0;
+  for (; i + kChunk <= w; i += kChunk) {
+    double acc[kChunk];
+#pragma omp simd
+    for (int64_t l = 0; l < kChunk; ++l) acc[l] = 0;
+    add_rows<Square>(acc, p + i, stride, n);
+#pragma omp simd
+    for (int64_t l = 0; l < kChunk; ++l) out[i + l] = k + a * acc[l];
+  }
+  for (; i < w; ++i) {
+    double acc = 0;
+    for (int64_t m = 0; m < n; ++m) {
+      const double v = p[m * stride + i];
+      acc += Square ? v * v : v;
+    }
+    out[i] = k + a * acc;
+  }
+}
+
+// s = k + alpha_n * (sum of x^2 over channel c's window), straight from x.
+template <class T>
+CNNKIT_INLINE void lrn_denominator(double* s, const T* x, int64_t c, int64_t w,
+                                   const LrnParams& q) {
+  rows_sum<true>(s, x + q.lo(c) * q.stride, q.hi(c) - q.lo(c) + 1, q.stride, w, q.k, q.alpha_n);
+}
+
+// Calls f(i, s_i) for every position i of channel c, s = k + alpha_n * window sum of
+// x^2, each chunk's s straight from the registers that summed it. Float64 takes its
+// powers this way; float32 measured faster with a row of s first (lrn_denominator),
+// whose range it checks before taking the powers in float.
+template <class F>
+CNNKIT_INLINE void each_denominator(const double* x, int64_t c, int64_t w, const LrnParams& q,
+                                    double* s, F&& f) {
+  const int64_t n = q.hi(c) - q.lo(c) + 1, stride = q.stride;
+  const double* r = x + q.lo(c) * stride;
+  int64_t i = 0;
+  for (; i + kChunk <= w; i += kChunk) {
+    double acc[kChunk];
+#pragma omp simd
+    for (int64_t l = 0; l < kChunk; ++l) acc[l] = 0;
+    add_rows<true>(acc, r + i, stride, n);
+#pragma omp simd
+    for (int64_t l = 0; l < kChunk; ++l) f(i + l, q.k + q.alpha_n * acc[l]);
+  }
+  if (i < w) {
+    rows_sum<true>(s, r + i, n, stride, w - i, q.k, q.alpha_n);
+    for (int64_t l = 0; l < w - i; ++l) f(i + l, s[l]);
+  }
+}
+
+// One sample's w adjacent spatial positions (x, y point at the first), all channels;
+// s is w doubles of scratch.
 template <PowKind K, class T>
-CNNKIT_INLINE void lrn_backward_block(const T* g, const T* x, T* gx, int64_t w,
-                                      const LrnParams& q, double* acc, double* p, double* t) {
-  const int64_t before = q.size / 2, after = (q.size - 1) / 2;
-  prime_window(acc, x, q.channels, q.stride, w, after);
+CNNKIT_INLINE void lrn_forward_block(const T* x, T* y, int64_t w, const LrnParams& q,
+                                     const FloatRange& fr, double* s) {
   for (int64_t c = 0; c < q.channels; ++c) {
-    slide_window(acc, x, c, q.channels, q.stride, w, before, after);
     const T* xc = x + c * q.stride;
-    const T* gc = g + c * q.stride;
-    double* pc = p + c * w;
-    double* tc = t + c * w;
-    for (int64_t i = 0; i < w; ++i) {
-      const double s = q.k + q.alpha_n * acc[i];
-      pc[i] = inv_pow<K>(static_cast<T>(s), static_cast<T>(q.beta));
-      tc[i] = double(gc[i]) * double(xc[i]) * pc[i] / s;
+    T* yc = y + c * q.stride;
+    if constexpr (std::is_same_v<T, double>) {
+      each_denominator(x, c, w, q, s, [&](int64_t i, double sd) CNNKIT_LAMBDA_INLINE {
+        yc[i] = xc[i] * pow_p<K>(pow_base<K>(sd, q.beta));
+      });
+    } else {
+      lrn_denominator(s, x, c, w, q);
+      if (fr.holds(s, w)) {
+        const float beta = float(q.beta);
+#pragma omp simd
+        for (int64_t i = 0; i < w; ++i)
+          yc[i] = xc[i] * pow_p<K>(pow_base<K>(static_cast<float>(s[i]), beta));
+      } else {
+        for (int64_t i = 0; i < w; ++i)
+          yc[i] = static_cast<float>(double(xc[i]) * pow_p<K>(pow_base<K>(s[i], q.beta)));
+      }
     }
   }
-  std::fill(acc, acc + w, 0.0);
-  for (int64_t c = 0; c < std::min(before, q.channels); ++c) add_values(acc, t + c * w, w, 1.0);
+}
+
+// gx_j = g_j s_j^-beta - 2 alpha_n beta x_j (sum over {c : j in window(c)} of
+// g_c x_c s_c^(-beta-1)), that set of c being [j - after, j + before].
+template <class T>
+CNNKIT_INLINE void lrn_grad_channel(const T* g, const T* x, T* gx, int64_t j, int64_t w,
+                                    const LrnParams& q, double* s, const double* p,
+                                    const double* t) {
+  const int64_t ring = q.ring();
+  const int64_t lo = std::max<int64_t>(0, j - q.after());
+  const int64_t n = std::min(q.channels - 1, j + q.before()) - lo + 1;
+  rows_sum<false>(s, t + (lo % ring) * w, n, w, w, 0.0, 1.0);
   const double coef = 2.0 * q.alpha_n * q.beta;
-  for (int64_t j = 0; j < q.channels; ++j) {
-    if (j + before < q.channels) add_values(acc, t + (j + before) * w, w, 1.0);
-    if (j - after - 1 >= 0) add_values(acc, t + (j - after - 1) * w, w, -1.0);
-    const T* xj = x + j * q.stride;
-    const T* gj = g + j * q.stride;
-    const double* pj = p + j * w;
-    T* gxj = gx + j * q.stride;
-    for (int64_t i = 0; i < w; ++i)
-      gxj[i] = static_cast<T>(double(gj[i]) * pj[i] - coef * double(xj[i]) * acc[i]);
+  const T* xj = x + j * q.stride;
+  const T* gj = g + j * q.stride;
+  const double* pj = p + (j % ring) * w;
+  T* gxj = gx + j * q.stride;
+  for (int64_t i = 0; i < w; ++i)
+    gxj[i] = static_cast<T>(double(gj[i]) * pj[i] - coef * double(xj[i]) * s[i]);
+}
+
+// Rings p and t hold each channel's s^-beta and g x s^(-beta-1) in row c % ring; t
+// also in row c % ring + ring, so that the rows of any window lie in one run. Channel
+// j's gradient follows `before` channels behind, once the last t it sums exists,
+// while every row it reads is still live.
+template <PowKind K, class T>
+CNNKIT_INLINE void lrn_backward_block(const T* g, const T* x, T* gx, int64_t w,
+                                      const LrnParams& q, const FloatRange& fr, double* s,
+                                      double* p, double* t) {
+  const int64_t ring = q.ring();
+  for (int64_t c = 0; c < q.channels; ++c) {
+    const T* xc = x + c * q.stride;
+    const T* gc = g + c * q.stride;
+    double* pc = p + (c % ring) * w;
+    double* tc = t + (c % ring) * w;
+    double* tc2 = tc + ring * w;
+    if constexpr (std::is_same_v<T, double>) {
+      each_denominator(x, c, w, q, s, [&](int64_t i, double sd) CNNKIT_LAMBDA_INLINE {
+        const double r = pow_base<K>(sd, q.beta), pd = pow_p<K>(r);
+        pc[i] = pd;
+        tc[i] = tc2[i] = gc[i] * xc[i] * pow_q<K>(pd, r, sd);
+      });
+    } else {
+      lrn_denominator(s, x, c, w, q);
+      if (fr.holds(s, w)) {
+        const float beta = float(q.beta);
+#pragma omp simd
+        for (int64_t i = 0; i < w; ++i) {
+          const float sf = static_cast<float>(s[i]), r = pow_base<K>(sf, beta);
+          const float pf = pow_p<K>(r);
+          pc[i] = pf;
+          tc[i] = tc2[i] = double(gc[i]) * double(xc[i]) * double(pow_q<K>(pf, r, sf));
+        }
+      } else {
+        for (int64_t i = 0; i < w; ++i) {
+          const double r = pow_base<K>(s[i], q.beta), pd = pow_p<K>(r);
+          pc[i] = pd;
+          tc[i] = tc2[i] = double(gc[i]) * double(xc[i]) * pow_q<K>(pd, r, s[i]);
+        }
+      }
+    }
+    if (c >= q.before()) lrn_grad_channel(g, x, gx, c - q.before(), w, q, s, p, t);
   }
+  for (int64_t j = std::max<int64_t>(0, q.channels - q.before()); j < q.channels; ++j)
+    lrn_grad_channel(g, x, gx, j, w, q, s, p, t);
 }
 
 #define CNNKIT_NORM_DISPATCH(T)                                                                \
@@ -252,47 +391,48 @@ CNNKIT_INLINE void lrn_backward_block(const T* g, const T* x, T* gx, int64_t w,
   }                                                                                            \
   CNNKIT_MULTIVERSION void lrn_forward_block_mv(const T* x, T* y, int64_t w,                   \
                                                 const LrnParams& q, PowKind kind,              \
-                                                double* acc) {                                 \
+                                                const FloatRange& fr, double* s) {             \
     switch (kind) {                                                                            \
       case PowKind::three_quarters:                                                            \
-        return lrn_forward_block<PowKind::three_quarters>(x, y, w, q, acc);                    \
+        return lrn_forward_block<PowKind::three_quarters>(x, y, w, q, fr, s);              \
       case PowKind::half:                                                                      \
-        return lrn_forward_block<PowKind::half>(x, y, w, q, acc);                              \
+        return lrn_forward_block<PowKind::half>(x, y, w, q, fr, s);                        \
       case PowKind::one:                                                                       \
-        return lrn_forward_block<PowKind::one>(x, y, w, q, acc);                               \
+        return lrn_forward_block<PowKind::one>(x, y, w, q, fr, s);                         \
       case PowKind::general:                                                                   \
-        return lrn_forward_block<PowKind::general>(x, y, w, q, acc);                           \
+        return lrn_forward_block<PowKind::general>(x, y, w, q, fr, s);                     \
     }                                                                                          \
   }                                                                                            \
   CNNKIT_MULTIVERSION void lrn_backward_block_mv(const T* g, const T* x, T* gx, int64_t w,     \
                                                  const LrnParams& q, PowKind kind,             \
-                                                 double* acc, double* p, double* t) {          \
+                                                 const FloatRange& fr, double* s, double* p,   \
+                                                 double* t) {                                  \
     switch (kind) {                                                                            \
       case PowKind::three_quarters:                                                            \
-        return lrn_backward_block<PowKind::three_quarters>(g, x, gx, w, q, acc, p, t);         \
+        return lrn_backward_block<PowKind::three_quarters>(g, x, gx, w, q, fr, s, p, t);   \
       case PowKind::half:                                                                      \
-        return lrn_backward_block<PowKind::half>(g, x, gx, w, q, acc, p, t);                   \
+        return lrn_backward_block<PowKind::half>(g, x, gx, w, q, fr, s, p, t);             \
       case PowKind::one:                                                                       \
-        return lrn_backward_block<PowKind::one>(g, x, gx, w, q, acc, p, t);                    \
+        return lrn_backward_block<PowKind::one>(g, x, gx, w, q, fr, s, p, t);              \
       case PowKind::general:                                                                   \
-        return lrn_backward_block<PowKind::general>(g, x, gx, w, q, acc, p, t);                \
+        return lrn_backward_block<PowKind::general>(g, x, gx, w, q, fr, s, p, t);          \
     }                                                                                          \
   }
 CNNKIT_NORM_DISPATCH(float)
 CNNKIT_NORM_DISPATCH(double)
 #undef CNNKIT_NORM_DISPATCH
 
-// Runs fn(sample, first spatial position, w) over every (sample, spatial block) of d,
-// with per-chunk scratch of `scratch_per_block` doubles.
+// Runs fn(sample, first spatial position, w) over every (sample, spatial block of
+// `block` positions) of d, with per-chunk scratch of `scratch` doubles.
 template <class F>
-void for_each_spatial_block(const DimSplit& d, int64_t scratch_per_block, F&& fn) {
-  const int64_t blocks = (d.inner + kBlock - 1) / kBlock;
-  const int64_t per_item = d.size * std::min(d.inner, kBlock);
+void for_each_spatial_block(const DimSplit& d, int64_t block, int64_t scratch, F&& fn) {
+  const int64_t blocks = (d.inner + block - 1) / block;
+  const int64_t per_item = d.size * std::min(d.inner, block);
   parallel_for(d.outer * blocks, grain_for(per_item, kGrain), [&](int64_t b, int64_t e) {
-    std::vector<double> scratch(static_cast<size_t>(scratch_per_block));
+    std::vector<double> buffer(static_cast<size_t>(scratch));
     for (int64_t item = b; item < e; ++item) {
-      const int64_t s0 = (item % blocks) * kBlock;
-      fn(item / blocks, s0, std::min(kBlock, d.inner - s0), scratch.data());
+      const int64_t s0 = (item % blocks) * block;
+      fn(item / blocks, s0, std::min(block, d.inner - s0), buffer.data());
     }
   });
 }
@@ -380,10 +520,12 @@ void local_response_norm_forward(const T* x, T* y, const DimSplit& d, int64_t si
                                  double beta, double k) {
   const LrnParams q{d.size, d.inner, size, alpha / double(size), beta, k};
   const PowKind kind = pow_kind(beta);
+  const FloatRange fr(kind, beta);
   const int64_t sample = d.size * d.inner;
-  for_each_spatial_block(d, kBlock, [&](int64_t nb, int64_t s0, int64_t w, double* acc) {
+  for_each_spatial_block(d, kBlock, kBlock, [&](int64_t nb, int64_t s0, int64_t w,
+                                                 double* s) {
     const int64_t off = nb * sample + s0;
-    lrn_forward_block_mv(x + off, y + off, w, q, kind, acc);
+    lrn_forward_block_mv(x + off, y + off, w, q, kind, fr, s);
   });
 }
 
@@ -392,12 +534,16 @@ void local_response_norm_backward(const T* gy, const T* x, T* gx, const DimSplit
                                   int64_t size, double alpha, double beta, double k) {
   const LrnParams q{d.size, d.inner, size, alpha / double(size), beta, k};
   const PowKind kind = pow_kind(beta);
-  const int64_t sample = d.size * d.inner;
-  const int64_t plane = d.size * kBlock;
-  for_each_spatial_block(d, kBlock + 2 * plane, [&](int64_t nb, int64_t s0, int64_t w, double* scratch) {
+  const FloatRange fr(kind, beta);
+  // Narrower blocks for wide rings: 3 rings stay within 1.5 MiB up to 4096 rows.
+  const int64_t block =
+      std::clamp<int64_t>(kBlock * 256 / q.ring() / kChunk * kChunk, kChunk, kBlock);
+  const int64_t sample = d.size * d.inner, rows = q.ring() * block;
+  for_each_spatial_block(d, block, block + 3 * rows, [&](int64_t nb, int64_t s0, int64_t w,
+                                                         double* s) {
     const int64_t off = nb * sample + s0;
-    lrn_backward_block_mv(gy + off, x + off, gx + off, w, q, kind, scratch, scratch + kBlock,
-                          scratch + kBlock + plane);
+    lrn_backward_block_mv(gy + off, x + off, gx + off, w, q, kind, fr, s, s + block,
+                          s + block + rows);
   });
 }
 

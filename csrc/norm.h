@@ -35,7 +35,9 @@ void batch_norm_backward(const T* gy, const T* x, const T* gamma, const double* 
                          bool training);
 
 // torch's local_response_norm: y = x / (k + alpha/size * sum of x^2 over the channel
-// window [c - size/2, c + (size-1)/2]) ^ beta, x seen as (N, C, spatial).
+// window [c - size/2, c + (size-1)/2]) ^ beta, x seen as (N, C, spatial). Each window
+// sum (and each of the backward's) is taken over its own terms only, so its error does
+// not depend on the magnitude of channels outside the window.
 template <class T>
 void local_response_norm_forward(const T* x, T* y, const DimSplit& d, int64_t size, double alpha,
                                  double beta, double k);

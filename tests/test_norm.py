@@ -453,6 +453,144 @@ def test_lrn_threads_agree(rng, num_threads):
     np.testing.assert_array_equal(F.local_response_norm(x, 5, 1.0), one)
 
 
+# ---- local_response_norm next to large channels: every window sum must carry the
+# rounding error of its own terms only, whatever the other channels hold.
+
+# Elementwise relative tolerance against the float64 reference.
+LRN_RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
+
+
+def _wide_range(rng, shape, lo, hi):
+    """Values 10**uniform(lo, hi) with random signs: channels many orders apart."""
+    return rng.choice([-1.0, 1.0], shape) * 10.0 ** rng.uniform(lo, hi, shape)
+
+
+def _lrn_grad_scale(grad_out, x, size, alpha, beta, k):
+    """The reference gradient with every term taken in absolute value: the scale of
+    the rounding error of any direct evaluation, as its two parts may cancel."""
+    x3 = np.asarray(x, np.float64).reshape(x.shape[0], x.shape[1], -1)
+    g3 = np.abs(np.asarray(grad_out, np.float64)).reshape(x3.shape)
+    d = ref._lrn_denominator(x3, size, alpha, k)
+    scale = g3 * d**-beta
+    for c in range(x3.shape[1]):
+        common = g3[:, c] * np.abs(x3[:, c] * d[:, c] ** (-beta - 1)) * abs(2.0 * alpha * beta / size)
+        for j in ref._lrn_window(c, x3.shape[1], size):
+            scale[:, j] += common * np.abs(x3[:, j])
+    return scale.reshape(x.shape)
+
+
+def _assert_lrn_close(x, gy, y, gx, size, alpha, beta, k, rtol):
+    np.testing.assert_allclose(y, ref.local_response_norm(x, size, alpha, beta, k), rtol=rtol, atol=0)
+    err = np.abs(gx - ref.local_response_norm_grad(gy, x, size, alpha, beta, k))
+    bound = rtol * _lrn_grad_scale(gy, x, size, alpha, beta, k)
+    worst = np.unravel_index(np.argmax(err - bound), err.shape)
+    assert np.all(err <= bound), f"gradient error {err[worst]:.3g} > {bound[worst]:.3g} at {worst}"
+
+
+def test_lrn_large_channel_example(dtype):
+    # size 1: each channel's window is itself, so y_c = x_c / (k + x_c^2)^beta exactly.
+    x = np.array([1e8, 0.9, 0.1], dtype).reshape(1, 3, 1)
+    x64 = x.astype(np.float64)
+    s = 0.5 + x64**2
+    y = F.local_response_norm(x, 1, alpha=1.0, beta=0.75, k=0.5)
+    expected = x64 * s**-0.75
+    np.testing.assert_allclose(expected.ravel(), [1e-4, 0.7350, 0.1657], rtol=2e-4)  # torch's values
+    rtol = LRN_RTOL[np.dtype(dtype)]
+    np.testing.assert_allclose(y, expected, rtol=rtol, atol=0)
+    gy = np.array([0.3, -1.2, 0.7], dtype).reshape(1, 3, 1)
+    gx = F.local_response_norm_backward(gy, x, 1, alpha=1.0, beta=0.75, k=0.5)
+    # dy/dx = s^-beta (1 - 2 beta x^2 / s) = s^-beta (0.5 - 0.5 x^2) / s here.
+    expected_gx = gy * s**-0.75 * (0.5 - 0.5 * x64**2) / s
+    # The two terms of dy/dx partly cancel: judged on the scale of the terms.
+    assert np.all(np.abs(gx - expected_gx) <= rtol * _lrn_grad_scale(gy, x, 1, 1.0, 0.75, 0.5))
+
+
+# (shape, size, alpha, beta, k): 3-D, 4-D and 5-D, sizes 1..7 with even ones and
+# windows wider than the channels, every special-cased exponent and a general one.
+LRN_WIDE_CASES = [
+    ((2, 9, 7), 1, 1.0, 0.75, 0.5),
+    ((2, 9, 7), 2, 1.0, 0.75, 1.0),
+    ((2, 9, 7), 3, 0.5, 0.5, 1.0),
+    ((2, 9, 7), 4, 2.0, 1.0, 0.5),
+    ((2, 9, 7), 5, 1e-4, 0.75, 2.0),
+    ((2, 9, 7), 6, 1.0, 0.6, 1.0),
+    ((2, 9, 7), 7, 1.0, 0.75, 1.0),
+    ((3, 6, 3, 5), 2, 1.0, 0.5, 0.5),
+    ((1, 12, 17, 17), 5, 1.0, 0.75, 1.0),  # a spatial block of 256 plus a remainder
+    ((2, 4, 3, 5), 7, 1.0, 0.75, 1.0),  # window wider than the channels
+    ((2, 5, 2, 3, 2), 3, 1.0, 0.75, 1.0),
+    ((2, 3, 2, 2, 3), 6, 0.7, 1.3, 1.5),
+]
+LRN_WIDE_PARAMS = [pytest.param(*c, id=_lrn_id(c)) for c in LRN_WIDE_CASES]
+
+
+@pytest.mark.parametrize("shape, size, alpha, beta, k", LRN_WIDE_PARAMS)
+def test_lrn_channels_many_orders_apart(shape, size, alpha, beta, k, rng, dtype):
+    x = _wide_range(rng, shape, -8, 8).astype(dtype)
+    gy = _wide_range(rng, shape, -2, 2).astype(dtype)
+    y = F.local_response_norm(x, size, alpha, beta, k)
+    gx = F.local_response_norm_backward(gy, x, size, alpha, beta, k)
+    assert y.dtype == gx.dtype == np.dtype(dtype)
+    _assert_lrn_close(x, gy, y, gx, size, alpha, beta, k, LRN_RTOL[np.dtype(dtype)])
+
+
+def test_lrn_window_over_hundreds_of_channels(rng, dtype):
+    # A window this wide narrows the backward's spatial blocks (224 positions, then 6).
+    x = _wide_range(rng, (1, 300, 230), -4, 4).astype(dtype)
+    gy = _wide_range(rng, x.shape, -1, 1).astype(dtype)
+    y = F.local_response_norm(x, 280, 1.0, 0.75, 1.0)
+    gx = F.local_response_norm_backward(gy, x, 280, 1.0, 0.75, 1.0)
+    _assert_lrn_close(x, gy, y, gx, 280, 1.0, 0.75, 1.0, LRN_RTOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("k", [0.0, 1e-30])
+@pytest.mark.parametrize("beta", [0.75, 0.5, 1.0, 0.6])
+def test_lrn_float32_windows_beyond_float_range(k, beta, rng):
+    # With k ~ 0 the window sums of tiny or huge float32 inputs, or their powers, leave
+    # float's range while y (and, on the narrower ranges, the gradient) stay inside it.
+    rtol = LRN_RTOL[np.dtype(np.float32)]
+    for lo, hi in [(-30, -20), (20, 30)]:
+        x = _wide_range(rng, (2, 6, 4), lo, hi).astype(np.float32)
+        y = F.local_response_norm(x, 3, 1.0, beta, k)
+        np.testing.assert_allclose(y, ref.local_response_norm(x, 3, 1.0, beta, k), rtol=rtol, atol=0)
+    for lo, hi in [(-18, -12), (12, 18)]:
+        x = _wide_range(rng, (2, 6, 4), lo, hi).astype(np.float32)
+        gy = _wide_range(rng, x.shape, -1, 1).astype(np.float32)
+        y = F.local_response_norm(x, 3, 1.0, beta, k)
+        gx = F.local_response_norm_backward(gy, x, 3, 1.0, beta, k)
+        _assert_lrn_close(x, gy, y, gx, 3, 1.0, beta, k, rtol)
+
+
+@pytest.mark.parametrize("shape, size, alpha, beta, k", LRN_WIDE_PARAMS[:8] + LRN_WIDE_PARAMS[9:])  # not the big one
+def test_lrn_wide_range_finite_differences(shape, size, alpha, beta, k, rng):
+    # Steps relative to each input, and each output weighted by the inverse of its
+    # magnitude, so that every input's derivative is resolved on its own scale.
+    x = _wide_range(rng, shape, -3, 5)
+    k = k * 1e-3
+    w = rng.choice([-1.0, 1.0], shape) / np.abs(ref.local_response_norm(x, size, alpha, beta, k))
+    analytic = F.local_response_norm_backward(w, x, size, alpha, beta, k) * x
+    numeric = ref.numeric_grad(
+        lambda v: np.sum(F.local_response_norm(x * (1 + v), size, alpha, beta, k) * w), np.zeros(shape)
+    )
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, size, alpha, beta, k", LRN_WIDE_PARAMS)
+def test_lrn_channels_many_orders_apart_match_torch(shape, size, alpha, beta, k, rng, dtype):
+    torch = pytest.importorskip("torch")
+    x = _wide_range(rng, shape, -8, 8).astype(dtype)
+    gy = _wide_range(rng, shape, -2, 2).astype(dtype)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    yt = torch.nn.functional.local_response_norm(xt, size, alpha, beta, k)
+    yt.backward(torch.from_numpy(gy))
+    # torch's float32 sums and powers run in float32: a few float32 roundings more.
+    rtol = 1e-11 if dtype == np.float64 else 1e-5
+    y = F.local_response_norm(x, size, alpha, beta, k)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=rtol, atol=0)
+    err = np.abs(F.local_response_norm_backward(gy, x, size, alpha, beta, k).astype(np.float64) - xt.grad.numpy())
+    assert np.all(err <= rtol * _lrn_grad_scale(gy, x, size, alpha, beta, k))
+
+
 @pytest.mark.parametrize("op", [F.local_response_norm, F.local_response_norm_backward])
 def test_error_lrn(op):
     name = op.__name__
