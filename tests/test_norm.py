@@ -348,11 +348,11 @@ def test_error_batch_norm_running_stats_in_place():
     x = np.zeros((4, 3))
     with pytest.raises(TypeError, match=r"batch_norm: running_mean: expected dtype float64 to match input, got float32"):
         F.batch_norm(x, None, None, np.zeros(3, np.float32), np.ones(3))
-    with pytest.raises(ValueError, match=r"batch_norm: running_mean: expected a writeable C-contiguous array .* non-contiguous"):
+    with pytest.raises(ValueError, match=r"batch_norm: running_mean: expected a writeable, aligned C-contiguous array .* non-contiguous"):
         F.batch_norm(x, None, None, np.zeros(6)[::2], np.ones(3))
     ro = np.ones(3)
     ro.flags.writeable = False
-    with pytest.raises(ValueError, match=r"batch_norm: running_var: expected a writeable C-contiguous array .* read-only"):
+    with pytest.raises(ValueError, match=r"batch_norm: running_var: expected a writeable, aligned C-contiguous array .* read-only"):
         F.batch_norm(x, None, None, np.zeros(3), ro)
     with pytest.raises(TypeError, match=r"batch_norm: running_var: expected a numpy.ndarray"):
         F.batch_norm(x, None, None, np.zeros(3), [1.0, 1.0, 1.0])
