@@ -152,12 +152,13 @@ def _softmax64(x):
 
 def _channel_window_sum(v, before, after):
     """sum of v[:, c - before : c + after + 1] over channels (axis 1), zero outside."""
+    # a sum of shifted copies, not differences of a running sum, which cancel next to a
+    # large channel
     c = v.shape[1]
     pad = [(0, 0)] * v.ndim
-    pad[1] = (before + 1, after)
-    cs = np.cumsum(np.pad(v, pad), axis=1)
-    size = before + after + 1
-    return cs[:, size : size + c] - cs[:, :c]
+    pad[1] = (before, after)
+    padded = np.pad(v, pad)
+    return sum(padded[:, i : i + c] for i in range(before + after + 1))
 
 
 def _lrn64(x, size, alpha, beta, k):
