@@ -146,6 +146,7 @@ def _new_text():
     return "\n".join(out)
 
 
+_REPORT = re.compile(r"ERROR: AddressSanitizer|runtime error: |AddressSanitizer:DEADLYSIGNAL")
 _NOISE = re.compile(r"#\d+ 0x[0-9a-f]+ in .*(pybind11/|pybind11::|Python/|Objects/|Modules/|Include/|libc-start|libc_start|/bits/|_start )")
 
 
@@ -189,7 +190,9 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     text = _new_text()
-    if text:
+    # Only errors count: the logs also get warnings such as "failed to allocate" (a
+    # huge request that returned NULL, i.e. a MemoryError, with allocator_may_return_null).
+    if text and _REPORT.search(text):
         FINDINGS.append({"test": item.nodeid, "when": rep.when, "headlines": _headlines(text)})
         rep.outcome = "failed"
         rep.longrepr = f"sanitizer report during {rep.when}:\n{_trim(text)[:20000]}"
@@ -347,14 +350,19 @@ EOF
 elif [ $RC -ne 0 ]; then
   echo "pytest did not finish: it died during $(cat "$LOGS/current_test" 2>/dev/null || echo '(unknown)')"
 fi
+# Files with errors in them (warnings alone, e.g. "failed to allocate", do not count).
+ERRFILES=()
 NREP=0
-for f in "${REPORTS[@]}"; do
-  NREP=$(( NREP + $(grep -c -E '^SUMMARY: |runtime error: ' "$f" || true) ))
+for f in ${REPORTS[@]+"${REPORTS[@]}"}; do
+  n=$(grep -a -c -E 'ERROR: AddressSanitizer|runtime error: ' "$f" || true)
+  if [ "$n" -gt 0 ]; then ERRFILES+=("$f"); NREP=$(( NREP + n )); fi
 done
-echo "sanitizer report files: ${#REPORTS[@]}, reports: $NREP (in $LOGS)"
+REPORTS=(${ERRFILES[@]+"${ERRFILES[@]}"})
+echo "sanitizer reports: $NREP, in ${#REPORTS[@]} log files (in $LOGS)"
 if [ ${#REPORTS[@]} -gt 0 ]; then
   # one line per distinct report (UBSan's 'runtime error' lines and ASan's summaries)
-  cat "${REPORTS[@]}" | grep -E '^SUMMARY: AddressSanitizer|runtime error: ' | sort | uniq -c | sort -rn | sed 's/^/  /'
+  cat "${REPORTS[@]}" | grep -a -E '^SUMMARY: AddressSanitizer|runtime error: ' | sed "s#$SRC/##" |
+    sort | uniq -c | sort -rn | sed 's/^/  /'
 fi
 if [ $RC -eq 124 ]; then echo "sanitize: the test run passed the ${TIMEOUT}s limit"; fi
 if [ $RC -ne 0 ] || [ ${#REPORTS[@]} -gt 0 ]; then
