@@ -82,37 +82,7 @@ EITHER = "either"  # may raise (as RAISE) or return (then, with a ref, equal to 
 
 # Failing cases whose fix belongs to someone else's file, as fnmatch patterns over case
 # ids -> reason. Strict: every case a pattern matches must fail.
-_NN_HUGE = "numpy's 'array is too big' ValueError from the parameter allocation, naming neither layer nor argument"
-_LOSS_NAME = "the kernel's message names its operand 'input', not the loss's argument 'output'"
-KNOWN_FAILURES = {
-    # nn: parameters too big to allocate
-    **{f"nn.{layer}():{arg}={k}": _NN_HUGE
-       for layer, args in (("Linear", ("in_features", "out_features")),
-                           ("Conv2d", ("in_channels", "out_channels")),
-                           ("ConvTranspose2d", ("in_channels", "out_channels")),
-                           ("BatchNorm2d", ("num_features",)))
-       for arg in args for k in ("2^62", "2^63-1")},
-    **{f"nn.{layer}():kernel_size={k}": _NN_HUGE
-       for layer in ("Conv2d", "ConvTranspose2d") for k in ("2^31", "2^62", "2^63-1")},
-    "nn.Conv2d():kernel_size=pair-w-2^62": _NN_HUGE,
-    # nn.Module methods: errors from Python/NumPy that name neither method nor argument
-    "nn.Module.load_state_dict:state_dict=None": "TypeError 'argument of type NoneType is not iterable'",
-    "nn.Module.load:path=None": "numpy's TypeError, naming neither load nor path",
-    "nn.Module.load:path=int-fd": "numpy's TypeError, naming neither load nor path",
-    "nn.Module.load:path=not-npz": "numpy's 'pickled (object) data' ValueError, not naming the file",
-    "nn.Module.save:path=None": "numpy's TypeError, naming neither save nor path",
-    "nn.Module.save:path=int-fd": "numpy's TypeError, naming neither save nor path",
-    # models: parameters too big to allocate
-    **{f"models.MLP:{arg}={k}": _NN_HUGE for arg in ("in_features", "out_features") for k in ("2^62", "2^63-1")},
-    "models.MLP:hidden=2^62": _NN_HUGE,
-    **{f"models.LeNet5:{arg}={k}": _NN_HUGE for arg in ("in_channels", "num_classes") for k in ("2^62", "2^63-1")},
-    "nn.Module.load_state_dict:state_dict=list": "a list of (key, value) pairs is read as keys: 'missing key(s)', "
-                                                 "not a TypeError naming state_dict",
-    # nn losses: the kernel's operand name
-    "nn.CrossEntropyLoss.forward:output=dtype-*": _LOSS_NAME,
-    "nn.CrossEntropyLoss.forward:output=ndim*": _LOSS_NAME,
-    "nn.MSELoss.forward:output=dtype-*": _LOSS_NAME,
-}
+KNOWN_FAILURES = {}
 
 
 # ---------------------------------------------------------------------------------------

@@ -136,6 +136,50 @@ def test_model_bad_arguments(make, error, match):
         make()
 
 
+_TOO_BIG = (r"expected a value for which .* is at most 2\*\*63 - 1 bytes, got \d+, which makes it shape \(.*\), "
+            r"\d+ bytes$")
+
+
+@pytest.mark.parametrize(
+    "make, model, arg",
+    [
+        (lambda: models.MLP(2**62, hidden=(5,), out_features=3), "MLP", "in_features"),
+        (lambda: models.MLP(4, hidden=(5,), out_features=2**63 - 1), "MLP", "out_features"),
+        (lambda: models.MLP(4, hidden=(2**62,), out_features=3), "MLP", "hidden"),
+        (lambda: models.MLP(4, hidden=(5, 2**62, 5), out_features=3), "MLP", "hidden"),
+        (lambda: models.MLP(2**62, hidden=(), out_features=3), "MLP", "in_features"),
+        (lambda: models.LeNet5(num_classes=2**62), "LeNet5", "num_classes"),
+        (lambda: models.LeNet5(in_channels=2**63 - 1), "LeNet5", "in_channels"),
+        (lambda: models.LeNet5(input_size=2**31), "LeNet5", "input_size"),
+        (lambda: models.AlexNet(num_classes=2**62), "AlexNet", "num_classes"),
+        (lambda: models.AlexNet(in_channels=2**62), "AlexNet", "in_channels"),
+        (lambda: models.VGG11(hidden=2**62, width=64, input_size=32), "VGG", "hidden"),
+        (lambda: models.VGG16(num_classes=2**62, width=64, input_size=32, hidden=8), "VGG", "num_classes"),
+        (lambda: models.VGG11(in_channels=2**62, width=64), "VGG", "in_channels"),
+    ],
+    ids=["mlp_in", "mlp_out", "mlp_hidden", "mlp_hidden_middle", "mlp_no_hidden", "lenet_classes", "lenet_in",
+         "lenet_input_size", "alexnet_classes", "alexnet_in", "vgg_hidden", "vgg_classes", "vgg_in"],
+)
+def test_model_parameters_too_big_to_allocate(make, model, arg):
+    """A layer too big for NumPy is a ValueError naming the model and its argument
+    (not numpy's 'array is too big', nor the layer's own argument), raised before any
+    parameter is drawn."""
+    cnnkit.manual_seed(0)
+    state = cnnkit._random.get_state()
+    with pytest.raises(ValueError, match=rf"^{model}: {arg}: {_TOO_BIG}"):
+        make()
+    assert cnnkit._random.get_state() == state
+
+
+@pytest.mark.parametrize("make, model", [(lambda: models.MLP(4, dtype=np.int32), "MLP"),
+                                         (lambda: models.LeNet5(dtype="float16"), "LeNet5"),
+                                         (lambda: models.AlexNet(dtype=np.int64), "AlexNet"),
+                                         (lambda: models.VGG11(dtype="x"), "VGG")])
+def test_model_dtype_is_checked_by_the_model(make, model):
+    with pytest.raises(TypeError, match=rf"^{model}: dtype: expected float32 or float64, got"):
+        make()
+
+
 def test_model_docstrings_have_sections():
     for cls in (models.MLP, models.LeNet5, models.AlexNet, models.VGG):
         assert "Parameters\n    ----------" in cls.__doc__ and "Raises\n    ------" in cls.__doc__, cls

@@ -2,7 +2,10 @@
 functional op it wraps, initialisation, losses and the deconvnet projection."""
 
 import inspect
+import io
 import math
+import os
+import pickle
 import re
 
 import numpy as np
@@ -134,6 +137,94 @@ def test_load_state_dict_unexpected_key():
     with pytest.raises(ValueError, match="unexpected key\\(s\\) '9.weight'"):
         net.load_state_dict(state)
     net.load_state_dict(state, strict=False)
+
+
+@pytest.mark.parametrize("state", [None, [("0.weight", np.zeros((2, 1, 3, 3)))], "0.weight", 3],
+                         ids=["None", "list-of-pairs", "str", "int"])
+def test_load_state_dict_not_a_mapping(state):
+    net = small_net()
+    with pytest.raises(TypeError, match=r"^Sequential\.load_state_dict: state_dict: expected a mapping of names to "
+                                        r"arrays .*, got " + type(state).__name__ + "$"):
+        net.load_state_dict(state)
+
+
+@pytest.mark.parametrize("method", ["save", "load"])
+@pytest.mark.parametrize("path", [None, 3, 1.5, ["net.npz"], io.BytesIO],
+                         ids=["None", "int-fd", "float", "list", "class"])
+def test_save_load_bad_path_type(method, path):
+    net = small_net()
+    with pytest.raises(TypeError, match=rf"^Sequential\.{method}: path: expected a str, bytes or os\.PathLike path "
+                                        rf".*, got {type(path).__name__}$"):
+        getattr(net, method)(path)
+
+
+@pytest.mark.parametrize("kind", ["str", "bytes", "pathlib", "file"])
+def test_save_load_path_kinds(tmp_path, kind):
+    cnnkit.manual_seed(0)
+    a = small_net()
+    cnnkit.manual_seed(1)
+    b = small_net()
+    if kind == "file":
+        buffer = io.BytesIO()
+        assert a.save(buffer) is buffer
+        buffer.seek(0)
+        b.load(buffer)
+    else:
+        name = tmp_path / "net"  # save appends .npz, as numpy.savez does
+        path = {"str": str(name), "bytes": os.fsencode(name), "pathlib": name}[kind]
+        assert a.save(path) == str(name) + ".npz"
+        b.load({"str": str, "bytes": os.fsencode, "pathlib": lambda p: p}[kind](str(name) + ".npz"))
+    for (key, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        np.testing.assert_array_equal(va, vb, err_msg=key)
+
+
+def _bad_files(tmp_path):
+    """name -> (path of a file that load must refuse, what the message says)."""
+    small_net().save(tmp_path / "good.npz")
+    raw = (tmp_path / "good.npz").read_bytes()
+    files = {
+        "text": (b"not an archive at all\n",
+                 "a file that is not one .neither a zip archive nor a readable .npy file; load never unpickles.$"),
+        "pickle": (pickle.dumps({"0.weight": np.zeros(3)}), "a file that is not one"),
+        "empty": (b"", "a truncated or corrupt one"),
+        "truncated": (raw[: len(raw) // 2], "a truncated or corrupt one"),
+    }
+    damaged = bytearray(raw)
+    start = raw.index(b"\x93NUMPY") + 128  # inside the first member's data (stored, not compressed)
+    damaged[start : start + 8] = b"\xff" * 8
+    files["bad-crc"] = (bytes(damaged), "one it cannot read .BadZipFile")
+    out = {}
+    for name, (content, says) in files.items():
+        path = tmp_path / f"{name}.npz"
+        path.write_bytes(content)
+        out[name] = (path, says)
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    out["npy"] = (tmp_path / "array.npy", r"a \.npy file \(one array of shape \(3,\)\)")
+    np.savez(tmp_path / "objects.npz", **{"0.weight": np.array([None, 1], dtype=object)})
+    out["object-array"] = (tmp_path / "objects.npz", "one it cannot read .ValueError: Object arrays cannot be loaded")
+    return out
+
+
+@pytest.mark.parametrize("name", ["text", "pickle", "empty", "truncated", "bad-crc", "npy", "object-array"])
+def test_load_refuses_files_that_are_not_npz(tmp_path, name):
+    path, says = _bad_files(tmp_path)[name]
+    net = small_net()
+    before = net.state_dict()
+    with pytest.raises(ValueError, match=rf"^Sequential\.load: {re.escape(str(path))}: expected an \.npz archive "
+                                         rf"written by save, got {says}"):
+        net.load(path)
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+
+
+def test_load_names_the_file_and_the_key(tmp_path):
+    nn.Sequential(nn.Linear(4, 3)).save(tmp_path / "other.npz")
+    net = nn.Sequential(nn.Linear(3, 4))
+    with pytest.raises(ValueError, match=rf"^Sequential\.load: {re.escape(str(tmp_path / 'other.npz'))}: "
+                                         r"load_state_dict: '0\.weight': expected shape \(4, 3\), got \(3, 4\)$"):
+        net.load(tmp_path / "other.npz")
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        net.load(tmp_path / "missing.npz")
 
 
 def test_to_float64(rng):
@@ -459,6 +550,50 @@ def test_bad_constructor_arguments(make, error, match):
         make()
 
 
+TOO_BIG = {
+    "linear_in": (lambda: nn.Linear(2**62, 4), "Linear", "in_features", r"weight \(out_features, in_features\)"),
+    "linear_out": (lambda: nn.Linear(4, 2**63 - 1, bias=False), "Linear", "out_features", "weight"),
+    "linear_float64": (lambda: nn.Linear(2**60, 1, dtype=np.float64), "Linear", "in_features", "weight .* float64"),
+    "conv_in": (lambda: nn.Conv2d(2**62, 4, 3), "Conv2d", "in_channels",
+                r"weight \(out_channels, in_channels / groups, kH, kW\)"),
+    "conv_out": (lambda: nn.Conv2d(3, 2**63 - 1, 3), "Conv2d", "out_channels", "weight"),
+    "conv_kernel_2^31": (lambda: nn.Conv2d(3, 4, 2**31), "Conv2d", "kernel_size", "weight"),
+    "conv_kernel_pair": (lambda: nn.Conv2d(3, 4, (3, 2**62)), "Conv2d", "kernel_size", "weight"),
+    "convT_in": (lambda: nn.ConvTranspose2d(2**62, 4, 3), "ConvTranspose2d", "in_channels",
+                 r"weight \(in_channels, out_channels / groups, kH, kW\)"),
+    "convT_out": (lambda: nn.ConvTranspose2d(3, 2**62, 3), "ConvTranspose2d", "out_channels", "weight"),
+    "convT_kernel": (lambda: nn.ConvTranspose2d(3, 4, 2**63 - 1), "ConvTranspose2d", "kernel_size", "weight"),
+    "batchnorm": (lambda: nn.BatchNorm2d(2**62), "BatchNorm2d", "num_features", r"weight \(num_features,\)"),
+    "batchnorm_buffers": (lambda: nn.BatchNorm2d(2**62, affine=False), "BatchNorm2d", "num_features",
+                          r"running_mean \(num_features,\)"),
+}
+
+
+@pytest.mark.parametrize("make, layer, arg, what", TOO_BIG.values(), ids=TOO_BIG.keys())
+def test_parameters_too_big_to_allocate(make, layer, arg, what):
+    """A parameter beyond NumPy's 2**63 - 1 bytes is a ValueError naming the layer and
+    the argument that makes it too big (not numpy's 'array is too big')."""
+    cnnkit.manual_seed(0)
+    state = cnnkit._random.get_state()
+    with pytest.raises(ValueError, match=rf"^{layer}: {arg}: expected a value for which {what}.* is at most "
+                                         r"2\*\*63 - 1 bytes, got \d+, which makes it shape \(.*\), \d+ bytes$"):
+        make()
+    assert cnnkit._random.get_state() == state  # nothing was drawn
+
+
+def test_parameter_size_bound_is_numpys():
+    from cnnkit.nn.layers import _check_size
+
+    _check_size("Layer", "w", (2**60 - 1,), ("n",), np.float64)  # 2**63 - 8 bytes: within the bound
+    _check_size("Layer", "w", (2**59 - 1, 4), ("n", None), np.float32)  # 2**63 - 16 bytes
+    with pytest.raises(ValueError, match=r"^Layer: n: .* got 1152921504606846976, .* 9223372036854775808 bytes$"):
+        _check_size("Layer", "w", (2**60,), ("n",), np.float64)
+    with pytest.raises(ValueError, match="^Layer: m: "):  # the named dim that is largest
+        _check_size("Layer", "w", (2**62, 3, 2**40), (None, "n", "m"), np.float32)
+    with pytest.raises(ValueError):  # numpy agrees: one byte more is too big for it
+        np.empty((2**60,), np.float64)
+
+
 def test_constructor_normalises_arguments():
     conv = nn.Conv2d(np.int64(3), 4, (3, np.int32(1)), stride=[2, 1])
     assert conv.in_channels == 3 and type(conv.in_channels) is int
@@ -722,6 +857,45 @@ def test_mse_loss(rng):
 def test_loss_target_batch_mismatch(crit, out, target):
     with pytest.raises(ValueError, match="target: expected shape"):
         crit(out, target)
+
+
+LOSS_ERRORS = {
+    "ce_output_int": (nn.CrossEntropyLoss, np.ones((3, 4), np.int64), np.arange(3), TypeError,
+                      "CrossEntropyLoss: output: expected dtype float32 or float64, got int64"),
+    "ce_output_float16": (nn.CrossEntropyLoss, np.ones((3, 4), np.float16), np.arange(3), TypeError,
+                          "CrossEntropyLoss: output: expected dtype float32 or float64, got float16"),
+    "ce_output_1d": (nn.CrossEntropyLoss, np.ones(4), np.arange(3), ValueError,
+                     r"CrossEntropyLoss: output: expected a 2-D array \(N, C\) of logits, got 1-D shape \(4,\)"),
+    "ce_output_3d": (nn.CrossEntropyLoss, np.ones((1, 3, 4)), np.arange(3), ValueError,
+                     "CrossEntropyLoss: output: expected a 2-D array"),
+    "ce_output_list": (nn.CrossEntropyLoss, [[1.0, 2.0]], np.arange(1), TypeError,
+                       "CrossEntropyLoss: output: expected a numpy.ndarray, got list"),
+    "ce_target_batch": (nn.CrossEntropyLoss, np.ones((3, 4)), np.arange(2), ValueError,
+                        r"CrossEntropyLoss: target: expected shape \(3,\) to match the batch of output \(3, 4\)"),
+    "ce_target_float": (nn.CrossEntropyLoss, np.ones((3, 4)), np.zeros(3), TypeError,
+                        "CrossEntropyLoss: target: expected an integer dtype"),
+    "ce_target_range": (nn.CrossEntropyLoss, np.ones((3, 4)), np.array([0, 4, 1]), ValueError,
+                        r"CrossEntropyLoss: target: expected class indices in \[0, 4\)"),
+    "mse_output_int": (nn.MSELoss, np.ones((3, 4), np.int64), np.ones((3, 4)), TypeError,
+                       "MSELoss: output: expected dtype float32 or float64, got int64"),
+    "mse_output_bool": (nn.MSELoss, np.ones((3, 4), bool), np.ones((3, 4)), TypeError,
+                        "MSELoss: output: expected dtype float32 or float64, got bool"),
+    "mse_target_dtype": (nn.MSELoss, np.ones((3, 4)), np.ones((3, 4), np.float32), TypeError,
+                         "MSELoss: target: expected dtype float64 to match output, got float32"),
+    "mse_target_shape": (nn.MSELoss, np.ones((3, 4)), np.ones(4), ValueError,
+                         r"MSELoss: target: expected shape \(3, 4\), got \(4,\)"),
+}
+
+
+@pytest.mark.parametrize("cls, out, target, error, match", LOSS_ERRORS.values(), ids=LOSS_ERRORS.keys())
+def test_loss_errors_name_the_loss_and_its_argument(cls, out, target, error, match):
+    """The functional op calls the loss's output 'input': the loss names its own."""
+    crit = cls()
+    with pytest.raises(error, match="^" + match) as info:
+        crit(out, target)
+    assert "input" not in str(info.value) and type(info.value) is error
+    with pytest.raises(RuntimeError, match="called before forward"):  # nothing kept from the failed forward
+        crit.backward()
 
 
 # ---- deconvnet ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import nn
 from ._args import integer, real
+from .nn.layers import _check_size, _float_dtype
 
 __all__ = ["MLP", "LeNet5", "AlexNet", "VGG", "VGG11", "VGG16"]
 
@@ -20,6 +21,27 @@ def _positive(value, model, name):
     if v < 1:
         raise ValueError(f"{model}: {name}: expected a positive int, got {v}")
     return v
+
+
+def _check_linears(model, sizes, names, dtype):
+    """Check that the weights of Linear(sizes[0], sizes[1]), Linear(sizes[1], sizes[2]),
+    ... are not too big to allocate, before any is: a too-big one is a ValueError
+    naming the model and its argument that sets the size (names[i] for sizes[i]; None
+    for a size the model fixes)."""
+    for i in range(len(sizes) - 1):
+        shape = (sizes[i + 1], sizes[i])
+        _check_size(model, "a Linear layer's weight", shape, (names[i + 1], names[i]), dtype)
+
+
+def _check_input(model, in_channels, input_size, out_channels, kernel_size, dtype):
+    """As _check_linears, for what a convolutional model allocates before it knows its
+    flattened size: the first convolution's weight (out_channels, in_channels, k, k) and
+    the (in_channels, input_size, input_size) sample of the empty batch that
+    _flat_features runs (NumPy refuses even an empty array whose samples are too big)."""
+    shape = (out_channels, in_channels, kernel_size, kernel_size)
+    _check_size(model, "the first Conv2d's weight", shape, (None, "in_channels", None, None), dtype)
+    _check_size(model, "an input sample (in_channels, input_size, input_size)", (in_channels, input_size, input_size),
+                ("in_channels", "input_size", "input_size"), dtype)
 
 
 def _flat_features(features, input_shape, dtype, model):
@@ -75,13 +97,16 @@ class MLP(nn.Sequential):
         dropout = real(dropout, "MLP", "dropout")
         if not 0 <= dropout < 1:
             raise ValueError(f"MLP: dropout: expected a probability in [0, 1), got {dropout}")
+        dtype = _float_dtype(dtype, "MLP")
+        sizes = [in_features, *hidden, out_features]
+        names = ["in_features", *(["hidden"] * len(hidden)), "out_features"]
+        _check_linears("MLP", sizes, names, dtype)
         layers = [nn.Flatten()]
-        sizes = [in_features, *hidden]
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
             layers += [nn.Linear(fan_in, fan_out, dtype=dtype), _ACTIVATIONS[activation]()]
             if dropout:
                 layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(sizes[-1], out_features, dtype=dtype))
+        layers.append(nn.Linear(sizes[-2], sizes[-1], dtype=dtype))
         super().__init__(*layers)
 
 
@@ -118,6 +143,9 @@ class LeNet5(nn.Sequential):
         num_classes = _positive(num_classes, "LeNet5", "num_classes")
         in_channels = _positive(in_channels, "LeNet5", "in_channels")
         input_size = _positive(input_size, "LeNet5", "input_size")
+        dtype = _float_dtype(dtype, "LeNet5")
+        _check_input("LeNet5", in_channels, input_size, 6, 5, dtype)
+        _check_linears("LeNet5", (120, 84, num_classes), (None, None, "num_classes"), dtype)
         features = [
             nn.Conv2d(in_channels, 6, 5, padding=padding, dtype=dtype),
             nn.ReLU(),
@@ -128,6 +156,7 @@ class LeNet5(nn.Sequential):
             nn.Flatten(),
         ]
         flat = _flat_features(nn.Sequential(*features), (in_channels, input_size, input_size), dtype, "LeNet5")
+        _check_linears("LeNet5", (flat, 120), ("input_size", None), dtype)
         classifier = [
             nn.Linear(flat, 120, dtype=dtype),
             nn.ReLU(),
@@ -182,6 +211,9 @@ class AlexNet(nn.Sequential):
         num_classes = _positive(num_classes, "AlexNet", "num_classes")
         in_channels = _positive(in_channels, "AlexNet", "in_channels")
         input_size = _positive(input_size, "AlexNet", "input_size")
+        dtype = _float_dtype(dtype, "AlexNet")
+        _check_input("AlexNet", in_channels, input_size, 96, 11, dtype)
+        _check_linears("AlexNet", (4096, 4096, num_classes), (None, None, "num_classes"), dtype)
         def norm():
             return [nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)] if lrn else []
 
@@ -204,6 +236,7 @@ class AlexNet(nn.Sequential):
             nn.Flatten(),
         ]
         flat = _flat_features(nn.Sequential(*features), (in_channels, input_size, input_size), dtype, "AlexNet")
+        _check_linears("AlexNet", (flat, 4096), ("input_size", None), dtype)
         classifier = [
             nn.Dropout(dropout),
             nn.Linear(flat, 4096, dtype=dtype),
@@ -276,6 +309,9 @@ class VGG(nn.Sequential):
         input_size = _positive(input_size, "VGG", "input_size")
         hidden = _positive(hidden, "VGG", "hidden")
         width = _positive(width, "VGG", "width")
+        dtype = _float_dtype(dtype, "VGG")
+        _check_input("VGG", in_channels, input_size, max(1, _VGG_CONFIGS[config][0] // width), 3, dtype)
+        _check_linears("VGG", (hidden, hidden, num_classes), ("hidden", "hidden", "num_classes"), dtype)
         features = []
         channels = in_channels
         for item in _VGG_CONFIGS[config]:
@@ -290,6 +326,7 @@ class VGG(nn.Sequential):
             channels = out
         features.append(nn.Flatten())
         flat = _flat_features(nn.Sequential(*features), (in_channels, input_size, input_size), dtype, "VGG")
+        _check_linears("VGG", (flat, hidden), ("input_size", "hidden"), dtype)
         classifier = [
             nn.Linear(flat, hidden, dtype=dtype),
             nn.ReLU(),

@@ -118,13 +118,50 @@ def _check_image(x, layer):
     return x
 
 
-def _kaiming_uniform_pair(weight_shape, fan_in, bias_size, dtype):
+# ---- parameters ------------------------------------------------------------------------
+_MAX_BYTES = 2**63 - 1  # NumPy's bound on an array's size in bytes (an npy_intp)
+
+
+def _check_size(owner, what, shape, names, dtype):
+    """ValueError unless an array of `shape` and `dtype` is within NumPy's bound, its
+    element count times itemsize at most 2**63 - 1 bytes (Python ints: nothing wraps).
+
+    what: the array as the message calls it, e.g. "weight (out_features, in_features)".
+    names[i]: the argument of `owner` that sets dim i (None for a constant); the
+    message names the one with the largest dim. A size within the bound that is too
+    large for memory is left to the allocation, which raises MemoryError.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes <= _MAX_BYTES:
+        return
+    blamed = max((i for i, n in enumerate(names) if n is not None), key=lambda i: shape[i])
+    raise ValueError(
+        f"{owner}: {names[blamed]}: expected a value for which {what} of {dtype} is at most 2**63 - 1 bytes, "
+        f"got {shape[blamed]}, which makes it shape {tuple(shape)}, {nbytes} bytes"
+    )
+
+
+def _allocate(layer, what, shape, names, dtype, init):
+    """init(shape, dtype) -> the array, once _check_size has let `shape` through.
+    The one place a layer's parameters and buffers are allocated."""
+    shape = tuple(shape)
+    _check_size(layer, what, shape, names, dtype)
+    return init(shape, dtype)
+
+
+def _kaiming_uniform_pair(layer, weight_shape, weight_names, weight_what, fan_in, bias_size, bias_name, dtype):
     """PyTorch's default: kaiming_uniform(a=sqrt(5)) for the weight, which is
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound for the bias
-    (bias_size None: no bias)."""
+    (bias_size None: no bias). weight_names, bias_name: the layer's arguments that set
+    the dims (see _check_size). The bias is one of the weight's dims, so a weight that
+    passes the check has a bias that does."""
     bound = 1.0 / math.sqrt(fan_in)
-    weight = Parameter(_random.uniform(weight_shape, bound, dtype))
-    bias = None if bias_size is None else Parameter(_random.uniform((bias_size,), bound, dtype))
+    draw = lambda shape, dtype: _random.uniform(shape, bound, dtype)  # noqa: E731
+    weight = Parameter(_allocate(layer, f"weight {weight_what}", weight_shape, weight_names, dtype, draw))
+    bias = None
+    if bias_size is not None:
+        bias = Parameter(_allocate(layer, f"bias ({bias_name},)", (bias_size,), (bias_name,), dtype, draw))
     return weight, bias
 
 
@@ -173,7 +210,14 @@ class Linear(Module):
         self.out_features = _int_arg(out_features, "Linear", "out_features")
         dtype = _float_dtype(dtype, "Linear")
         self.weight, self.bias = _kaiming_uniform_pair(
-            (self.out_features, self.in_features), self.in_features, self.out_features if bias else None, dtype
+            "Linear",
+            (self.out_features, self.in_features),
+            ("out_features", "in_features"),
+            "(out_features, in_features)",
+            self.in_features,
+            self.out_features if bias else None,
+            "out_features",
+            dtype,
         )
 
     def forward(self, x):
@@ -366,9 +410,13 @@ class Conv2d(_ConvBase):
         kh, kw = self.kernel_size
         fan_in = self.in_channels // self.groups * kh * kw
         self.weight, self.bias = _kaiming_uniform_pair(
+            "Conv2d",
             (self.out_channels, self.in_channels // self.groups, kh, kw),
+            ("out_channels", "in_channels", "kernel_size", "kernel_size"),
+            "(out_channels, in_channels / groups, kH, kW)",
             fan_in,
             self.out_channels if bias else None,
+            "out_channels",
             dtype,
         )
 
@@ -445,9 +493,13 @@ class ConvTranspose2d(_ConvBase):
         # PyTorch computes fan_in from weight.shape[1], i.e. out_channels/groups * kH * kW.
         fan_in = self.out_channels // self.groups * kh * kw
         self.weight, self.bias = _kaiming_uniform_pair(
+            "ConvTranspose2d",
             (self.in_channels, self.out_channels // self.groups, kh, kw),
+            ("in_channels", "out_channels", "kernel_size", "kernel_size"),
+            "(in_channels, out_channels / groups, kH, kW)",
             fan_in,
             self.out_channels if bias else None,
+            "out_channels",
             dtype,
         )
 
@@ -1299,11 +1351,15 @@ class BatchNorm2d(Module):
         self.track_running_stats = bool(track_running_stats)
         dtype = _float_dtype(dtype, "BatchNorm2d")
         n = self.num_features
-        self.weight = Parameter(np.ones(n, dtype)) if self.affine else None
-        self.bias = Parameter(np.zeros(n, dtype)) if self.affine else None
+
+        def vector(what, init):
+            return _allocate("BatchNorm2d", f"{what} (num_features,)", (n,), ("num_features",), dtype, init)
+
+        self.weight = Parameter(vector("weight", np.ones)) if self.affine else None
+        self.bias = Parameter(vector("bias", np.zeros)) if self.affine else None
         if self.track_running_stats:
-            self.register_buffer("running_mean", np.zeros(n, dtype))
-            self.register_buffer("running_var", np.ones(n, dtype))
+            self.register_buffer("running_mean", vector("running_mean", np.zeros))
+            self.register_buffer("running_var", vector("running_var", np.ones))
         else:
             self.running_mean = None
             self.running_var = None

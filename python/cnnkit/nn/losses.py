@@ -2,6 +2,7 @@
 reduction='none'); `crit.backward()` returns the gradient with respect to `output`."""
 
 import numbers
+import re
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from .module import Module, _is_array
 __all__ = ["CrossEntropyLoss", "MSELoss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
+_INPUT = re.compile(r"\binput\b")
 
 
 class _Loss(Module):
@@ -31,6 +33,18 @@ class _Loss(Module):
         for arg, value in (("output", output), ("target", target)):
             if not _is_array(value):
                 raise TypeError(f"{name}: {arg}: expected a numpy.ndarray, got {type(value).__name__}")
+
+    def _call_functional(self, fn, op, output, target):
+        """fn(output, target, reduction=...): the functional op, which validates the
+        operands (their one home). Its errors are told in the loss's words: the op
+        calls output 'input', so "op: input: ..." becomes "<Loss>: output: ..."."""
+        try:
+            return fn(output, target, reduction=self.reduction)
+        except (ValueError, TypeError) as e:
+            message, prefix = str(e), f"{op}: "
+            if type(e) not in (ValueError, TypeError) or not message.startswith(prefix):
+                raise
+            raise type(e)(f"{type(self).__name__}: {_INPUT.sub('output', message[len(prefix):])}") from None
 
     def _result(self, loss):
         return float(loss) if self.reduction != "none" else loss
@@ -124,7 +138,7 @@ class CrossEntropyLoss(_Loss):
             The loss; the (N,) losses for reduction='none'.
         """
         self._check_operands(output, target)
-        loss = F.cross_entropy(output, target, reduction=self.reduction)
+        loss = self._call_functional(F.cross_entropy, "cross_entropy", output, target)
         self._save(output, target)
         return self._result(loss)
 
@@ -170,7 +184,7 @@ class MSELoss(_Loss):
             The loss; the elementwise squared errors for reduction='none'.
         """
         self._check_operands(output, target)
-        loss = F.mse_loss(output, target, reduction=self.reduction)
+        loss = self._call_functional(F.mse_loss, "mse_loss", output, target)
         self._save(output, target)
         return self._result(loss)
 

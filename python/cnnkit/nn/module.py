@@ -9,7 +9,10 @@ the forward's output is a ValueError naming the layer.
 
 import functools
 import os
+import zipfile
+import zlib
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -165,6 +168,44 @@ def _guard_backward(fn):
 
     backward._cnnkit_guarded = True
     return backward
+
+
+def _path_arg(module, path, method, mode):
+    """save's and load's path as a str (from a str, bytes or os.PathLike), or a file
+    object as it is (one with a `mode` method, 'read' or 'write'); a TypeError naming
+    the module's method otherwise (an int file descriptor included)."""
+    if isinstance(path, (str, bytes, os.PathLike)):
+        try:
+            return os.fsdecode(os.fspath(path))
+        except TypeError:  # a PathLike whose __fspath__ returns neither str nor bytes
+            pass
+    elif hasattr(path, mode) and not isinstance(path, type):
+        return path
+    raise TypeError(
+        f"{type(module).__name__}.{method}: path: expected a str, bytes or os.PathLike path (or a file object "
+        f"with a {mode} method), got {type(path).__name__}"
+    )
+
+
+def _read_npz(file, where):
+    """name -> array of an .npz archive open for reading, never unpickling; a file
+    that is not one, or a damaged one, is a ValueError starting with `where`."""
+    expected = f"{where}: expected an .npz archive written by save, got"
+    try:
+        archive = np.load(file, allow_pickle=False)
+    except ValueError:  # neither a zip nor a .npy file: numpy would have to unpickle it
+        raise ValueError(f"{expected} a file that is not one (neither a zip archive nor a readable .npy file; "
+                         "load never unpickles)") from None
+    except (EOFError, zipfile.BadZipFile) as e:  # empty, truncated
+        raise ValueError(f"{expected} a truncated or corrupt one ({type(e).__name__}: {e})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{expected} a .npy file (one array of shape {np.shape(archive)})")
+    with archive:
+        try:
+            return {k: archive[k] for k in archive.files}
+        except (ValueError, EOFError, KeyError, NotImplementedError, zipfile.BadZipFile, zlib.error) as e:
+            # a damaged member, or an object array (never unpickled)
+            raise ValueError(f"{expected} one it cannot read ({type(e).__name__}: {e})") from None
 
 
 class Module:
@@ -443,10 +484,17 @@ class Module:
 
         Raises
         ------
+        TypeError
+            If state_dict is not a mapping (a dict; a list of pairs included).
         ValueError
             Naming the key, for a missing key, a shape that doesn't match, or (when
             strict) a key the module doesn't have. Nothing is copied then.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}.load_state_dict: state_dict: expected a mapping of names to arrays "
+                f"(as state_dict() returns), got {type(state_dict).__name__}"
+            )
         targets = OrderedDict((name, p.data) for name, p in self.named_parameters())
         targets.update(self.named_buffers())
         missing = [k for k in targets if k not in state_dict]
@@ -470,9 +518,10 @@ class Module:
 
         Parameters
         ----------
-        path : str, os.PathLike or file
+        path : str, bytes, os.PathLike or file
             Where to write; like ``numpy.savez``, ".npz" is appended to a name
-            that does not end with it.
+            that does not end with it. A file object must be open for writing
+            (binary).
 
         Returns
         -------
@@ -481,13 +530,15 @@ class Module:
 
         Raises
         ------
+        TypeError
+            If path is none of these (an int file descriptor included).
         OSError
             If the file cannot be written.
         """
+        path = _path_arg(self, path, "save", "write")
+        if isinstance(path, str) and not path.endswith(".npz"):
+            path += ".npz"
         np.savez(path, **self.state_dict())
-        if isinstance(path, (str, os.PathLike)):
-            path = os.fspath(path)
-            return path if path.endswith(".npz") else path + ".npz"
         return path
 
     def load(self, path):
@@ -495,7 +546,8 @@ class Module:
 
         Parameters
         ----------
-        path : str, os.PathLike or file
+        path : str, bytes, os.PathLike or file
+            A file object must be open for reading (binary) and seekable.
 
         Returns
         -------
@@ -504,13 +556,27 @@ class Module:
 
         Raises
         ------
+        TypeError
+            If path is none of these (an int file descriptor included).
         OSError
-            If the file cannot be read.
+            If the file cannot be read (FileNotFoundError, IsADirectoryError...).
         ValueError
-            As ``load_state_dict``.
+            Naming the file: if it is not an .npz archive (a .npy file, a pickle,
+            anything else), or is corrupt or holds object arrays (never unpickled);
+            or as ``load_state_dict``, which then copies nothing.
         """
-        with np.load(path, allow_pickle=False) as archive:
-            self.load_state_dict({k: archive[k] for k in archive.files})
+        path = _path_arg(self, path, "load", "read")
+        where = f"{type(self).__name__}.load: {path if isinstance(path, str) else 'path'}"
+        if isinstance(path, str):
+            # opened here: np.load leaves its own file open when the zip is corrupt
+            with open(path, "rb") as file:
+                state = _read_npz(file, where)
+        else:
+            state = _read_npz(path, where)
+        try:
+            self.load_state_dict(state)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
         return self
 
     # -- printing --------------------------------------------------------------------
