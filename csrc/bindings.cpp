@@ -62,20 +62,28 @@ class Operands {
       raise_type(op_, ": ", name, ": expected a numpy.ndarray of float32 or float64, got ",
                  std::string(py::str(py::type::of(obj).attr("__name__"))));
     auto a = py::reinterpret_borrow<py::array>(obj);
-    const bool f32 = a.dtype().is(py::dtype::of<float>());
-    const bool f64 = a.dtype().is(py::dtype::of<double>());
+    add_dtype(name, a.dtype());
+    return a;
+  }
+
+  // The dtype checks alone (for the arrays of another library, such as CuPy's).
+  void add_dtype(const char* name, const py::dtype& dtype) {
+    const bool f32 = dtype.is(py::dtype::of<float>());
+    const bool f64 = dtype.is(py::dtype::of<double>());
     if (!f32 && !f64)
       raise_type(op_, ": ", name, ": expected dtype float32 or float64, got ",
-                 std::string(py::str(a.dtype())));
+                 std::string(py::str(dtype)));
     if (!first_) {
       first_ = name;
       f64_ = f64;
     } else if (f64 != f64_) {
       raise_type(op_, ": ", name, ": expected dtype ", f64_ ? "float64" : "float32",
-                 " to match ", first_, ", got ", std::string(py::str(a.dtype())));
+                 " to match ", first_, ", got ", std::string(py::str(dtype)));
     }
-    return a;
   }
+
+  bool any() const { return first_ != nullptr; }
+  bool f64() const { return f64_; }
 
   std::optional<py::array> add_optional(const char* name, const py::handle& obj) {
     if (obj.is_none()) return std::nullopt;
@@ -952,6 +960,56 @@ int64_t formula_result(const char* op, Formula&& formula) {
   return out;
 }
 
+// ---- Checks and geometry for the CUDA backend: the validators of common/validate.h
+// on shapes (and dtypes), returning what they derive, so that every backend raises the
+// same errors and no backend re-derives a shape.
+
+std::string type_name(const py::handle& type) {
+  return std::string(py::str(type.attr("__module__"))) + "." +
+         std::string(py::str(type.attr("__name__")));
+}
+
+// operands: (name, array or None) pairs, arrays of array_type (e.g. cupy.ndarray).
+// Returns the common dtype's name, or None when every operand is None.
+py::object py_check_float_operands(const std::string& op,
+                                   const std::vector<std::pair<std::string, py::object>>& operands,
+                                   const py::handle& array_type) {
+  Operands ops(op.c_str());
+  for (const auto& [name, obj] : operands) {
+    if (obj.is_none()) continue;
+    if (!py::isinstance(obj, array_type))
+      raise_type(op, ": ", name, ": expected a ", type_name(array_type),
+                 " of float32 or float64, got ",
+                 std::string(py::str(py::type::of(obj).attr("__name__"))));
+    ops.add_dtype(name.c_str(), py::dtype::from_args(obj.attr("dtype")));
+  }
+  if (!ops.any()) return py::none();
+  return py::str(ops.f64() ? "float64" : "float32");
+}
+
+py::dict conv_geometry_dict(const ConvGeometry& g) {
+  py::dict d;
+  d["n"] = g.n, d["c_in"] = g.c_in, d["h"] = g.h, d["w"] = g.w;
+  d["c_out"] = g.c_out, d["ho"] = g.ho, d["wo"] = g.wo;
+  d["kh"] = g.kh, d["kw"] = g.kw, d["sh"] = g.sh, d["sw"] = g.sw;
+  d["ph"] = g.ph, d["pw"] = g.pw, d["dh"] = g.dh, d["dw"] = g.dw;
+  d["groups"] = g.groups;
+  return d;
+}
+
+py::dict pool_geometry_dict(const PoolGeometry& g) {
+  py::dict d;
+  d["n"] = g.n, d["c"] = g.c, d["h"] = g.h, d["w"] = g.w, d["ho"] = g.ho, d["wo"] = g.wo;
+  d["kh"] = g.kh, d["kw"] = g.kw, d["sh"] = g.sh, d["sw"] = g.sw;
+  d["ph"] = g.ph, d["pw"] = g.pw, d["dh"] = g.dh, d["dw"] = g.dw;
+  d["ceil_mode"] = g.ceil_mode;
+  return d;
+}
+
+py::tuple split_tuple(const DimSplit& d) { return py::make_tuple(d.outer, d.size, d.inner); }
+
+const Shape* opt(const std::optional<Shape>& s) { return s ? &*s : nullptr; }
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -1135,4 +1193,151 @@ PYBIND11_MODULE(_C, m) {
   m.def("local_response_norm_backward", &py_local_response_norm_backward,
         py::arg("grad_output"), py::arg("input"), py::arg("size"), py::arg("alpha"),
         py::arg("beta"), py::arg("k"));
+
+  // ---- Checks and geometry for the CUDA backend (see the helpers above)
+  m.def("check_float_operands", &py_check_float_operands, py::arg("op"), py::arg("operands"),
+        py::arg("array_type"));
+  m.def(
+      "check_shape",
+      [](const std::string& op, const std::string& name, const Shape& got, const Shape& expected) {
+        check_shape(op.c_str(), name.c_str(), got, expected);
+      },
+      py::arg("op"), py::arg("name"), py::arg("got"), py::arg("expected"));
+  m.def(
+      "conv2d_geometry",
+      [](const std::string& op, const Shape& x, const Shape& w, const std::optional<Shape>& b,
+         P2 stride, P4 pad, P2 dil, int64_t groups) {
+        return conv_geometry_dict(conv2d_geometry(op.c_str(), x, w, opt(b), pair(stride),
+                                                  {pad[0], pad[1], pad[2], pad[3]}, pair(dil),
+                                                  groups));
+      },
+      py::arg("op"), py::arg("input_shape"), py::arg("weight_shape"), py::arg("bias_shape"),
+      py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
+  m.def(
+      "conv_transpose2d_geometry",
+      [](const std::string& op, const Shape& x, const Shape& w, const std::optional<Shape>& b,
+         P2 stride, P2 pad, P2 out_pad, int64_t groups, P2 dil) {
+        return conv_geometry_dict(conv_transpose2d_geometry(op.c_str(), x, w, opt(b),
+                                                            pair(stride), pair(pad),
+                                                            pair(out_pad), groups, pair(dil)));
+      },
+      py::arg("op"), py::arg("input_shape"), py::arg("weight_shape"), py::arg("bias_shape"),
+      py::arg("stride"), py::arg("padding"), py::arg("output_padding"), py::arg("groups"),
+      py::arg("dilation"));
+  m.def(
+      "check_linear",
+      [](const std::string& op, const Shape& x, const Shape& w, const std::optional<Shape>& b) {
+        check_linear(op.c_str(), x, w, opt(b));
+      },
+      py::arg("op"), py::arg("input_shape"), py::arg("weight_shape"), py::arg("bias_shape"));
+  m.def(
+      "pool2d_geometry",
+      [](const std::string& op, const Shape& x, P2 kernel, P2 stride, P2 pad, P2 dil,
+         bool ceil_mode) {
+        return pool_geometry_dict(pool2d_geometry(op.c_str(), x, pair(kernel), pair(stride),
+                                                  pair(pad), pair(dil), ceil_mode));
+      },
+      py::arg("op"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"),
+      py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"));
+  m.def(
+      "pool2d_input_shape",
+      [](const std::string& op, const std::vector<int64_t>& input_shape) {
+        const Shape s = pool2d_input_shape(op.c_str(), input_shape);
+        return py::tuple(py::cast(s));
+      },
+      py::arg("op"), py::arg("input_shape"));
+  m.def(
+      "switches_geometry",
+      [](const std::string& op, const std::string& pooled_name, const Shape& pooled,
+         const std::string& full_name, const Shape& full) {
+        return pool_geometry_dict(
+            switches_geometry(op.c_str(), pooled_name.c_str(), pooled, full_name.c_str(), full));
+      },
+      py::arg("op"), py::arg("pooled_name"), py::arg("pooled_shape"), py::arg("full_name"),
+      py::arg("full_shape"));
+  m.def(
+      "max_unpool2d_geometry",
+      [](const std::string& op, const Shape& x, P2 kernel, P2 stride, P2 pad,
+         const std::optional<std::vector<int64_t>>& output_size) {
+        return pool_geometry_dict(max_unpool2d_geometry(op.c_str(), x, pair(kernel),
+                                                        pair(stride), pair(pad),
+                                                        output_size ? &*output_size : nullptr));
+      },
+      py::arg("op"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"),
+      py::arg("padding"), py::arg("output_size"));
+  m.def(
+      "check_switch",
+      [](const std::string& op, const Shape& switches, int64_t position, int64_t value,
+         int64_t plane) { check_switch(op.c_str(), switches, position, value, plane); },
+      py::arg("op"), py::arg("switches_shape"), py::arg("position"), py::arg("value"),
+      py::arg("plane"));
+  m.def(
+      "check_norm_type",
+      [](const std::string& op, double norm_type) { check_norm_type(op.c_str(), norm_type); },
+      py::arg("op"), py::arg("norm_type"));
+  m.def(
+      "wrap_dim",
+      [](const std::string& op, int64_t dim, size_t ndim) {
+        return wrap_dim(op.c_str(), dim, ndim);
+      },
+      py::arg("op"), py::arg("dim"), py::arg("ndim"));
+  m.def(
+      "split_at_dim",
+      [](const Shape& shape, int64_t dim) {
+        if (!shape.empty() && (dim < 0 || dim >= static_cast<int64_t>(shape.size())))
+          raise_value("split_at_dim: dim: expected a wrapped dim in [0, ", shape.size(),
+                      "), got ", dim);
+        return split_tuple(split_at_dim(shape, dim));
+      },
+      py::arg("shape"), py::arg("dim"));
+  m.def(
+      "parse_reduction",
+      [](const std::string& op, const std::string& reduction) {
+        switch (parse_reduction(op.c_str(), reduction)) {
+          case Reduction::none: return "none";
+          case Reduction::sum: return "sum";
+          default: return "mean";
+        }
+      },
+      py::arg("op"), py::arg("reduction"));
+  m.def(
+      "check_cross_entropy",
+      [](const std::string& op, const Shape& logits, const Shape& target) {
+        check_cross_entropy(op.c_str(), logits, target);
+      },
+      py::arg("op"), py::arg("input_shape"), py::arg("target_shape"));
+  m.def(
+      "check_class_indices",
+      [](const std::string& op, const std::string& name, const KernelArray<int64_t>& target,
+         int64_t classes) {
+        check_class_indices(op.c_str(), name.c_str(), target.data(), target.size(), classes);
+      },
+      py::arg("op"), py::arg("name"), py::arg("target"), py::arg("classes"));
+  m.def(
+      "check_dropout_p", [](const std::string& op, double p) { check_dropout_p(op.c_str(), p); },
+      py::arg("op"), py::arg("p"));
+  m.def(
+      "check_batch_norm_input",
+      [](const std::string& op, const Shape& x, const std::optional<Shape>& gamma,
+         const std::optional<Shape>& beta) {
+        return split_tuple(check_batch_norm_input(op.c_str(), x, opt(gamma), opt(beta)));
+      },
+      py::arg("op"), py::arg("input_shape"), py::arg("gamma_shape"), py::arg("beta_shape"));
+  m.def(
+      "check_batch_norm",
+      [](const std::string& op, const Shape& x, const std::optional<Shape>& gamma,
+         const std::optional<Shape>& beta, const std::optional<Shape>& running_mean,
+         const std::optional<Shape>& running_var, bool training, double eps) {
+        return split_tuple(check_batch_norm(op.c_str(), x, opt(gamma), opt(beta),
+                                            opt(running_mean), opt(running_var), training, eps));
+      },
+      py::arg("op"), py::arg("input_shape"), py::arg("gamma_shape"), py::arg("beta_shape"),
+      py::arg("running_mean_shape"), py::arg("running_var_shape"), py::arg("training"),
+      py::arg("eps"));
+  m.def(
+      "check_local_response_norm",
+      [](const std::string& op, const Shape& x, int64_t size) {
+        return split_tuple(check_local_response_norm(op.c_str(), x, size));
+      },
+      py::arg("op"), py::arg("input_shape"), py::arg("size"));
 }

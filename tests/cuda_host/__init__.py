@@ -1,0 +1,253 @@
+"""Host execution of the CUDA kernels: cuda/*.cu compiled as C++ with shim.h and run on
+the CPU, behind the interface of cupy.RawModule.
+
+    module = HostModule()                       # compiles (or loads the cached build)
+    kernel = module.get_function("relu_forward_f32")
+    kernel((blocks,), (256,), (x, y, np.int64(n)))   # as cupy.RawKernel
+
+Each .cu is one translation unit (shim.h, the .cu, and a generated host_launch_<name> /
+host_signature_<name> pair per `extern "C" __global__` kernel); the objects are cached
+under build/cuda_host/ keyed by a hash of their sources, linked into one shared library
+and loaded with ctypes.
+
+A launch is stricter than CuPy's, to catch backend bugs that a GPU would not report:
+arguments must be C-contiguous ndarrays (pointers) and NumPy scalars whose types match
+the kernel's parameters exactly; the launch configuration must be one a GPU accepts (no
+empty grid); every array is run in a copy with guard zones of NaN bytes on both sides,
+and a write outside the array, or into an argument the kernel takes as const, fails the
+launch.
+"""
+
+import ctypes
+import fcntl
+import hashlib
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SHIM = HERE / "shim.h"
+ROOT = HERE.parent.parent
+
+CXX = os.environ.get("CXX", "g++")
+CXXFLAGS = ["-O1", "-std=c++20", "-fPIC", "-pthread", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function"]
+GUARD = 256  # bytes of guard zone on each side of every array argument
+
+_KERNEL_RE = re.compile(
+    r'extern\s*"C"\s*__cuda_host_global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\('
+)
+
+_SCALARS = {
+    "f": ctypes.c_float, "d": ctypes.c_double, "b": ctypes.c_int8, "B": ctypes.c_uint8,
+    "h": ctypes.c_int16, "H": ctypes.c_uint16, "i": ctypes.c_int32, "I": ctypes.c_uint32,
+    "q": ctypes.c_int64, "Q": ctypes.c_uint64, "?": ctypes.c_bool,
+}
+_DTYPE_CODE = {
+    ("f", 4): "f", ("f", 8): "d", ("i", 1): "b", ("u", 1): "B", ("i", 2): "h", ("u", 2): "H",
+    ("i", 4): "i", ("u", 4): "I", ("i", 8): "q", ("u", 8): "Q", ("b", 1): "?",
+}
+
+
+def _code(dtype):
+    return _DTYPE_CODE.get((dtype.kind, dtype.itemsize), "x")
+
+
+def source_dir():
+    """The kernel sources the backend loads (the repository's cuda/ in-tree)."""
+    from cnnkit.cuda import kernel_dir
+
+    return kernel_dir()
+
+
+def build_dir():
+    """build/cuda_host/ in the repository, else a temporary directory; CNNKIT_CUDA_HOST_BUILD overrides."""
+    env = os.environ.get("CNNKIT_CUDA_HOST_BUILD")
+    if env:
+        return Path(env)
+    if os.access(ROOT, os.W_OK) and (ROOT / "pyproject.toml").is_file():
+        return ROOT / "build" / "cuda_host"
+    return Path(tempfile.gettempdir()) / "cnnkit-cuda-host"
+
+
+def kernel_names(cu, sources):
+    """The `extern "C" __global__` kernels of one .cu, after the preprocessor (macros
+    generate most of them)."""
+    out = subprocess.run(
+        [CXX, "-E", "-P", "-x", "c++", "-std=c++20", "-D__global__=__cuda_host_global__",
+         "-DCNNKIT_CUDA_HOST=1", "-I", str(sources), str(cu)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return _KERNEL_RE.findall(out)
+
+
+def _digest(*parts):
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def _compiler_id():
+    return subprocess.run([CXX, "--version"], check=True, capture_output=True, text=True).stdout
+
+
+def build(sources=None, out=None):
+    """Compiles (or finds cached) every .cu of sources; returns (library path, kernel names)."""
+    sources = Path(sources or source_dir())
+    out = Path(out or build_dir())
+    out.mkdir(parents=True, exist_ok=True)
+    cus = sorted(sources.glob("*.cu"))
+    headers = b"".join(p.name.encode() + p.read_bytes() for p in sorted(sources.glob("*.cuh")))
+    common = _digest(_compiler_id(), CXXFLAGS, SHIM.read_bytes(), headers, Path(__file__).read_bytes())
+    keys = {cu: _digest(common, cu.name, cu.read_bytes()) for cu in cus}
+    lib = out / f"libcuda_host-{_digest(*keys.values())}.so"
+    names_file = lib.with_suffix(".names")
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (lib.is_file() and names_file.is_file()):
+            _compile(cus, keys, sources, out, lib, names_file)
+    return lib, names_file.read_text().split()
+
+
+def _compile(cus, keys, sources, out, lib, names_file):
+    names, jobs, objects = [], [], []
+    for cu in cus:
+        found = kernel_names(cu, sources)
+        names += found
+        obj = out / f"{cu.stem}-{keys[cu]}.o"
+        objects.append(obj)
+        if obj.is_file():
+            continue
+        cpp = out / f"{cu.stem}-{keys[cu]}.cpp"
+        cpp.write_text(
+            f'#include "{SHIM}"\n#include "{cu}"\n' + "".join(f"CUDA_HOST_EXPORT({n})\n" for n in found)
+        )
+        tmp = obj.with_suffix(f".{os.getpid()}.tmp")
+        cmd = [CXX, *CXXFLAGS, "-I", str(sources), "-c", str(cpp), "-o", str(tmp)]
+        jobs.append((subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True), tmp, obj, cu))
+    errors = []
+    for proc, tmp, obj, cu in jobs:
+        _, err = proc.communicate()
+        if proc.returncode:
+            errors.append(f"{cu.name}:\n{err}")
+        else:
+            os.replace(tmp, obj)
+    if errors:
+        raise RuntimeError("host compile of the CUDA kernels failed:\n" + "\n".join(errors))
+    if len(set(names)) != len(names):
+        raise RuntimeError(f"kernel names defined twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+    subprocess.run([CXX, "-shared", "-pthread", "-o", str(tmp), *map(str, objects)], check=True)
+    os.replace(tmp, lib)
+    names_file.write_text("\n".join(names) + "\n")
+
+
+class HostModule:
+    """cupy.RawModule's interface over the host build of every cuda/*.cu.
+
+    launches records (name, grid, block, shared_mem) of every launch, for tests that
+    check what the backend launched.
+    """
+
+    def __init__(self, sources=None, out=None):
+        path, names = build(sources, out)
+        self._lib = ctypes.CDLL(str(path))
+        self.names = tuple(names)
+        self.launches = []
+        self._functions = {}
+
+    def get_function(self, name):
+        if name not in self._functions:
+            if name not in self.names:
+                raise AttributeError(f"no kernel {name!r} in cuda/*.cu (kernels: {', '.join(self.names)})")
+            self._functions[name] = HostFunction(self, name)
+        return self._functions[name]
+
+
+def _dims(v, what):
+    v = (v,) if isinstance(v, (int, np.integer)) else tuple(v)
+    if not 1 <= len(v) <= 3 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in v):
+        raise TypeError(f"{what}: expected 1 to 3 ints, got {v!r}")
+    return (ctypes.c_uint * 3)(*(list(map(int, v)) + [1, 1])[:3]), tuple(map(int, v))
+
+
+class HostFunction:
+    """One kernel; called as cupy.RawKernel: kernel(grid, block, args, shared_mem=0)."""
+
+    def __init__(self, module, name):
+        self.module = module
+        self.name = name
+        lib = module._lib
+        self._launch = getattr(lib, f"host_launch_{name}")
+        self._launch.restype = ctypes.c_int
+        self._launch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulonglong,
+                                 ctypes.c_char_p, ctypes.c_ulonglong]
+        sig = getattr(lib, f"host_signature_{name}")
+        sig.restype = ctypes.c_char_p
+        text = sig().decode()
+        self.params = tuple(text.split(",")) if text else ()
+        if any("x" in p for p in self.params):
+            raise TypeError(f"{name}: a parameter type the host shim cannot pass ({text})")
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        name = self.name
+        g, gv = _dims(grid, f"{name}: grid")
+        b, bv = _dims(block, f"{name}: block")
+        args = tuple(args)
+        if len(args) != len(self.params):
+            raise TypeError(f"{name}: expected {len(self.params)} arguments, got {len(args)}")
+        keep, ptrs, arrays, buffers = [], [], [], {}
+        for i, (param, a) in enumerate(zip(self.params, args)):
+            where = f"{name}: argument {i} ({param})"
+            if param[0] in "pP":
+                if not isinstance(a, np.ndarray):
+                    raise TypeError(f"{where}: expected an ndarray, got {type(a).__name__}")
+                if _code(a.dtype) != param[1] and not (param[1] in "bB" and a.dtype == np.bool_):
+                    raise TypeError(f"{where}: expected an array of {param[1]!r} elements, got dtype {a.dtype}")
+                if not a.flags.c_contiguous:
+                    raise ValueError(f"{where}: expected a C-contiguous array (a kernel sees only its pointer)")
+                if param[0] == "p" and not a.flags.writeable:
+                    raise ValueError(f"{where}: the kernel writes to a read-only array")
+                key = (a.ctypes.data, a.nbytes)
+                buf = buffers.get(key)
+                if buf is None:  # the same memory twice (an in-place kernel) shares one copy
+                    if any(np.shares_memory(a, other) for other, _ in arrays):
+                        raise ValueError(f"{where}: overlaps another argument only in part")
+                    buf = np.full(a.nbytes + 2 * GUARD, 0xFF, np.uint8)
+                    buf[GUARD : GUARD + a.nbytes] = a.reshape(-1).view(np.uint8)
+                    buffers[key] = buf
+                arrays.append((a, (i, param, buf)))
+                c = ctypes.c_void_p(buf.ctypes.data + GUARD)
+            else:
+                if not isinstance(a, np.generic):
+                    raise TypeError(
+                        f"{where}: expected a NumPy scalar (np.int64, np.float32, ...), got {type(a).__name__}"
+                    )
+                if _code(a.dtype) != param:
+                    raise TypeError(f"{where}: expected a {param!r} scalar, got {a.dtype}")
+                c = _SCALARS[param](a.item())
+            keep.append(c)
+            ptrs.append(ctypes.addressof(c))
+        argv = (ctypes.c_void_p * max(1, len(ptrs)))(*ptrs)
+        err = ctypes.create_string_buffer(512)
+        self.module.launches.append((name, gv, bv, int(shared_mem)))
+        if self._launch(g, b, argv, int(shared_mem), err, len(err)):
+            raise RuntimeError(f"{name}: launch failed: {err.value.decode()}")
+        written = {id(buf) for _, (_, param, buf) in arrays if param[0] == "p"}
+        for a, (i, param, buf) in arrays:
+            guards = np.concatenate([buf[:GUARD], buf[GUARD + a.nbytes :]])
+            if not np.all(guards == 0xFF):
+                raise AssertionError(f"{name}: wrote outside argument {i} ({param}, {a.nbytes} bytes)")
+            data = buf[GUARD : GUARD + a.nbytes]
+            if param[0] == "P":
+                if id(buf) in written:
+                    continue
+                if not np.array_equal(data, a.reshape(-1).view(np.uint8)):
+                    raise AssertionError(f"{name}: wrote to argument {i}, which it takes as const")
+            else:
+                a.reshape(-1).view(np.uint8)[:] = data
