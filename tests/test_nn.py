@@ -990,3 +990,22 @@ def test_public_docstrings(name):
         for method in ("forward", "backward"):
             text = inspect.getdoc(getattr(obj, method))
             assert "Parameters\n----------" in text and "Returns\n-------" in text, f"{name}.{method}"
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda v: nn.MaxPool2d(2, ceil_mode=v), "MaxPool2d: ceil_mode"),
+        (lambda v: nn.MaxPool2d(2, return_indices=v), "MaxPool2d: return_indices"),
+        (lambda v: nn.AvgPool2d(2, count_include_pad=v), "AvgPool2d: count_include_pad"),
+        (lambda v: nn.LPPool2d(2, 2, ceil_mode=v), "LPPool2d: ceil_mode"),
+        (lambda v: nn.BatchNorm2d(3, affine=v), "BatchNorm2d: affine"),
+        (lambda v: nn.ReLU().train(v), "ReLU.train: mode"),
+    ],
+)
+@pytest.mark.parametrize("value", ["False", None, 1.5, 0])
+def test_layer_flags_are_bools(make, name, value):
+    """'False' is true to bool(): flags take a bool (or a NumPy bool) only, as torch."""
+    with pytest.raises(TypeError, match=f"{name}: expected a bool, got"):
+        make(value)
+    make(np.bool_(True))

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _random
 from .. import functional as F
-from .._args import conv_padding, integer, pair, real
+from .._args import boolean, conv_padding, integer, pair, real
 from .module import _FLOAT_DTYPES, Module, Parameter, _is_array
 
 __all__ = [
@@ -559,8 +559,8 @@ class MaxPool2d(Module):
         self.stride = _stride_arg(stride, self.kernel_size, "MaxPool2d")
         self.padding = _pool_padding(padding, self.kernel_size, "MaxPool2d")
         self.dilation = _pair_arg(dilation, "MaxPool2d", "dilation")
-        self.return_indices = bool(return_indices)
-        self.ceil_mode = bool(ceil_mode)
+        self.return_indices = boolean(return_indices, "MaxPool2d", "return_indices")
+        self.ceil_mode = boolean(ceil_mode, "MaxPool2d", "ceil_mode")
         self.switches = None
         self.input_shape = None
 
@@ -742,8 +742,8 @@ class AvgPool2d(Module):
         self.kernel_size = _pair_arg(kernel_size, "AvgPool2d", "kernel_size")
         self.stride = _stride_arg(stride, self.kernel_size, "AvgPool2d")
         self.padding = _pool_padding(padding, self.kernel_size, "AvgPool2d")
-        self.ceil_mode = bool(ceil_mode)
-        self.count_include_pad = bool(count_include_pad)
+        self.ceil_mode = boolean(ceil_mode, "AvgPool2d", "ceil_mode")
+        self.count_include_pad = boolean(count_include_pad, "AvgPool2d", "count_include_pad")
 
     def _args(self):
         return dict(
@@ -827,7 +827,7 @@ class LPPool2d(Module):
             raise ValueError(f"LPPool2d: norm_type: expected a non-zero number, got {self.norm_type}")
         self.kernel_size = _pair_arg(kernel_size, "LPPool2d", "kernel_size")
         self.stride = _stride_arg(stride, self.kernel_size, "LPPool2d")
-        self.ceil_mode = bool(ceil_mode)
+        self.ceil_mode = boolean(ceil_mode, "LPPool2d", "ceil_mode")
 
     def _args(self):
         return dict(norm_type=self.norm_type, kernel_size=self.kernel_size, stride=self.stride, ceil_mode=self.ceil_mode)
@@ -1347,8 +1347,8 @@ class BatchNorm2d(Module):
         self.momentum = real(momentum, "BatchNorm2d", "momentum")
         if not 0 <= self.momentum <= 1:
             raise ValueError(f"BatchNorm2d: momentum: expected a value in [0, 1], got {self.momentum}")
-        self.affine = bool(affine)
-        self.track_running_stats = bool(track_running_stats)
+        self.affine = boolean(affine, "BatchNorm2d", "affine")
+        self.track_running_stats = boolean(track_running_stats, "BatchNorm2d", "track_running_stats")
         dtype = _float_dtype(dtype, "BatchNorm2d")
         n = self.num_features
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .._args import boolean
+
 __all__ = ["Parameter", "Module", "Sequential"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -412,8 +414,9 @@ class Module:
         Module
             self.
         """
+        mode = boolean(mode, f"{type(self).__name__}.train", "mode")
         for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+            object.__setattr__(m, "training", mode)
         return self
 
     def eval(self):
