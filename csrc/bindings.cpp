@@ -969,14 +969,17 @@ std::string type_name(const py::handle& type) {
          std::string(py::str(type.attr("__name__")));
 }
 
-// operands: (name, array or None) pairs, arrays of array_type (e.g. cupy.ndarray).
-// Returns the common dtype's name, or None when every operand is None.
+// operands: (name, array) pairs, arrays of array_type (e.g. cupy.ndarray); those named in
+// optional may be None (absent). Returns the common dtype's name, or None when every
+// operand is absent.
 py::object py_check_float_operands(const std::string& op,
                                    const std::vector<std::pair<std::string, py::object>>& operands,
-                                   const py::handle& array_type) {
+                                   const py::handle& array_type,
+                                   const std::vector<std::string>& optional) {
   Operands ops(op.c_str());
   for (const auto& [name, obj] : operands) {
-    if (obj.is_none()) continue;
+    if (obj.is_none() && std::find(optional.begin(), optional.end(), name) != optional.end())
+      continue;
     if (!py::isinstance(obj, array_type))
       raise_type(op, ": ", name, ": expected a ", type_name(array_type),
                  " of float32 or float64, got ",
@@ -1196,7 +1199,7 @@ PYBIND11_MODULE(_C, m) {
 
   // ---- Checks and geometry for the CUDA backend (see the helpers above)
   m.def("check_float_operands", &py_check_float_operands, py::arg("op"), py::arg("operands"),
-        py::arg("array_type"));
+        py::arg("array_type"), py::arg("optional") = std::vector<std::string>{});
   m.def(
       "check_shape",
       [](const std::string& op, const std::string& name, const Shape& got, const Shape& expected) {

@@ -5,7 +5,7 @@ kernels validate their operands; cnnkit.functional normalises the Python-side
 arguments (ints, pairs, padding strings) before calling in here.
 """
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -122,6 +122,59 @@ def conv_transpose_out_size(
 def pool_out_size(
     size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
 ) -> int: ...
+
+# Checks and geometry for the CUDA backend: the CPU's validators on shapes and dtypes
+# (same messages), returning what they derive. Geometry dicts hold the fields of
+# ConvGeometry / PoolGeometry (csrc/common/validate.h); splits are (outer, size, inner).
+Shape = Sequence[int]
+def check_float_operands(
+    op: str, operands: Sequence[Tuple[str, object]], array_type: type,
+    optional: Sequence[str] = (),
+) -> Optional[str]:
+    """operands: (name, array of array_type; None if the name is optional); returns
+    'float32', 'float64' or None (all absent)."""
+def check_shape(op: str, name: str, got: Shape, expected: Shape) -> None: ...
+def conv2d_geometry(
+    op: str, input_shape: Shape, weight_shape: Shape, bias_shape: Optional[Shape],
+    stride: Pair, padding: Pads, dilation: Pair, groups: int,
+) -> Dict[str, int]: ...
+def conv_transpose2d_geometry(
+    op: str, input_shape: Shape, weight_shape: Shape, bias_shape: Optional[Shape],
+    stride: Pair, padding: Pair, output_padding: Pair, groups: int, dilation: Pair,
+) -> Dict[str, int]: ...
+def check_linear(
+    op: str, input_shape: Shape, weight_shape: Shape, bias_shape: Optional[Shape]
+) -> None: ...
+def pool2d_geometry(
+    op: str, input_shape: Shape, kernel_size: Pair, stride: Pair, padding: Pair,
+    dilation: Pair, ceil_mode: bool,
+) -> Dict[str, Union[int, bool]]: ...
+def pool2d_input_shape(op: str, input_shape: Shape) -> Tuple[int, int, int, int]: ...
+def switches_geometry(
+    op: str, pooled_name: str, pooled_shape: Shape, full_name: str, full_shape: Shape
+) -> Dict[str, Union[int, bool]]: ...
+def max_unpool2d_geometry(
+    op: str, input_shape: Shape, kernel_size: Pair, stride: Pair, padding: Pair,
+    output_size: Optional[Shape],
+) -> Dict[str, Union[int, bool]]: ...
+def check_switch(op: str, switches_shape: Shape, position: int, value: int, plane: int) -> None:
+    """Raises the out-of-range switch error for position >= 0 (a kernel's report)."""
+def check_norm_type(op: str, norm_type: float) -> None: ...
+def wrap_dim(op: str, dim: int, ndim: int) -> int: ...
+def split_at_dim(shape: Shape, dim: int) -> Tuple[int, int, int]: ...
+def parse_reduction(op: str, reduction: str) -> str: ...
+def check_cross_entropy(op: str, input_shape: Shape, target_shape: Shape) -> None: ...
+def check_class_indices(op: str, name: str, target: NDArray[np.int64], classes: int) -> None: ...
+def check_dropout_p(op: str, p: float) -> None: ...
+def check_batch_norm_input(
+    op: str, input_shape: Shape, gamma_shape: Optional[Shape], beta_shape: Optional[Shape]
+) -> Tuple[int, int, int]: ...
+def check_batch_norm(
+    op: str, input_shape: Shape, gamma_shape: Optional[Shape], beta_shape: Optional[Shape],
+    running_mean_shape: Optional[Shape], running_var_shape: Optional[Shape], training: bool,
+    eps: float,
+) -> Tuple[int, int, int]: ...
+def check_local_response_norm(op: str, input_shape: Shape, size: int) -> Tuple[int, int, int]: ...
 
 # Runtime configuration.
 def get_num_threads() -> int: ...

@@ -32,7 +32,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import _C, _random
+from . import _C, _dispatch, _random
 from ._args import conv_padding, groups as _groups, integer as _int, ints as _ints, pair, real as _real
 from ._args import boolean as _bool, reduction as _reduction, weight_kernel_hw
 
@@ -855,19 +855,21 @@ def relu(input):
     Parameters
     ----------
     input : ndarray
-        float32 or float64, any shape (0-d included).
+        float32 or float64, any shape (0-d included); NumPy, or CUDA (CuPy, or any
+        array with ``__cuda_array_interface__`` or DLPack) to run on the GPU.
 
     Returns
     -------
     ndarray
-        input's shape and dtype.
+        input's shape and dtype (a cupy.ndarray on input's device for a CUDA input).
 
     Raises
     ------
     TypeError
-        input is not a numpy.ndarray of float32 or float64.
+        input is not a numpy.ndarray (or CUDA array, such as a cupy.ndarray) of
+        float32 or float64.
     """
-    return _C.relu(input)
+    return _dispatch.call("relu", _C.relu, input=input)
 
 
 def relu_backward(grad_output, input):
@@ -885,17 +887,17 @@ def relu_backward(grad_output, input):
     Returns
     -------
     ndarray
-        grad_output's shape and dtype.
+        grad_output's shape and dtype (a cupy.ndarray for CUDA operands).
 
     Raises
     ------
     TypeError
         grad_output or input is not a numpy.ndarray of float32 or float64, or their
-        dtypes differ.
+        dtypes differ, or one is a NumPy array and the other a CUDA array.
     ValueError
         grad_output's shape differs from input's.
     """
-    return _C.relu_backward(grad_output, input)
+    return _dispatch.call("relu_backward", _C.relu_backward, grad_output=grad_output, input=input)
 
 
 def sigmoid(input):
@@ -904,20 +906,22 @@ def sigmoid(input):
     Parameters
     ----------
     input : ndarray
-        float32 or float64, any shape (0-d included).
+        float32 or float64, any shape (0-d included); NumPy, or CUDA (CuPy, or any
+        array with ``__cuda_array_interface__`` or DLPack) to run on the GPU.
 
     Returns
     -------
     ndarray
-        input's shape and dtype.
+        input's shape and dtype (a cupy.ndarray on input's device for a CUDA input).
         Values in [0, 1].
 
     Raises
     ------
     TypeError
-        input is not a numpy.ndarray of float32 or float64.
+        input is not a numpy.ndarray (or CUDA array, such as a cupy.ndarray) of
+        float32 or float64.
     """
-    return _C.sigmoid(input)
+    return _dispatch.call("sigmoid", _C.sigmoid, input=input)
 
 
 def sigmoid_backward(grad_output, output):
@@ -933,17 +937,17 @@ def sigmoid_backward(grad_output, output):
     Returns
     -------
     ndarray
-        grad_output's shape and dtype.
+        grad_output's shape and dtype (a cupy.ndarray for CUDA operands).
 
     Raises
     ------
     TypeError
         grad_output or output is not a numpy.ndarray of float32 or float64, or their
-        dtypes differ.
+        dtypes differ, or one is a NumPy array and the other a CUDA array.
     ValueError
         grad_output's shape differs from output's.
     """
-    return _C.sigmoid_backward(grad_output, output)
+    return _dispatch.call("sigmoid_backward", _C.sigmoid_backward, grad_output=grad_output, output=output)
 
 
 def tanh(input):
@@ -952,19 +956,21 @@ def tanh(input):
     Parameters
     ----------
     input : ndarray
-        float32 or float64, any shape (0-d included).
+        float32 or float64, any shape (0-d included); NumPy, or CUDA (CuPy, or any
+        array with ``__cuda_array_interface__`` or DLPack) to run on the GPU.
 
     Returns
     -------
     ndarray
-        input's shape and dtype.
+        input's shape and dtype (a cupy.ndarray on input's device for a CUDA input).
 
     Raises
     ------
     TypeError
-        input is not a numpy.ndarray of float32 or float64.
+        input is not a numpy.ndarray (or CUDA array, such as a cupy.ndarray) of
+        float32 or float64.
     """
-    return _C.tanh(input)
+    return _dispatch.call("tanh", _C.tanh, input=input)
 
 
 def tanh_backward(grad_output, output):
@@ -980,17 +986,17 @@ def tanh_backward(grad_output, output):
     Returns
     -------
     ndarray
-        grad_output's shape and dtype.
+        grad_output's shape and dtype (a cupy.ndarray for CUDA operands).
 
     Raises
     ------
     TypeError
         grad_output or output is not a numpy.ndarray of float32 or float64, or their
-        dtypes differ.
+        dtypes differ, or one is a NumPy array and the other a CUDA array.
     ValueError
         grad_output's shape differs from output's.
     """
-    return _C.tanh_backward(grad_output, output)
+    return _dispatch.call("tanh_backward", _C.tanh_backward, grad_output=grad_output, output=output)
 
 
 # ---- Softmax and losses

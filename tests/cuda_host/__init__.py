@@ -13,9 +13,9 @@ and loaded with ctypes.
 A launch is stricter than CuPy's, to catch backend bugs that a GPU would not report:
 arguments must be C-contiguous ndarrays (pointers) and NumPy scalars whose types match
 the kernel's parameters exactly; the launch configuration must be one a GPU accepts (no
-empty grid); every array is run in a copy with guard zones of NaN bytes on both sides,
-and a write outside the array, or into an argument the kernel takes as const, fails the
-launch.
+empty grid); every array is run in a copy between guard zones (NaN as floats, negative as
+integers), and a write outside the array, or into an argument the kernel takes as const,
+fails the launch.
 """
 
 import ctypes
@@ -31,6 +31,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SHIM = HERE / "shim.h"
+SELFTEST = HERE / "selftest.cu"
 ROOT = HERE.parent.parent
 
 CXX = os.environ.get("CXX", "g++")
@@ -50,6 +51,14 @@ _DTYPE_CODE = {
     ("f", 4): "f", ("f", 8): "d", ("i", 1): "b", ("u", 1): "B", ("i", 2): "h", ("u", 2): "H",
     ("i", 4): "i", ("u", 4): "I", ("i", 8): "q", ("u", 8): "Q", ("b", 1): "?",
 }
+
+
+def _guarded(nbytes, k):
+    """A buffer for nbytes between two guard zones, all filled with the bytes (k, 255, 255,
+    255) repeated: NaN as float32 and float64, negative as an integer, and different for
+    each argument k (a kernel that copies out of bounds copies a pattern that differs)."""
+    n = 2 * GUARD + nbytes
+    return np.resize(np.array([k & 0x7F, 255, 255, 255], np.uint8), n)
 
 
 def _code(dtype):
@@ -96,12 +105,13 @@ def _compiler_id():
     return subprocess.run([CXX, "--version"], check=True, capture_output=True, text=True).stdout
 
 
-def build(sources=None, out=None):
-    """Compiles (or finds cached) every .cu of sources; returns (library path, kernel names)."""
+def build(sources=None, out=None, extra=(SELFTEST,)):
+    """Compiles (or finds cached) every .cu of sources, and the extra .cu files (the
+    test kernels of selftest.cu); returns (library path, kernel names)."""
     sources = Path(sources or source_dir())
     out = Path(out or build_dir())
     out.mkdir(parents=True, exist_ok=True)
-    cus = sorted(sources.glob("*.cu"))
+    cus = sorted(sources.glob("*.cu")) + [Path(p) for p in extra]
     headers = b"".join(p.name.encode() + p.read_bytes() for p in sorted(sources.glob("*.cuh")))
     common = _digest(_compiler_id(), CXXFLAGS, SHIM.read_bytes(), headers, Path(__file__).read_bytes())
     keys = {cu: _digest(common, cu.name, cu.read_bytes()) for cu in cus}
@@ -147,6 +157,17 @@ def _compile(cus, keys, sources, out, lib, names_file):
     names_file.write_text("\n".join(names) + "\n")
 
 
+_shared = None
+
+
+def host_module():
+    """The process's HostModule (built once)."""
+    global _shared
+    if _shared is None:
+        _shared = HostModule()
+    return _shared
+
+
 class HostModule:
     """cupy.RawModule's interface over the host build of every cuda/*.cu.
 
@@ -154,8 +175,8 @@ class HostModule:
     check what the backend launched.
     """
 
-    def __init__(self, sources=None, out=None):
-        path, names = build(sources, out)
+    def __init__(self, sources=None, out=None, extra=(SELFTEST,)):
+        path, names = build(sources, out, extra)
         self._lib = ctypes.CDLL(str(path))
         self.names = tuple(names)
         self.launches = []
@@ -201,7 +222,7 @@ class HostFunction:
         args = tuple(args)
         if len(args) != len(self.params):
             raise TypeError(f"{name}: expected {len(self.params)} arguments, got {len(args)}")
-        keep, ptrs, arrays, buffers = [], [], [], {}
+        keep, ptrs, arrays, buffers, buffers_index = [], [], [], {}, {}
         for i, (param, a) in enumerate(zip(self.params, args)):
             where = f"{name}: argument {i} ({param})"
             if param[0] in "pP":
@@ -218,9 +239,10 @@ class HostFunction:
                 if buf is None:  # the same memory twice (an in-place kernel) shares one copy
                     if any(np.shares_memory(a, other) for other, _ in arrays):
                         raise ValueError(f"{where}: overlaps another argument only in part")
-                    buf = np.full(a.nbytes + 2 * GUARD, 0xFF, np.uint8)
+                    buf = _guarded(a.nbytes, i)
                     buf[GUARD : GUARD + a.nbytes] = a.reshape(-1).view(np.uint8)
                     buffers[key] = buf
+                    buffers_index[id(buf)] = i
                 arrays.append((a, (i, param, buf)))
                 c = ctypes.c_void_p(buf.ctypes.data + GUARD)
             else:
@@ -240,8 +262,8 @@ class HostFunction:
             raise RuntimeError(f"{name}: launch failed: {err.value.decode()}")
         written = {id(buf) for _, (_, param, buf) in arrays if param[0] == "p"}
         for a, (i, param, buf) in arrays:
-            guards = np.concatenate([buf[:GUARD], buf[GUARD + a.nbytes :]])
-            if not np.all(guards == 0xFF):
+            fill = _guarded(a.nbytes, buffers_index[id(buf)])
+            if not (np.array_equal(buf[:GUARD], fill[:GUARD]) and np.array_equal(buf[GUARD + a.nbytes :], fill[GUARD + a.nbytes :])):
                 raise AssertionError(f"{name}: wrote outside argument {i} ({param}, {a.nbytes} bytes)")
             data = buf[GUARD : GUARD + a.nbytes]
             if param[0] == "P":

@@ -55,11 +55,11 @@ class Backend:
             k = self._kernels[name] = mod.get_function(name)
         return k
 
-    def float_operands(self, op, **operands):
-        """Checks the float operands of op as _C does for NumPy ones: xp arrays (None
-        for an absent optional one) of float32 or float64, all of one dtype. Returns
-        that dtype (None when all are absent)."""
-        dtype = _C.check_float_operands(op, list(operands.items()), self.xp.ndarray)
+    def float_operands(self, op, optional=(), **operands):
+        """Checks the float operands of op as _C does for NumPy ones: xp arrays of
+        float32 or float64, all of one dtype; those named in optional may be None.
+        Returns that dtype (None when all are absent)."""
+        dtype = _C.check_float_operands(op, list(operands.items()), self.xp.ndarray, list(optional))
         return None if dtype is None else np.dtype(dtype)
 
     def contiguous(self, a):

@@ -37,24 +37,37 @@ def families():
 
 def module_source(family):
     """cuda/<family>.cu with its local includes inlined (each header once), as compiled."""
-    root = kernel_dir()
-    path = root / f"{family}.cu"
+    path = kernel_dir() / f"{family}.cu"
     if not path.is_file():
         raise FileNotFoundError(f"cnnkit.cuda: no kernel source {path}")
+    return expand_includes(path)
+
+
+def expand_includes(path, include_dirs=()):
+    """The source at path with its #include "..." files inlined (each once), found beside
+    the including file or in include_dirs, with #line directives for the messages."""
     seen = set()
+
+    def find(name, base):
+        for d in (base, *map(Path, include_dirs)):
+            if (d / name).is_file():
+                return (d / name).resolve()
+        raise FileNotFoundError(f"cnnkit.cuda: {name}, included by {base}, not found")
 
     def expand(p):
         text = _PRAGMA_ONCE.sub("", p.read_text())
 
         def include(m):
-            dep = (p.parent / m.group(1)).resolve()
+            dep = find(m.group(1), p.parent)
             if dep in seen:
                 return ""
             seen.add(dep)
-            return f'#line 1 "{m.group(1)}"\n{expand(dep)}\n#line {text.count(chr(10), 0, m.end()) + 2} "{p.name}"'
+            line = text.count("\n", 0, m.end()) + 2
+            return f'#line 1 "{m.group(1)}"\n{expand(dep)}\n#line {line} "{p.name}"'
 
         return _INCLUDE.sub(include, text)
 
+    path = Path(path)
     return f'#line 1 "{path.name}"\n' + expand(path)
 
 
