@@ -13,6 +13,7 @@ the CPU) and returns new C-contiguous arrays of xp.
 import numpy as np
 
 from .. import _C
+from ._conv import ConvOps
 
 BLOCK = 256  # threads per block of the 1-D kernels
 MAX_BLOCKS = 8192  # grid cap of the grid-stride kernels: enough to fill any current GPU
@@ -20,7 +21,7 @@ MAX_BLOCKS = 8192  # grid cap of the grid-stride kernels: enough to fill any cur
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
-class Backend:
+class Backend(ConvOps):
     """The ops on arrays of xp.
 
     Parameters
