@@ -6,7 +6,7 @@
   the host tests run every kernel). Skipped where nvcc is absent.
 - NVRTC: the source the backend hands to cupy.RawModule (includes inlined), with the
   backend's options plus the ones CuPy adds, compiles through cupy.cuda.nvrtc for both
-  targets with an empty log. NVRTC needs no driver: this runs wherever CuPy and an
+  targets to binaries that hold every kernel, with an empty log. NVRTC needs no driver: this runs wherever CuPy and an
   NVRTC library (the nvidia-cuda-nvrtc-cu12 wheel) are installed; skipped otherwise.
 """
 
@@ -101,7 +101,7 @@ def nvrtc_compile(nvrtc, source, name, options):
             pytest.fail(f"NVRTC {name} {' '.join(options)}:\n{nvrtc.getProgramLog(prog)}")
         log = nvrtc.getProgramLog(prog).strip("\0 \n")
         assert not log, f"NVRTC {name} warns:\n{log}"
-        return nvrtc.getCUBIN(prog) if "-arch=sm_" in " ".join(options) else nvrtc.getPTX(prog)
+        return nvrtc.getCUBIN(prog)
     finally:
         nvrtc.destroyProgram(prog)
 
@@ -116,8 +116,5 @@ def test_cuda_nvrtc_compiles_backend_source(src, nvrtc):
     for arch in ARCHS:
         cubin = nvrtc_compile(nvrtc, source, src.name, cupy_options(arch))
         assert len(cubin) > 0
-    # The PTX names the kernels that RawModule.get_function will look up.
-    ptx = nvrtc_compile(nvrtc, source, src.name, _loader.OPTIONS + ("-arch=compute_80",))
-    ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
-    entries = sorted(re.findall(r"\.entry\s+(\w+)\s*\(", ptx))
-    assert entries == sorted(cuda_host.kernel_names(src, _loader.kernel_dir()))
+        for name in cuda_host.kernel_names(src, _loader.kernel_dir()):
+            assert name.encode() in cubin, f"{name} is missing from the sm_{arch} binary"

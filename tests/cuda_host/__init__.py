@@ -1,14 +1,14 @@
 """Host execution of the CUDA kernels: cuda/*.cu compiled as C++ with shim.h and run on
 the CPU, behind the interface of cupy.RawModule.
 
-    module = HostModule()                       # compiles (or loads the cached build)
+    module = host_module("activation")          # compiles cuda/activation.cu, or loads it
     kernel = module.get_function("relu_forward_f32")
     kernel((blocks,), (256,), (x, y, np.int64(n)))   # as cupy.RawKernel
 
-Each .cu is one translation unit (shim.h, the .cu, and a generated host_launch_<name> /
-host_signature_<name> pair per `extern "C" __global__` kernel); the objects are cached
-under build/cuda_host/ keyed by a hash of their sources, linked into one shared library
-and loaded with ctypes.
+Each .cu is one translation unit and one shared library, like one RawModule per family
+on the GPU: shim.h, the .cu, and a generated host_launch_<name> / host_signature_<name>
+pair per `extern "C" __global__` kernel, cached under build/cuda_host/ keyed by a hash of
+the sources and loaded with ctypes. A family that does not compile fails only its tests.
 
 A launch is stricter than CuPy's, to catch backend bugs that a GPU would not report:
 arguments must be C-contiguous ndarrays (pointers) and NumPy scalars whose types match
@@ -105,78 +105,58 @@ def _compiler_id():
     return subprocess.run([CXX, "--version"], check=True, capture_output=True, text=True).stdout
 
 
-def build(sources=None, out=None, extra=(SELFTEST,)):
-    """Compiles (or finds cached) every .cu of sources, and the extra .cu files (the
-    test kernels of selftest.cu); returns (library path, kernel names)."""
+def build(cu, sources=None, out=None):
+    """Compiles one .cu (or finds it cached) into a shared library of its own; returns
+    (library path, kernel names). A compile error raises RuntimeError with the log."""
+    cu = Path(cu)
     sources = Path(sources or source_dir())
     out = Path(out or build_dir())
     out.mkdir(parents=True, exist_ok=True)
-    cus = sorted(sources.glob("*.cu")) + [Path(p) for p in extra]
     headers = b"".join(p.name.encode() + p.read_bytes() for p in sorted(sources.glob("*.cuh")))
-    common = _digest(_compiler_id(), CXXFLAGS, SHIM.read_bytes(), headers, Path(__file__).read_bytes())
-    keys = {cu: _digest(common, cu.name, cu.read_bytes()) for cu in cus}
-    lib = out / f"libcuda_host-{_digest(*keys.values())}.so"
+    key = _digest(_compiler_id(), CXXFLAGS, SHIM.read_bytes(), headers, Path(__file__).read_bytes(),
+                  cu.name, cu.read_bytes())
+    lib = out / f"{cu.stem}-{key}.so"
     names_file = lib.with_suffix(".names")
-    with open(out / ".lock", "w") as lock:
+    with open(out / f".{cu.stem}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (lib.is_file() and names_file.is_file()):
-            _compile(cus, keys, sources, out, lib, names_file)
+            names = kernel_names(cu, sources)
+            cpp = lib.with_suffix(".cpp")
+            cpp.write_text(
+                f'#include "{SHIM}"\n#include "{cu}"\n' + "".join(f"CUDA_HOST_EXPORT({n})\n" for n in names)
+            )
+            tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+            cmd = [CXX, *CXXFLAGS, "-shared", "-I", str(sources), str(cpp), "-o", str(tmp)]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                raise RuntimeError(f"host compile of {cu.name} failed:\n{r.stderr}")
+            os.replace(tmp, lib)
+            names_file.write_text("".join(f"{n}\n" for n in names))
     return lib, names_file.read_text().split()
 
 
-def _compile(cus, keys, sources, out, lib, names_file):
-    names, jobs, objects = [], [], []
-    for cu in cus:
-        found = kernel_names(cu, sources)
-        names += found
-        obj = out / f"{cu.stem}-{keys[cu]}.o"
-        objects.append(obj)
-        if obj.is_file():
-            continue
-        cpp = out / f"{cu.stem}-{keys[cu]}.cpp"
-        cpp.write_text(
-            f'#include "{SHIM}"\n#include "{cu}"\n' + "".join(f"CUDA_HOST_EXPORT({n})\n" for n in found)
-        )
-        tmp = obj.with_suffix(f".{os.getpid()}.tmp")
-        cmd = [CXX, *CXXFLAGS, "-I", str(sources), "-c", str(cpp), "-o", str(tmp)]
-        jobs.append((subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True), tmp, obj, cu))
-    errors = []
-    for proc, tmp, obj, cu in jobs:
-        _, err = proc.communicate()
-        if proc.returncode:
-            errors.append(f"{cu.name}:\n{err}")
-        else:
-            os.replace(tmp, obj)
-    if errors:
-        raise RuntimeError("host compile of the CUDA kernels failed:\n" + "\n".join(errors))
-    if len(set(names)) != len(names):
-        raise RuntimeError(f"kernel names defined twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
-    tmp = lib.with_suffix(f".{os.getpid()}.tmp")
-    subprocess.run([CXX, "-shared", "-pthread", "-o", str(tmp), *map(str, objects)], check=True)
-    os.replace(tmp, lib)
-    names_file.write_text("\n".join(names) + "\n")
+_modules = {}
 
 
-_shared = None
-
-
-def host_module():
-    """The process's HostModule (built once)."""
-    global _shared
-    if _shared is None:
-        _shared = HostModule()
-    return _shared
+def host_module(family):
+    """The process's HostModule of cuda/<family>.cu ("selftest": tests/cuda_host/selftest.cu),
+    built once: a drop-in for the backend's loader, as cnnkit.cuda's raw_module."""
+    mod = _modules.get(family)
+    if mod is None:
+        cu = SELFTEST if family == "selftest" else Path(source_dir()) / f"{family}.cu"
+        mod = _modules[family] = HostModule(cu)
+    return mod
 
 
 class HostModule:
-    """cupy.RawModule's interface over the host build of every cuda/*.cu.
+    """cupy.RawModule's interface over the host build of one .cu file.
 
     launches records (name, grid, block, shared_mem) of every launch, for tests that
     check what the backend launched.
     """
 
-    def __init__(self, sources=None, out=None, extra=(SELFTEST,)):
-        path, names = build(sources, out, extra)
+    def __init__(self, cu, sources=None, out=None):
+        path, names = build(cu, sources, out)
         self._lib = ctypes.CDLL(str(path))
         self.names = tuple(names)
         self.launches = []
@@ -185,7 +165,7 @@ class HostModule:
     def get_function(self, name):
         if name not in self._functions:
             if name not in self.names:
-                raise AttributeError(f"no kernel {name!r} in cuda/*.cu (kernels: {', '.join(self.names)})")
+                raise AttributeError(f"no kernel {name!r} in this module (kernels: {', '.join(self.names)})")
             self._functions[name] = HostFunction(self, name)
         return self._functions[name]
 

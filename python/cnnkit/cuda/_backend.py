@@ -14,6 +14,8 @@ import numpy as np
 
 from .. import _C
 from ._conv import ConvOps
+from ._norm import NormOps
+from ._softmax import SoftmaxOps
 
 BLOCK = 256  # threads per block of the 1-D kernels
 MAX_BLOCKS = 8192  # grid cap of the grid-stride kernels: enough to fill any current GPU
@@ -21,7 +23,7 @@ MAX_BLOCKS = 8192  # grid cap of the grid-stride kernels: enough to fill any cur
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
-class Backend(ConvOps):
+class Backend(ConvOps, NormOps, SoftmaxOps):
     """The ops on arrays of xp.
 
     Parameters
@@ -48,12 +50,12 @@ class Backend(ConvOps):
         """The kernel name (with _f32/_f64 for a float dtype) of cuda/<family>.cu."""
         if dtype is not None:
             name = f"{name}_{_SUFFIX[np.dtype(dtype)]}"
-        k = self._kernels.get(name)
+        k = self._kernels.get((family, name))
         if k is None:
             mod = self._modules.get(family)
             if mod is None:
                 mod = self._modules[family] = self._load_module(family)
-            k = self._kernels[name] = mod.get_function(name)
+            k = self._kernels[family, name] = mod.get_function(name)
         return k
 
     def float_operands(self, op, optional=(), **operands):
