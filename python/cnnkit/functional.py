@@ -1331,7 +1331,7 @@ def dropout(input, p=0.5, training=True, seed=None):
     training = _bool(training, "dropout", "training")
     if training and seed is None:
         seed = _random.next_seed()
-    return _C.dropout(input, _real(p, "dropout", "p"), training, seed)
+    return _dispatch.call("dropout", _C.dropout, input=input, p=_real(p, "dropout", "p"), training=training, seed=seed)
 
 
 def dropout_backward(grad_output, mask, p):
@@ -1361,7 +1361,9 @@ def dropout_backward(grad_output, mask, p):
     ValueError
         mask's shape differs from grad_output's; p is outside [0, 1).
     """
-    return _C.dropout_backward(grad_output, mask, _real(p, "dropout_backward", "p"))
+    return _dispatch.call(
+        "dropout_backward", _C.dropout_backward, grad_output=grad_output, mask=mask, p=_real(p, "dropout_backward", "p")
+    )
 
 
 class BatchNormSaved(NamedTuple):
@@ -1462,15 +1464,17 @@ def batch_norm(input, gamma=None, beta=None, running_mean=None, running_var=None
     True
     """
     training = _bool(training, "batch_norm", "training")
-    y, x, mean, invstd = _C.batch_norm(
-        input,
-        gamma,
-        beta,
-        running_mean,
-        running_var,
-        training,
-        _real(momentum, "batch_norm", "momentum"),
-        _real(eps, "batch_norm", "eps"),
+    y, x, mean, invstd = _dispatch.call(
+        "batch_norm",
+        _C.batch_norm,
+        input=input,
+        gamma=gamma,
+        beta=beta,
+        running_mean=running_mean,
+        running_var=running_var,
+        training=training,
+        momentum=_real(momentum, "batch_norm", "momentum"),
+        eps=_real(eps, "batch_norm", "eps"),
     )
     return y, BatchNormSaved(x, gamma, mean, invstd, training, beta is not None)
 
@@ -1507,8 +1511,15 @@ def batch_norm_backward(grad_output, saved):
     """
     if not isinstance(saved, BatchNormSaved):
         raise TypeError(f"batch_norm_backward: saved: expected the BatchNormSaved from batch_norm, got {type(saved).__name__}")
-    return _C.batch_norm_backward(
-        grad_output, saved.input, saved.gamma, saved.mean, saved.invstd, saved.training, saved.has_beta
+    return _dispatch.call(
+        "batch_norm_backward",
+        _C.batch_norm_backward,
+        grad_output=grad_output,
+        input=saved.input,
+        gamma=saved.gamma,
+        **{"saved.mean": saved.mean, "saved.invstd": saved.invstd},
+        training=saved.training,
+        has_beta=saved.has_beta,
     )
 
 
@@ -1550,8 +1561,14 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     local_response_norm_backward
     """
     op = "local_response_norm"
-    return _C.local_response_norm(
-        input, _int(size, op, "size"), _real(alpha, op, "alpha"), _real(beta, op, "beta"), _real(k, op, "k")
+    return _dispatch.call(
+        op,
+        _C.local_response_norm,
+        input=input,
+        size=_int(size, op, "size"),
+        alpha=_real(alpha, op, "alpha"),
+        beta=_real(beta, op, "beta"),
+        k=_real(k, op, "k"),
     )
 
 
@@ -1588,11 +1605,13 @@ def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75
         As local_response_norm, or grad_output's shape differs from input's.
     """
     op = "local_response_norm_backward"
-    return _C.local_response_norm_backward(
-        grad_output,
-        input,
-        _int(size, op, "size"),
-        _real(alpha, op, "alpha"),
-        _real(beta, op, "beta"),
-        _real(k, op, "k"),
+    return _dispatch.call(
+        op,
+        _C.local_response_norm_backward,
+        grad_output=grad_output,
+        input=input,
+        size=_int(size, op, "size"),
+        alpha=_real(alpha, op, "alpha"),
+        beta=_real(beta, op, "beta"),
+        k=_real(k, op, "k"),
     )
