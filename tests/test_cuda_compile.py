@@ -118,3 +118,25 @@ def test_cuda_nvrtc_compiles_backend_source(src, nvrtc):
         assert len(cubin) > 0
         for name in cuda_host.kernel_names(src, _loader.kernel_dir()):
             assert name.encode() in cubin, f"{name} is missing from the sm_{arch} binary"
+
+
+def test_cuda_sources_ship_in_the_sdist(tmp_path, monkeypatch):
+    """The wheel installs cuda/*.cu and *.cuh to cnnkit/cuda/kernels (CMakeLists.txt);
+    the sdist must carry them to build it."""
+    build = pytest.importorskip("scikit_build_core.build")
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file() or Path(_loader.kernel_dir()) != root / "cuda":
+        pytest.skip("not running from a source tree")
+    monkeypatch.chdir(root)
+    import tarfile
+
+    name = build.build_sdist(str(tmp_path))
+    with tarfile.open(tmp_path / name) as tar:
+        top = name[: -len(".tar.gz")]
+        members = {m.name[len(top) + 1 :] for m in tar.getmembers() if m.isfile()}
+    tracked = subprocess.run(["git", "ls-files", "cuda"], cwd=root, capture_output=True, text=True).stdout.split()
+    for f in tracked or [f"cuda/{p.name}" for p in SOURCES if p.parent == root / "cuda"]:
+        if f.endswith((".cu", ".cuh")):
+            assert f in members, f
+    assert "tests/cuda_host/shim.h" in members
+    assert "install(DIRECTORY cuda/ DESTINATION cnnkit/cuda/kernels" in (root / "CMakeLists.txt").read_text()
