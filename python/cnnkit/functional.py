@@ -1005,6 +1005,9 @@ def tanh_backward(grad_output, output):
 def softmax(input, dim=-1):
     """Softmax along one axis: ``exp(x - max) / sum(exp(x - max))``.
 
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): the result is on the operands' device; mixing the two is a TypeError.
+
     A NaN in a slice along dim makes that whole slice NaN.
 
     Parameters
@@ -1039,11 +1042,14 @@ def softmax(input, dim=-1):
     array([[0.5 , 0.5 ],
            [0.25, 0.75]])
     """
-    return _C.softmax(input, _int(dim, "softmax", "dim"))
+    return _dispatch.call("softmax", _C.softmax, input=input, dim=_int(dim, "softmax", "dim"))
 
 
 def log_softmax(input, dim=-1):
     """Log-softmax along one axis: ``(x - max) - log(sum(exp(x - max)))``.
+
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): the result is on the operands' device; mixing the two is a TypeError.
 
     Parameters
     ----------
@@ -1069,11 +1075,14 @@ def log_softmax(input, dim=-1):
     --------
     log_softmax_backward, softmax
     """
-    return _C.log_softmax(input, _int(dim, "log_softmax", "dim"))
+    return _dispatch.call("log_softmax", _C.log_softmax, input=input, dim=_int(dim, "log_softmax", "dim"))
 
 
 def softmax_backward(grad_output, output, dim=-1):
     """Gradient of softmax from its output: ``y * (g - sum(g * y))`` along dim.
+
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): the result is on the operands' device; mixing the two is a TypeError.
 
     Parameters
     ----------
@@ -1100,11 +1109,17 @@ def softmax_backward(grad_output, output, dim=-1):
     IndexError
         dim is out of range.
     """
-    return _C.softmax_backward(grad_output, output, _int(dim, "softmax_backward", "dim"))
+    return _dispatch.call(
+        "softmax_backward", _C.softmax_backward, grad_output=grad_output, output=output,
+        dim=_int(dim, "softmax_backward", "dim"),
+    )
 
 
 def log_softmax_backward(grad_output, output, dim=-1):
     """Gradient of log_softmax from its output: ``g - exp(y) * sum(g)`` along dim.
+
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): the result is on the operands' device; mixing the two is a TypeError.
 
     Parameters
     ----------
@@ -1131,11 +1146,17 @@ def log_softmax_backward(grad_output, output, dim=-1):
     IndexError
         dim is out of range.
     """
-    return _C.log_softmax_backward(grad_output, output, _int(dim, "log_softmax_backward", "dim"))
+    return _dispatch.call(
+        "log_softmax_backward", _C.log_softmax_backward, grad_output=grad_output, output=output,
+        dim=_int(dim, "log_softmax_backward", "dim"),
+    )
 
 
 def cross_entropy(input, target, reduction="mean"):
     """Softmax cross-entropy of logits against class indices, as torch's cross_entropy.
+
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): the result is on the operands' device; mixing the two is a TypeError.
 
     Per sample, ``loss[i] = logsumexp(input[i]) - input[i, target[i]]``, computed
     without overflow for large logits; sums accumulate in float64.
@@ -1179,11 +1200,17 @@ def cross_entropy(input, target, reduction="mean"):
     >>> round(float(F.cross_entropy(logits, np.array([2, 0]))), 6)
     0.634229
     """
-    return _C.cross_entropy(input, target, _reduction(reduction, "cross_entropy"))
+    return _dispatch.call(
+        "cross_entropy", _C.cross_entropy, input=input, target=target,
+        reduction=_reduction(reduction, "cross_entropy"),
+    )
 
 
 def cross_entropy_backward(input, target, reduction="mean"):
     """Gradient of cross_entropy with respect to the logits.
+
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): the result is on the operands' device; mixing the two is a TypeError.
 
     For an upstream gradient of 1 ('mean', 'sum') or of ones ('none', one per sample):
     ``softmax(input) - onehot(target)``, divided by N for 'mean'.
@@ -1212,11 +1239,17 @@ def cross_entropy_backward(input, target, reduction="mean"):
         input is not 2-D; target is not 1-D of length N; a target is outside [0, C);
         reduction is not 'mean', 'sum' or 'none'.
     """
-    return _C.cross_entropy_backward(input, target, _reduction(reduction, "cross_entropy_backward"))
+    return _dispatch.call(
+        "cross_entropy_backward", _C.cross_entropy_backward, input=input, target=target,
+        reduction=_reduction(reduction, "cross_entropy_backward"),
+    )
 
 
 def mse_loss(input, target, reduction="mean"):
     """Squared error ``(input - target) ** 2``, reduced as torch's mse_loss.
+
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): the result is on the operands' device; mixing the two is a TypeError.
 
     Parameters
     ----------
@@ -1241,11 +1274,16 @@ def mse_loss(input, target, reduction="mean"):
     ValueError
         target's shape differs from input's; reduction is not 'mean', 'sum' or 'none'.
     """
-    return _C.mse_loss(input, target, _reduction(reduction, "mse_loss"))
+    return _dispatch.call(
+        "mse_loss", _C.mse_loss, input=input, target=target, reduction=_reduction(reduction, "mse_loss")
+    )
 
 
 def mse_loss_backward(input, target, reduction="mean"):
     """Gradient of mse_loss with respect to input.
+
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): the result is on the operands' device; mixing the two is a TypeError.
 
     For an upstream gradient of 1 ('mean', 'sum') or of ones ('none'):
     ``2 * (input - target)``, divided by input.size for 'mean'.
@@ -1272,7 +1310,10 @@ def mse_loss_backward(input, target, reduction="mean"):
     ValueError
         target's shape differs from input's; reduction is not 'mean', 'sum' or 'none'.
     """
-    return _C.mse_loss_backward(input, target, _reduction(reduction, "mse_loss_backward"))
+    return _dispatch.call(
+        "mse_loss_backward", _C.mse_loss_backward, input=input, target=target,
+        reduction=_reduction(reduction, "mse_loss_backward"),
+    )
 
 
 # ---- Dropout and normalisation
