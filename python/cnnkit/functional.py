@@ -85,6 +85,8 @@ def _conv_args(weight, stride, padding, dilation, groups, op):
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation, as in PyTorch) of an NCHW batch.
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): CUDA operands run on the GPU and give CuPy results on their device.
 
     Parameters
     ----------
@@ -120,8 +122,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     Raises
     ------
     TypeError
-        An array operand is not a numpy.ndarray of float32 or float64, the float
-        operands' dtypes differ, or an int argument is not an int (or pair of ints).
+        An array operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, the
+        float operands' dtypes differ, or an int argument is not an int (or pair of ints).
     ValueError
         input or weight is not 4-D; weight.shape[1] * groups != C_in; groups is not a
         positive divisor of C_in and of C_out; bias is not (C_out,); the kernel is
@@ -146,7 +149,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     >>> F.conv2d(x, np.ones((6, 1, 3, 3), np.float32), groups=3).shape  # depthwise, multiplier 2
     (2, 6, 30, 30)
     """
-    return _C.conv2d(input, weight, bias, *_conv_args(weight, stride, padding, dilation, groups, "conv2d"))
+    stride, padding, dilation, groups = _conv_args(weight, stride, padding, dilation, groups, "conv2d")
+    return _dispatch.call(
+        "conv2d", _C.conv2d, input=input, weight=weight, bias=bias, stride=stride, padding=padding,
+        dilation=dilation, groups=groups,
+    )
 
 
 def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
@@ -188,6 +195,8 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
 
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
     """Gradients of conv2d with respect to its input, weight and bias.
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): CUDA operands run on the GPU and give CuPy results on their device.
 
     Parameters
     ----------
@@ -212,13 +221,17 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     Raises
     ------
     TypeError
-        An array operand is not a numpy.ndarray of float32 or float64, the float
-        operands' dtypes differ, or an int argument is not an int (or pair of ints).
+        An array operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, the
+        float operands' dtypes differ, or an int argument is not an int (or pair of ints).
     ValueError
         As conv2d, or grad_output's shape is not (N, C_out, H_out, W_out).
     """
-    args = _conv_args(weight, stride, padding, dilation, groups, "conv2d_backward")
-    return _C.conv2d_backward(grad_output, input, weight, *args)
+    stride, padding, dilation, groups = _conv_args(weight, stride, padding, dilation, groups, "conv2d_backward")
+    return _dispatch.call(
+        "conv2d_backward", _C.conv2d_backward, grad_output=grad_output, input=input, weight=weight, stride=stride,
+        padding=padding, dilation=dilation, groups=groups,
+    )
 
 
 def _conv_transpose_args(stride, padding, output_padding, groups, dilation, op):
@@ -233,6 +246,8 @@ def _conv_transpose_args(stride, padding, output_padding, groups, dilation, op):
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Transposed 2-D convolution ("deconvolution"): the adjoint of conv2d, as torch's.
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): CUDA operands run on the GPU and give CuPy results on their device.
 
     Parameters
     ----------
@@ -268,8 +283,9 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     Raises
     ------
     TypeError
-        An array operand is not a numpy.ndarray of float32 or float64, the float
-        operands' dtypes differ, or an int argument is not an int (or pair of ints).
+        An array operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, the
+        float operands' dtypes differ, or an int argument is not an int (or pair of ints).
     ValueError
         input or weight is not 4-D; weight.shape[0] != C_in; a weight dim is 0;
         groups is not a positive divisor of C_in; bias is not (C_out,); stride or
@@ -289,8 +305,13 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     >>> F.conv_transpose2d(x, w, stride=2, padding=1).shape
     (1, 4, 16, 16)
     """
-    args = _conv_transpose_args(stride, padding, output_padding, groups, dilation, "conv_transpose2d")
-    return _C.conv_transpose2d(input, weight, bias, *args)
+    stride, padding, output_padding, groups, dilation = _conv_transpose_args(
+        stride, padding, output_padding, groups, dilation, "conv_transpose2d"
+    )
+    return _dispatch.call(
+        "conv_transpose2d", _C.conv_transpose2d, input=input, weight=weight, bias=bias, stride=stride,
+        padding=padding, output_padding=output_padding, groups=groups, dilation=dilation,
+    )
 
 
 def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
@@ -327,6 +348,8 @@ def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_paddin
 
 def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Gradients of conv_transpose2d with respect to its input, weight and bias.
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): CUDA operands run on the GPU and give CuPy results on their device.
 
     Parameters
     ----------
@@ -351,13 +374,20 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     Raises
     ------
     TypeError
-        An array operand is not a numpy.ndarray of float32 or float64, the float
-        operands' dtypes differ, or an int argument is not an int (or pair of ints).
+        An array operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, the
+        float operands' dtypes differ, or an int argument is not an int (or pair of ints).
     ValueError
         As conv_transpose2d, or grad_output's shape is not (N, C_out, H_out, W_out).
     """
-    args = _conv_transpose_args(stride, padding, output_padding, groups, dilation, "conv_transpose2d_backward")
-    return _C.conv_transpose2d_backward(grad_output, input, weight, *args)
+    stride, padding, output_padding, groups, dilation = _conv_transpose_args(
+        stride, padding, output_padding, groups, dilation, "conv_transpose2d_backward"
+    )
+    return _dispatch.call(
+        "conv_transpose2d_backward", _C.conv_transpose2d_backward, grad_output=grad_output, input=input,
+        weight=weight, stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+        dilation=dilation,
+    )
 
 
 def _flatten_batch(x):
@@ -366,13 +396,15 @@ def _flatten_batch(x):
     Returns the 2-D view and the leading shape, or (x, None) when x needs no reshaping
     (2-D, or not an array: C++ reports those).
     """
-    if isinstance(x, np.ndarray) and x.ndim != 2 and x.ndim >= 1:
+    if _dispatch.classify(x) is not None and hasattr(x, "reshape") and x.ndim != 2 and x.ndim >= 1:
         return x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), x.shape[:-1]
     return x, None
 
 
 def linear(input, weight, bias=None):
     """Affine map ``input @ weight.T + bias``, as torch's linear.
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): CUDA operands run on the GPU and give CuPy results on their device.
 
     Parameters
     ----------
@@ -392,8 +424,9 @@ def linear(input, weight, bias=None):
     Raises
     ------
     TypeError
-        An array operand is not a numpy.ndarray of float32 or float64, the float
-        operands' dtypes differ, or an int argument is not an int (or pair of ints).
+        An array operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, the
+        float operands' dtypes differ, or an int argument is not an int (or pair of ints).
     ValueError
         input is 0-d; weight is not 2-D; weight.shape[1] != in_features; bias is not
         (out_features,).
@@ -411,12 +444,14 @@ def linear(input, weight, bias=None):
     (4, 10, 5)
     """
     x, lead = _flatten_batch(input)
-    y = _C.linear(x, weight, bias)
+    y = _dispatch.call("linear", _C.linear, input=x, weight=weight, bias=bias)
     return y if lead is None else y.reshape(*lead, y.shape[-1])
 
 
 def linear_backward(grad_output, input, weight):
     """Gradients of linear with respect to its input, weight and bias.
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
+    DLPack): CUDA operands run on the GPU and give CuPy results on their device.
 
     Parameters
     ----------
@@ -438,22 +473,23 @@ def linear_backward(grad_output, input, weight):
     Raises
     ------
     TypeError
-        An array operand is not a numpy.ndarray of float32 or float64, the float
-        operands' dtypes differ, or an int argument is not an int (or pair of ints).
+        An array operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, the
+        float operands' dtypes differ, or an int argument is not an int (or pair of ints).
     ValueError
         As linear, or grad_output's shape is not input's leading dims followed by
         out_features.
     """
     x, lead = _flatten_batch(input)
     g = grad_output
-    if lead is not None and isinstance(g, np.ndarray):
+    if lead is not None and _dispatch.classify(g) is not None and hasattr(g, "reshape"):
         if g.ndim < 1 or g.shape[:-1] != lead:
             raise ValueError(
                 f"linear_backward: grad_output: expected shape {(*lead, 'out_features')} to match the input's "
                 f"leading dims, got shape {g.shape}"
             )
         g = g.reshape(-1, g.shape[-1])
-    gx, gw, gb = _C.linear_backward(g, x, weight)
+    gx, gw, gb = _dispatch.call("linear_backward", _C.linear_backward, grad_output=g, input=x, weight=weight)
     return (gx if lead is None else gx.reshape(input.shape)), gw, gb
 
 
