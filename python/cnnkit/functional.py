@@ -1362,7 +1362,10 @@ def dropout(input, p=0.5, training=True, seed=None):
     and zeroed otherwise (as ``x * 0``, so a NaN stays NaN). The mask is a function of
     seed and the element's C-order flat index only (a counter-based generator): one
     seed gives one mask for any thread count and either dtype. In eval mode y is a
-    copy of input.
+    copy of input. The GPU draws the same mask.
+
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or DLPack):
+    CUDA operands run on their GPU and give cupy arrays there.
 
     Parameters
     ----------
@@ -1415,6 +1418,9 @@ def dropout_backward(grad_output, mask, p):
     """Gradient of dropout: ``grad_output * mask / (1 - p)``.
 
     A copy of grad_output when mask is None (eval mode).
+
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or DLPack):
+    CUDA operands run on their GPU and give cupy arrays there.
 
     Parameters
     ----------
@@ -1480,6 +1486,9 @@ def batch_norm(input, gamma=None, beta=None, running_mean=None, running_var=None
     in place as torch does: ``r = (1 - momentum) * r + momentum * stat``, with the
     unbiased variance for running_var (an empty batch leaves them unchanged).
     training=False uses the running statistics.
+
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or DLPack):
+    CUDA operands run on their GPU and give cupy arrays there.
 
     Parameters
     ----------
@@ -1562,6 +1571,9 @@ def batch_norm_backward(grad_output, saved):
     In training the gradient flows through the batch statistics too; in eval mode the
     statistics are constants and the gradient is that of the affine map.
 
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or DLPack):
+    CUDA operands run on their GPU and give cupy arrays there.
+
     Parameters
     ----------
     grad_output : ndarray
@@ -1607,6 +1619,9 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     channels j in [c - size // 2, c + (size - 1) // 2] that exist (channels outside
     [0, C) count as zero).
 
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or DLPack):
+    CUDA operands run on their GPU and give cupy arrays there.
+
     Parameters
     ----------
     input : ndarray, shape (N, C, ...)
@@ -1651,6 +1666,9 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
 
 def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75, k=1.0):
     """Gradient of local_response_norm with respect to its input.
+
+    NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or DLPack):
+    CUDA operands run on their GPU and give cupy arrays there.
 
     Parameters
     ----------
