@@ -313,6 +313,7 @@ def test_cuda_host_batch_norm_errors_are_the_cpu_ones(backend):
         (np.zeros((4, 3)), None, None, np.zeros(3, np.float32), np.ones(3), True, 0.1, 1e-5),
         (np.zeros((4, 3)), None, None, np.zeros(6)[::2], np.ones(3), True, 0.1, 1e-5),
         (np.zeros((4, 3)), None, None, np.zeros(3), ro, True, 0.1, 1e-5),
+        (np.zeros((4, 3)), None, None, np.frombuffer(bytearray(25), np.float64, 3, 1), np.ones(3), True, 0.1, 1e-5),
         (np.zeros((4, 3)), None, None, np.zeros(3), [1.0, 1.0, 1.0], True, 0.1, 1e-5),
         (np.zeros((4, 3), np.int64), None, None, None, None, True, 0.1, 1e-5),
         (np.zeros((4, 3)), np.ones(3, np.float32), None, None, None, True, 0.1, 1e-5),
