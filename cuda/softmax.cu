@@ -14,7 +14,10 @@
 //   inner positions at each k (coalesced, no thread walks a long strided column
 //   alone), and short dims give the threads to more columns instead of idle lanes.
 // The lanes, tiles and tree are fixed by the shape alone: results do not depend on
-// timing. Max and sum are in T, as on the CPU.
+// timing. Max and sum are in T, as on the CPU. Not measured (written without a GPU):
+// the known weak spots are few tiles over a long dim (outer * inner / 32 blocks of 8
+// lanes underfill the device; a dim split over blocks would need a second pass) and
+// short contiguous rows (a block of up to 16 threads per row of 10 logits).
 #include "common.cuh"
 
 namespace {
