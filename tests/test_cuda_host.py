@@ -436,3 +436,56 @@ def test_cuda_importing_cnnkit_does_not_import_cupy():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
+
+
+class _FakeCupy:
+    """Just enough of CuPy for the dispatcher: arrays that know their device."""
+
+    class ndarray:
+        def __init__(self, device=0):
+            self.device = type("Device", (), {"id": device})()
+
+    class cuda:
+        current = []
+
+        class Device:
+            def __init__(self, id):
+                self.id = id
+
+            def __enter__(self):
+                _FakeCupy.cuda.current.append(self.id)
+
+            def __exit__(self, *exc):
+                _FakeCupy.cuda.current.pop()
+
+    @staticmethod
+    def from_dlpack(v):
+        return _FakeCupy.ndarray(device=1)
+
+    @staticmethod
+    def asarray(v):
+        return _FakeCupy.ndarray(device=0)
+
+
+def test_cuda_dispatch_routes_cuda_operands_to_the_backend(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _FakeCupy)
+    calls = []
+
+    class Recorder:
+        def __getattr__(self, op):
+            return lambda *args: calls.append((op, args, list(_FakeCupy.cuda.current))) or "result"
+
+    monkeypatch.setattr(cnnkit.cuda, "backend", lambda: Recorder())
+    a, b = _FakeCupy.ndarray(0), _FakeCupy.ndarray(0)
+    assert F.relu_backward(a, b) == "result"
+    assert calls[-1] == ("relu_backward", (a, b), [0])
+    # other CUDA arrays are taken as CuPy arrays (no copy), on their device
+    assert F.tanh(FakeDLPack(2)) == "result"
+    assert isinstance(calls[-1][1][0], _FakeCupy.ndarray) and calls[-1][2] == [1]
+    F.sigmoid(FakeCudaArray())
+    assert calls[-1][2] == [0]
+    # non-array operands pass through to the backend, which names them
+    F.relu_backward(a, [1.0])
+    assert calls[-1][1] == (a, [1.0])
+    with pytest.raises(ValueError, match=r"^tanh_backward: output: expected an array on CUDA device 0 like grad_output, got one on device 1$"):
+        F.tanh_backward(a, _FakeCupy.ndarray(1))

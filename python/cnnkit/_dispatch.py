@@ -20,6 +20,7 @@ import numpy as np
 from . import cuda as _cuda
 
 NUMPY, CUDA = "numpy", "cuda"
+_ndarray = np.ndarray
 
 _DLPACK_CUDA = (2, 13)  # DLPack's kDLCUDA and kDLCUDAManaged
 _PLAIN = frozenset((int, float, bool, str, tuple, list, type(None), dict, complex))
@@ -49,10 +50,11 @@ def classify(value):
 
 def call(op, cpu, **args):
     """cpu(*args.values()) for NumPy operands, else the CUDA backend's op (see the module)."""
-    for v in args.values():
-        if type(v) is not np.ndarray and classify(v) == CUDA:
+    values = args.values()
+    for v in values:
+        if type(v) is not _ndarray and classify(v) is CUDA:
             return _call_cuda(op, args)
-    return cpu(*args.values())
+    return cpu(*values)
 
 
 def _as_cupy(cupy, value):
