@@ -15,6 +15,7 @@ import numpy as np
 from .. import _C
 from ._conv import ConvOps
 from ._norm import NormOps
+from ._pool import PoolOps
 from ._softmax import SoftmaxOps
 
 BLOCK = 256  # threads per block of the 1-D kernels
@@ -23,7 +24,7 @@ MAX_BLOCKS = 8192  # grid cap of the grid-stride kernels: enough to fill any cur
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
-class Backend(ConvOps, NormOps, SoftmaxOps):
+class Backend(ConvOps, NormOps, SoftmaxOps, PoolOps):
     """The ops on arrays of xp.
 
     Parameters
