@@ -517,7 +517,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Parameters
     ----------
     input : ndarray, shape (N, C, H, W)
-        float32 or float64.
+        float32 or float64; NumPy, or CUDA to run on the GPU.
     kernel_size : int or (int, int)
         Window size; positive.
     stride : int or (int, int), optional
@@ -547,8 +547,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Raises
     ------
     TypeError
-        An array operand is not a numpy.ndarray of float32 or float64, the float
-        operands' dtypes differ, or an int argument is not an int (or pair of ints).
+        An array operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, the
+        float operands' dtypes differ, or an int argument is not an int (or pair of ints).
     ValueError
         input is not 4-D; kernel_size, stride or dilation is not positive; padding is
         negative or more than half of kernel_size; H_out or W_out < 1; a dilated
@@ -575,9 +576,10 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """
     op = "max_pool2d"
     kernel, stride = _pool_args(kernel_size, stride, op)
-    return _C.max_pool2d(
-        input, kernel, stride, pair(padding, op, "padding"), pair(dilation, op, "dilation"),
-        _bool(ceil_mode, op, "ceil_mode"), _bool(return_indices, op, "return_indices"),
+    return _dispatch.call(
+        op, _C.max_pool2d, input=input, kernel_size=kernel, stride=stride, padding=pair(padding, op, "padding"),
+        dilation=pair(dilation, op, "dilation"), ceil_mode=_bool(ceil_mode, op, "ceil_mode"),
+        return_indices=_bool(return_indices, op, "return_indices"),
     )
 
 
@@ -605,8 +607,9 @@ def max_pool2d_backward(grad_output, switches, input_shape):
     Raises
     ------
     TypeError
-        A float operand is not a numpy.ndarray of float32 or float64, or switches is
-        not a numpy.ndarray of int64.
+        A float operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, or
+        switches is not an int64 array of the float operands' kind.
         Also when input_shape is not a tuple or list of ints.
     ValueError
         input_shape is not 4 non-negative values; grad_output is not 4-D; its N and C
@@ -614,7 +617,10 @@ def max_pool2d_backward(grad_output, switches, input_shape):
         is outside [0, H * W) (the message names its position).
     """
     op = "max_pool2d_backward"
-    return _C.max_pool2d_backward(grad_output, switches, _ints(input_shape, op, "input_shape"))
+    return _dispatch.call(
+        op, _C.max_pool2d_backward, grad_output=grad_output, switches=switches,
+        input_shape=_ints(input_shape, op, "input_shape"),
+    )
 
 
 def max_unpool2d(input, switches, kernel_size, stride=None, padding=0, output_size=None):
@@ -653,8 +659,9 @@ def max_unpool2d(input, switches, kernel_size, stride=None, padding=0, output_si
     Raises
     ------
     TypeError
-        A float operand is not a numpy.ndarray of float32 or float64, or switches is
-        not a numpy.ndarray of int64.
+        A float operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, or
+        switches is not an int64 array of the float operands' kind.
         Also when output_size is not a tuple or list of ints.
     ValueError
         input is not 4-D; kernel_size or stride is not positive; padding is negative;
@@ -669,7 +676,10 @@ def max_unpool2d(input, switches, kernel_size, stride=None, padding=0, output_si
     op = "max_unpool2d"
     kernel, stride = _pool_args(kernel_size, stride, op)
     size = None if output_size is None else _ints(output_size, op, "output_size")
-    return _C.max_unpool2d(input, switches, kernel, stride, pair(padding, op, "padding"), size)
+    return _dispatch.call(
+        op, _C.max_unpool2d, input=input, switches=switches, kernel_size=kernel, stride=stride,
+        padding=pair(padding, op, "padding"), output_size=size,
+    )
 
 
 def max_unpool2d_backward(grad_output, switches):
@@ -693,13 +703,16 @@ def max_unpool2d_backward(grad_output, switches):
     Raises
     ------
     TypeError
-        A float operand is not a numpy.ndarray of float32 or float64, or switches is
-        not a numpy.ndarray of int64.
+        A float operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, or
+        switches is not an int64 array of the float operands' kind.
     ValueError
         grad_output or switches is not 4-D; their N and C differ; a switch is outside
         [0, H_out * W_out).
     """
-    return _C.max_unpool2d_backward(grad_output, switches)
+    return _dispatch.call(
+        "max_unpool2d_backward", _C.max_unpool2d_backward, grad_output=grad_output, switches=switches
+    )
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
@@ -713,7 +726,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     Parameters
     ----------
     input : ndarray, shape (N, C, H, W)
-        float32 or float64.
+        float32 or float64; NumPy, or CUDA to run on the GPU.
     kernel_size : int or (int, int)
         Window size; positive.
     stride : int or (int, int), optional
@@ -738,8 +751,9 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     Raises
     ------
     TypeError
-        An array operand is not a numpy.ndarray of float32 or float64, the float
-        operands' dtypes differ, or an int argument is not an int (or pair of ints).
+        An array operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, the
+        float operands' dtypes differ, or an int argument is not an int (or pair of ints).
     ValueError
         input is not 4-D; kernel_size or stride is not positive; padding is negative
         or more than half of kernel_size; H_out or W_out < 1.
@@ -750,9 +764,10 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """
     op = "avg_pool2d"
     kernel, stride = _pool_args(kernel_size, stride, op)
-    return _C.avg_pool2d(
-        input, kernel, stride, pair(padding, op, "padding"), _bool(ceil_mode, op, "ceil_mode"),
-        _bool(count_include_pad, op, "count_include_pad"),
+    return _dispatch.call(
+        op, _C.avg_pool2d, input=input, kernel_size=kernel, stride=stride, padding=pair(padding, op, "padding"),
+        ceil_mode=_bool(ceil_mode, op, "ceil_mode"),
+        count_include_pad=_bool(count_include_pad, op, "count_include_pad"),
     )
 
 
@@ -780,8 +795,9 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     Raises
     ------
     TypeError
-        An array operand is not a numpy.ndarray of float32 or float64, the float
-        operands' dtypes differ, or an int argument is not an int (or pair of ints).
+        An array operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, the
+        float operands' dtypes differ, or an int argument is not an int (or pair of ints).
         Also when input_shape is not a tuple or list of ints.
     ValueError
         input_shape is not 4 non-negative values; the geometry is invalid as for
@@ -789,9 +805,11 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     """
     op = "avg_pool2d_backward"
     kernel, stride = _pool_args(kernel_size, stride, op)
-    return _C.avg_pool2d_backward(
-        grad_output, _ints(input_shape, op, "input_shape"), kernel, stride, pair(padding, op, "padding"),
-        _bool(ceil_mode, op, "ceil_mode"), _bool(count_include_pad, op, "count_include_pad"),
+    return _dispatch.call(
+        op, _C.avg_pool2d_backward, grad_output=grad_output, input_shape=_ints(input_shape, op, "input_shape"),
+        kernel_size=kernel, stride=stride, padding=pair(padding, op, "padding"),
+        ceil_mode=_bool(ceil_mode, op, "ceil_mode"),
+        count_include_pad=_bool(count_include_pad, op, "count_include_pad"),
     )
 
 
@@ -808,7 +826,7 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     Parameters
     ----------
     input : ndarray, shape (N, C, H, W)
-        float32 or float64.
+        float32 or float64; NumPy, or CUDA to run on the GPU.
     norm_type : float
         p: a non-zero real, finite or +-inf.
     kernel_size : int or (int, int)
@@ -829,8 +847,9 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     Raises
     ------
     TypeError
-        An array operand is not a numpy.ndarray of float32 or float64, the float
-        operands' dtypes differ, or an int argument is not an int (or pair of ints).
+        An array operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, the
+        float operands' dtypes differ, or an int argument is not an int (or pair of ints).
         Also when norm_type is not a real number (bool included).
     ValueError
         norm_type is 0 or NaN; input is not 4-D; kernel_size or stride is not
@@ -842,7 +861,10 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     """
     op = "lp_pool2d"
     kernel, stride = _pool_args(kernel_size, stride, op)
-    return _C.lp_pool2d(input, _real(norm_type, op, "norm_type"), kernel, stride, _bool(ceil_mode, op, "ceil_mode"))
+    return _dispatch.call(
+        op, _C.lp_pool2d, input=input, norm_type=_real(norm_type, op, "norm_type"), kernel_size=kernel, stride=stride,
+        ceil_mode=_bool(ceil_mode, op, "ceil_mode"),
+    )
 
 
 def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, ceil_mode=False):
@@ -869,16 +891,18 @@ def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, 
     Raises
     ------
     TypeError
-        An array operand is not a numpy.ndarray of float32 or float64, the float
-        operands' dtypes differ, or an int argument is not an int (or pair of ints).
+        An array operand is not a numpy.ndarray (or a CUDA array, such as a
+        cupy.ndarray) of float32 or float64, NumPy and CUDA operands are mixed, the
+        float operands' dtypes differ, or an int argument is not an int (or pair of ints).
         Also when norm_type is not a real number.
     ValueError
         As lp_pool2d, or grad_output's shape is not (N, C, H_out, W_out).
     """
     op = "lp_pool2d_backward"
     kernel, stride = _pool_args(kernel_size, stride, op)
-    return _C.lp_pool2d_backward(
-        grad_output, input, _real(norm_type, op, "norm_type"), kernel, stride, _bool(ceil_mode, op, "ceil_mode")
+    return _dispatch.call(
+        op, _C.lp_pool2d_backward, grad_output=grad_output, input=input, norm_type=_real(norm_type, op, "norm_type"),
+        kernel_size=kernel, stride=stride, ceil_mode=_bool(ceil_mode, op, "ceil_mode"),
     )
 
 
