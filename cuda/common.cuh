@@ -42,6 +42,21 @@ __host__ __device__ __forceinline__ void valid_range(i64 offset, i64 stride, i64
   *hi = h;
 }
 
+// Flat index i of a C-contiguous (N, C, H, W) array as its four coordinates.
+struct Nchw {
+  i64 n, c, h, w;
+};
+__host__ __device__ __forceinline__ Nchw unravel_nchw(i64 i, i64 channels, i64 height, i64 width) {
+  Nchw p;
+  p.w = i % width;
+  i /= width;
+  p.h = i % height;
+  i /= height;
+  p.c = i % channels;
+  p.n = i / channels;
+  return p;
+}
+
 // ---- Math for float and double (overloads, so that templates pick the precision)
 
 __device__ __forceinline__ float exp(float x) { return ::expf(x); }

@@ -17,13 +17,8 @@ __device__ __forceinline__ void dw_forward(const T* __restrict__ x, const T* __r
                                            i64 sw, i64 ph, i64 pw, i64 dh, i64 dw) {
   const i64 mult = c_out / c_in, total = n * c_out * ho * wo;
   CK_GRID_STRIDE_LOOP(i, total) {
-    i64 r = i;
-    const i64 ow = r % wo;
-    r /= wo;
-    const i64 oh = r % ho;
-    r /= ho;
-    const i64 co = r % c_out;
-    const i64 s = r / c_out;
+    const ck::Nchw p = ck::unravel_nchw(i, c_out, ho, wo);
+    const i64 s = p.n, co = p.c, oh = p.h, ow = p.w;
     const T* plane = x + (s * c_in + co / mult) * h * w;
     const T* f = wt + co * kh * kw;
     T acc = T(0);
@@ -50,13 +45,8 @@ __device__ __forceinline__ void dw_backward_data(const T* __restrict__ gy,
                                                  i64 ph, i64 pw, i64 dh, i64 dw) {
   const i64 mult = c_out / c_in, total = n * c_in * h * w;
   CK_GRID_STRIDE_LOOP(i, total) {
-    i64 r = i;
-    const i64 iw = r % w;
-    r /= w;
-    const i64 ih = r % h;
-    r /= h;
-    const i64 ci = r % c_in;
-    const i64 s = r / c_in;
+    const ck::Nchw p = ck::unravel_nchw(i, c_in, h, w);
+    const i64 s = p.n, ci = p.c, ih = p.h, iw = p.w;
     T acc = T(0);
     for (i64 co = ci * mult; co < (ci + 1) * mult; ++co) {
       const T* g = gy + (s * c_out + co) * ho * wo;

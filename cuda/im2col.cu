@@ -42,13 +42,8 @@ __device__ __forceinline__ void col2im(const T* __restrict__ col, T* __restrict_
   const i64 total = nb * c * h * w;
   const i64 oh1 = ck::min(oh0 + rows, ho);
   CK_GRID_STRIDE_LOOP(i, total) {
-    i64 r = i;
-    const i64 iw = r % w;
-    r /= w;
-    const i64 ih = r % h;
-    r /= h;
-    const i64 ch = r % c;
-    const i64 s = r / c;
+    const ck::Nchw p = ck::unravel_nchw(i, c, h, w);
+    const i64 s = p.n, ch = p.c, ih = p.h, iw = p.w;
     T acc = T(0);
     for (i64 ki = 0; ki < kh; ++ki) {
       const i64 th = ih + ph - ki * dh;
