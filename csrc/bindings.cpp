@@ -4,8 +4,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cxxabi.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <exception>
 #include <optional>
 #include <string>
 
@@ -31,20 +35,31 @@ using P4 = std::array<int64_t, 4>;
 
 Pair pair(const P2& p) { return {p[0], p[1]}; }
 
-// Runs fn with the GIL released. The GIL is taken back by a plain call, not by a
-// destructor (as py::gil_scoped_release does): a daemon thread that comes back while
-// the interpreter finalises is ended by CPython with pthread_exit, whose forced unwind
-// must not pass through a noexcept destructor (std::terminate, exit code 134).
+// Takes the GIL back after a kernel. A daemon thread that comes back while the
+// interpreter finalises is ended by CPython with pthread_exit, whose forced unwind
+// would release the caller's arrays without the GIL (and end the process with
+// std::terminate where it meets a noexcept destructor, as py::gil_scoped_release's).
+// Such a thread is parked instead until the process exits.
+void take_gil(PyThreadState* state) {
+  try {
+    PyEval_RestoreThread(state);
+  } catch (abi::__forced_unwind&) {
+    for (;;) pause();
+  }
+}
+
+// Runs fn with the GIL released; its exceptions reach the caller with the GIL held.
 template <class F>
 void without_gil(F&& fn) {
   PyThreadState* state = PyEval_SaveThread();
+  std::exception_ptr error;
   try {
     fn();
   } catch (...) {
-    PyEval_RestoreThread(state);
-    throw;
+    error = std::current_exception();
   }
-  PyEval_RestoreThread(state);
+  take_gil(state);
+  if (error) std::rethrow_exception(error);
 }
 
 template <class T>

@@ -363,8 +363,15 @@ CNNKIT_DIRECT_DISPATCH(double)
 
 // Depthwise convolutions (one input channel per group) and tiny GEMMs (LeNet's
 // first layer) run direct: a GEMM with so few rows or so short a K wastes BLAS.
+// They copy each input plane into a buffer covering every tap: huge padding or
+// dilation with a large stride would make it far larger than the planes it serves.
 bool use_direct(const ConvGeometry& g) {
-  return (g.c_in_g() == 1 && g.groups > 1) || (g.k_g() <= 32 && g.c_out_g() <= 16);
+  const PaddedPlane pp(g);
+  int64_t padded;
+  const bool small_buffer = checked::mul(pp.hp, pp.wp, &padded) &&
+                            padded <= 4 * (g.plane_in() + g.plane_out()) + 4096;
+  return small_buffer &&
+         ((g.c_in_g() == 1 && g.groups > 1) || (g.k_g() <= 32 && g.c_out_g() <= 16));
 }
 
 template <class T>

@@ -58,7 +58,9 @@ Columns interior_columns(const PoolGeometry& g) {
   const int64_t last_tap = -g.pw + (g.kw - 1) * g.dw;
   valid_range(-g.pw, g.sw, g.w, g.wo, &first.lo, &first.hi);
   valid_range(last_tap, g.sw, g.w, g.wo, &last.lo, &last.hi);
-  valid_range(last_tap + g.sw - 1, g.sw, g.w, g.wo, &room.lo, &room.hi);
+  int64_t room_tap;  // past the input when it overflows
+  if (__builtin_add_overflow(last_tap, g.sw - 1, &room_tap)) room_tap = g.w;
+  valid_range(room_tap, g.sw, g.w, g.wo, &room.lo, &room.hi);
   const int64_t lo = std::max(first.lo, last.lo);
   const int64_t hi = std::max(lo, std::min(first.hi, last.hi));
   return {lo, hi, std::max(lo, std::min(hi, room.hi))};
@@ -372,14 +374,7 @@ int64_t scatter_switches(const T* src, const int64_t* switches, T* dst, const Po
 
 // ---- Window sums (average and Lp pooling)
 
-// Divisor factor of each output column (for count_include_pad the window clipped to
-// the padded input, else to the input); the row factor is computed the same way.
-CNNKIT_INLINE int64_t window_count(int64_t start, int64_t k, int64_t pad, int64_t in,
-                                   bool count_include_pad) {
-  if (count_include_pad) return std::min(start + k, in + pad) - start;
-  return std::min(start + k, in) - std::max<int64_t>(start, 0);
-}
-
+// Divisor factor of each output column; the row factor is computed the same way.
 template <class T>
 std::vector<T> column_counts(const PoolGeometry& g, bool count_include_pad) {
   std::vector<T> c(g.wo);
@@ -554,7 +549,7 @@ std::unique_ptr<T[]> lp_scaled_sums(const T* x, double p, const PoolGeometry& g)
   elementwise(n_in, [&](int64_t i) { xpp[i] = power(x[i], p); });
   auto out = uninitialized<T>(n_out);
   avg_pool2d_forward<T>(xpp, out.get(), g, true);
-  const T k = static_cast<T>(g.kh * g.kw);
+  const T k = static_cast<T>(g.kh) * g.kw;  // kh * kw may overflow int64
   T* o = out.get();
   elementwise(n_out, [&](int64_t i) { o[i] *= k; });
   return out;
@@ -577,10 +572,12 @@ void max_pool2d_forward(const T* x, T* y, int64_t* switches, const PoolGeometry&
   using R = SameWidthInt<T>;
   Columns cols = interior_columns(g);
   // Tap offsets must fit R; a plane too large for that runs on the scalar window path.
-  const int64_t max_offset = (g.kh - 1) * g.dh * g.w + (g.kw - 1) * g.dw;
-  if (max_offset > std::numeric_limits<R>::max()) cols = {g.wo, g.wo, g.wo};
+  int64_t max_offset;
+  if (__builtin_add_overflow(work_product({g.kh - 1, g.dh, g.w}), (g.kw - 1) * g.dw, &max_offset) ||
+      max_offset > std::numeric_limits<R>::max())
+    cols = {g.wo, g.wo, g.wo};
   const int64_t rows = g.planes() * g.ho;
-  parallel_for(rows, grain_for(g.wo * g.kh * g.kw, kGrainElems), [&](int64_t r0, int64_t r1) {
+  parallel_for(rows, grain_for(work_product({g.wo, g.kh, g.kw}), kGrainElems), [&](int64_t r0, int64_t r1) {
     std::vector<R> rel(switches ? g.wo : 0);
     max_pool_rows_mv(x, y, switches, g, cols, r0, r1, rel.data());
   });
@@ -609,7 +606,7 @@ template <class T>
 void avg_pool2d_forward(const T* x, T* y, const PoolGeometry& g, bool count_include_pad) {
   const Columns cols = interior_columns(g);
   const std::vector<T> col_count = column_counts<T>(g, count_include_pad);
-  parallel_for(g.planes() * g.ho, grain_for(g.wo * g.kh * g.kw, kGrainElems), [&](int64_t r0, int64_t r1) {
+  parallel_for(g.planes() * g.ho, grain_for(work_product({g.wo, g.kh, g.kw}), kGrainElems), [&](int64_t r0, int64_t r1) {
     avg_pool_rows_mv(x, y, g, cols, col_count.data(), count_include_pad, r0, r1);
   });
 }
@@ -618,7 +615,7 @@ template <class T>
 void avg_pool2d_backward(const T* gy, T* gx, const PoolGeometry& g, bool count_include_pad) {
   const Columns cols = interior_columns(g);
   const std::vector<T> col_count = column_counts<T>(g, count_include_pad);
-  parallel_for(g.planes(), grain_for(g.plane_out() * g.kh * g.kw + g.plane_in(), kGrainElems),
+  parallel_for(g.planes(), grain_for(std::max(work_product({g.plane_out(), g.kh, g.kw}), g.plane_in()), kGrainElems),
                [&](int64_t p0, int64_t p1) {
     std::vector<T> share(g.wo);
     for (int64_t p = p0; p < p1; ++p)
@@ -671,7 +668,7 @@ void lp_pool2d_backward(const T* gy, const T* x, T* gx, double p, const PoolGeom
   // y = out^(1/p), out = sum(x^p) * K / count: dy/dx = out^(1/p - 1) * K / count * x^(p-1).
   // coef holds gy * K * out^(1/p - 1), zero where out is zero (torch's relu mask).
   auto coef = uninitialized<T>(n_out);
-  const T k = static_cast<T>(g.kh * g.kw);
+  const T k = static_cast<T>(g.kh) * g.kw;  // kh * kw may overflow int64
   const T e = static_cast<T>(1 / p - 1);
   T *c = coef.get(), *o = out.get();
   elementwise(n_out, [&](int64_t i) {

@@ -396,7 +396,7 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
 
 bool stacks_phases(const ConvGeometry& g) {
   return g.dh == 1 && g.dw == 1 && g.groups == 1 &&
-         (g.kh + g.sh - 1) / g.sh == (g.kw + g.sw - 1) / g.sw;
+         (g.kh - 1) / g.sh == (g.kw - 1) / g.sw;  // equal ceil(k / s)
 }
 
 // The dense filters of a stacked form with t x t taps, from g's kernel w, laid out as
@@ -433,7 +433,7 @@ bool has_phase_form(const ConvGeometry& g) { return (g.sh > 1 || g.sw > 1) && st
 // The stride-1 layer of the space-to-depth form of n samples of g; the padding is
 // applied by the rearrangement.
 ConvGeometry phase_form(const ConvGeometry& g, int64_t n) {
-  const int64_t r = (g.kh + g.sh - 1) / g.sh;
+  const int64_t r = (g.kh - 1) / g.sh + 1;
   ConvGeometry p = g;
   p.n = n;
   p.c_in = g.c_in * g.sh * g.sw;
@@ -517,7 +517,7 @@ int64_t samples_per_pass(int64_t n, int64_t sample_bytes, int64_t filter_bytes,
 // convolution's geometry (conv.h): x on its column side, y on its image side.
 
 ConvGeometry transpose_form(const ConvGeometry& g, int64_t n) {
-  const int64_t t = (g.kh + g.sh - 1) / g.sh;
+  const int64_t t = (g.kh - 1) / g.sh + 1;
   ConvGeometry z = g;
   z.n = n;
   z.c_in = g.c_out;

@@ -34,12 +34,29 @@ __host__ __device__ __forceinline__ i64 max(i64 a, i64 b) { return a > b ? a : b
 // o * stride + offset falls inside [0, in), as cnnkit::valid_range on the CPU.
 __host__ __device__ __forceinline__ void valid_range(i64 offset, i64 stride, i64 in, i64 out,
                                                      i64* lo, i64* hi) {
-  i64 l = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-  i64 h = in - 1 - offset >= 0 ? (in - 1 - offset) / stride + 1 : 0;
-  if (h > out) h = out;
+  typedef unsigned long long u64;  // offset and in - 1 - offset may each be near +-2**63
+  const u64 s = (u64)stride;
+  i64 l = 0, h = 0;
+  if (offset < 0) {
+    const u64 before = 0 - (u64)offset, skip = before / s + (before % s != 0);
+    l = skip < (u64)out ? (i64)skip : out;
+  }
+  if (offset <= in - 1) {
+    const u64 last = ((u64)(in - 1) - (u64)offset) / s;
+    h = last < (u64)out ? (i64)last + 1 : out;
+  }
   if (l > h) l = h;
   *lo = l;
   *hi = h;
+}
+
+// Divisor factor of a pooling window starting at `start` along one axis, as
+// cnnkit::window_count: k clipped to the padded input or the input; k may be near 2**63.
+__host__ __device__ __forceinline__ i64 window_count(i64 start, i64 k, i64 pad, i64 in,
+                                                     int count_include_pad) {
+  const i64 end = count_include_pad ? in + pad : in;
+  const i64 stop = k < end - start ? start + k : end;
+  return stop - (count_include_pad || start > 0 ? start : 0);
 }
 
 // Flat index i of a C-contiguous (N, C, H, W) array as its four coordinates.

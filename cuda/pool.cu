@@ -84,16 +84,10 @@ __device__ __forceinline__ void windows_containing(i64 i, i64 k, i64 s, i64 pad,
   *hi = ck::min((i + pad) / s, out - 1);
 }
 
-// csrc/pool.cpp's window_count: the divisor factor of a window along one axis.
-__device__ __forceinline__ i64 window_count(i64 start, i64 k, i64 pad, i64 in, int count_include_pad) {
-  if (count_include_pad) return ck::min(start + k, in + pad) - start;
-  return ck::min(start + k, in) - ck::max(start, 0);
-}
-
 template <class T>
 __device__ __forceinline__ T divisor(const Geom& g, i64 oh, i64 ow, int count_include_pad) {
-  const T rc = static_cast<T>(window_count(oh * g.sh - g.ph, g.kh, g.ph, g.h, count_include_pad));
-  const T cc = static_cast<T>(window_count(ow * g.sw - g.pw, g.kw, g.pw, g.w, count_include_pad));
+  const T rc = static_cast<T>(ck::window_count(oh * g.sh - g.ph, g.kh, g.ph, g.h, count_include_pad));
+  const T cc = static_cast<T>(ck::window_count(ow * g.sw - g.pw, g.kw, g.pw, g.w, count_include_pad));
   return rc * cc;
 }
 
@@ -287,7 +281,7 @@ extern "C" __global__ void max_unpool2d_winners(const i64* switches, i64* winner
       max_pool<kNegAbs>(x, y, (i64*)0, 0, g);                                                       \
       return;                                                                                       \
     }                                                                                               \
-    const T k = static_cast<T>(g.kh * g.kw), inv = static_cast<T>(1 / p);                          \
+    const T k = static_cast<T>(g.kh) * g.kw, inv = static_cast<T>(1 / p);                           \
     CK_GRID_STRIDE_LOOP(o, g.planes * g.plane_out()) {                                              \
       const i64 q = o / g.plane_out(), r = o - q * g.plane_out(), oh = r / g.wo, ow = r % g.wo;     \
       T s = window_sum(x + q * g.plane_in(), g, oh, ow, Power<T>{p}) / divisor<T>(g, oh, ow, 1);    \
@@ -299,7 +293,7 @@ extern "C" __global__ void max_unpool2d_winners(const i64* switches, i64* winner
   extern "C" __global__ void lp_pool2d_backward_coef_##sfx(const T* gy, const T* x, T* coef,        \
                                                            double p, CK_POOL_GEOM_PARAMS) {         \
     const Geom g CK_POOL_GEOM;                                                                      \
-    const T k = static_cast<T>(g.kh * g.kw), e = static_cast<T>(1 / p - 1);                         \
+    const T k = static_cast<T>(g.kh) * g.kw, e = static_cast<T>(1 / p - 1);                         \
     CK_GRID_STRIDE_LOOP(o, g.planes * g.plane_out()) {                                              \
       const i64 q = o / g.plane_out(), r = o - q * g.plane_out(), oh = r / g.wo, ow = r % g.wo;     \
       T s = window_sum(x + q * g.plane_in(), g, oh, ow, Power<T>{p}) / divisor<T>(g, oh, ow, 1);    \

@@ -91,12 +91,31 @@ namespace cnnkit {
 // direct kernels on both backends.
 CNNKIT_HD inline void valid_range(int64_t offset, int64_t stride, int64_t in, int64_t out,
                                   int64_t* lo, int64_t* hi) {
-  int64_t l = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-  int64_t h = in - 1 - offset >= 0 ? (in - 1 - offset) / stride + 1 : 0;
-  if (h > out) h = out;
+  // Distances in uint64: offset and in - 1 - offset may each be near +-2**63.
+  const uint64_t s = static_cast<uint64_t>(stride);
+  int64_t l = 0, h = 0;
+  if (offset < 0) {
+    const uint64_t before = 0 - static_cast<uint64_t>(offset);
+    const uint64_t skip = before / s + (before % s != 0);
+    l = skip < static_cast<uint64_t>(out) ? static_cast<int64_t>(skip) : out;
+  }
+  if (offset <= in - 1) {
+    const uint64_t span = static_cast<uint64_t>(in - 1) - static_cast<uint64_t>(offset);
+    const uint64_t last = span / s;
+    h = last < static_cast<uint64_t>(out) ? static_cast<int64_t>(last) + 1 : out;
+  }
   if (l > h) l = h;
   *lo = l;
   *hi = h;
+}
+
+// Divisor factor of a pooling window starting at `start` along one axis: k clipped
+// to the padded input (count_include_pad) or to the input. k may be near 2**63.
+CNNKIT_HD inline int64_t window_count(int64_t start, int64_t k, int64_t pad, int64_t in,
+                                      bool count_include_pad) {
+  const int64_t end = count_include_pad ? in + pad : in;
+  const int64_t stop = k < end - start ? start + k : end;
+  return stop - (count_include_pad || start > 0 ? start : 0);
 }
 
 }  // namespace cnnkit

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 
 namespace cnnkit {
 
@@ -33,6 +34,15 @@ class ForkSafeSection {
 inline int64_t grain_for(int64_t elems_per_item, int64_t min_elems) {
   const int64_t per = elems_per_item > 1 ? elems_per_item : 1;
   return min_elems / per > 1 ? min_elems / per : 1;
+}
+
+// a * b * ... saturating at INT64_MAX, for work estimates of non-negative counts
+// (a pooling window's size may not fit int64).
+inline int64_t work_product(std::initializer_list<int64_t> factors) {
+  int64_t r = 1;
+  for (int64_t f : factors)
+    if (__builtin_mul_overflow(r, f, &r)) return INT64_MAX;
+  return r;
 }
 
 }  // namespace cnnkit
