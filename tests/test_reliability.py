@@ -16,6 +16,9 @@ import cnnkit
 import cnnkit.functional as F
 from cnnkit import _C
 
+import reference
+from conftest import assert_close
+
 ROOT = os.path.dirname(os.path.dirname(cnnkit.__file__))
 
 
@@ -214,6 +217,68 @@ def test_validation_does_not_scale_with_a_claimed_input_shape():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and all(": grad_output: " in l or ": kernel_size: " in l for l in lines), lines
+
+
+# ---- valid geometry with terms near int64's limit: the right answer in bounded memory
+
+
+def test_conv2d_with_huge_padding_and_stride(dtype, rng):
+    """Rows 2**61 apart: output row 1 is the valid convolution of input rows 0..2 and
+    rows 0 and 2 see only padding (a padded-plane buffer of 2**62 rows overflowed)."""
+    x = rng.standard_normal((2, 2, 8, 8)).astype(dtype)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(dtype)
+    y = F.conv2d(x, w, padding=(2**61, 0), stride=(2**61, 1))
+    expected = np.zeros((2, 3, 3, 6))
+    expected[:, :, 1:2] = reference.conv2d(x[:, :, :3].astype(np.float64), w.astype(np.float64))
+    assert_close(y, expected, dtype)
+
+
+def test_conv2d_with_huge_padding_and_dilation_stays_in_bounded_memory():
+    """Taps 2**24 apart on an 8-wide row: the direct path's padded copy of each plane
+    would take 2.7 GB per thread; the result must come within a 1.5 GiB address space."""
+    result = run_python(
+        """
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29))
+        import numpy as np, cnnkit.functional as F
+        x = np.arange(64.0).reshape(1, 1, 8, 8)
+        y = F.conv2d(x, np.ones((1, 1, 3, 3)), dilation=(1, 2**24), padding=(1, 2**24))
+        print(y.shape, y.sum())
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    # Only the centre column of each window is inside: a vertical 3-tap sum of x.
+    x = np.arange(64.0).reshape(8, 8)
+    column_sums = np.pad(x, ((1, 1), (0, 0)))
+    expected = sum(column_sums[i:i + 8] for i in range(3)).sum()
+    assert result.stdout.split() == ["(1,", "1,", "8,", "8)", str(expected)]
+
+
+def test_pooling_with_a_window_beyond_int64_area(dtype):
+    """kernel_size 2**32 on a 7x7 input with ceil_mode: one window covering the input,
+    whose area kH * kW (2**64) does not fit int64."""
+    x = np.arange(1.0, 50.0).reshape(1, 1, 7, 7).astype(dtype)
+    k = 2**32
+    # PyTorch's Lp pool: (avg_pool2d(x^2) * kH * kW)^(1/2), the average over the 49
+    # elements inside the window (count_include_pad, no padding).
+    expected = np.sqrt(np.mean(x.astype(np.float64) ** 2) * float(k) ** 2)
+    assert_close(F.lp_pool2d(x, 2, kernel_size=k, ceil_mode=True), np.full((1, 1, 1, 1), expected), dtype)
+    assert_close(F.avg_pool2d(x, kernel_size=2**62, ceil_mode=True), np.full((1, 1, 1, 1), 25.0), dtype)
+    y, switches = F.max_pool2d(x, kernel_size=2**63 - 1, ceil_mode=True, return_indices=True)
+    assert y.item() == 49 and switches.item() == 48
+
+
+def test_pooling_with_a_stride_near_int64_max(dtype):
+    """stride 2**63 - 1: one window per axis, at the top-left corner."""
+    x = np.arange(49.0).reshape(1, 1, 7, 7).astype(dtype)
+    y, switches = F.max_pool2d(x, 2, stride=2**63 - 1, ceil_mode=True, return_indices=True)
+    assert y.item() == 8 and switches.item() == 8
+    # The window at (-1, -1) of a 3x3 kernel with padding 1: x[0:2, 0:2] over 9 cells.
+    avg = F.avg_pool2d(x, 3, stride=2**63 - 1, padding=1, ceil_mode=True)
+    assert_close(avg, np.full((1, 1, 1, 1), (0 + 1 + 7 + 8) / 9), dtype)
+    avg = F.avg_pool2d(x, 3, stride=2**63 - 1, padding=1, ceil_mode=True, count_include_pad=False)
+    assert_close(avg, np.full((1, 1, 1, 1), (0 + 1 + 7 + 8) / 4), dtype)
 
 
 # ---- zero-size dims: every op gives the empty (or bias-only) result, never a crash
