@@ -619,7 +619,7 @@ bool pays_off(const ConvGeometry& g, const ConvGeometry& f, bool transpose) {
   const int64_t m = tile_side(f);
   if (m == 0) return false;
   if (f.kh == F5x5_2x2::r && !(transpose && (g.sh > 1 || g.sw > 1))) return false;
-  return 5 * kPoints * g.sh * g.sw <= 2 * m * m * g.kh * g.kw;
+  return work_product({5 * kPoints, g.sh, g.sw}) <= 2 * m * m * g.kh * g.kw;
 }
 
 }  // namespace
