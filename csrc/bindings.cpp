@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "common/c_abi.h"
 #include "common/cpu_features.h"
 #include "common/errors.h"
 #include "common/gemm.h"
@@ -1133,6 +1134,8 @@ PYBIND11_MODULE(_C, m) {
       py::arg("dilation"), py::arg("ceil_mode"));
 
   m.def("get_num_threads", &get_num_threads);
+  // The pool and GEMM for the Cython modules (csrc/common/c_abi.h).
+  m.attr("_c_abi") = py::capsule(static_cast<const void*>(cnnkit_get_c_abi()), CNNKIT_C_ABI_NAME);
   m.def(
       "set_num_threads",
       [](int64_t n) {

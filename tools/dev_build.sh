@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Developer build: compiles cnnkit._C into build/ and drops it into python/cnnkit/
-# so that `PYTHONPATH=python` runs the tree in place. Serialised with flock so
+# Developer build: compiles cnnkit._C and the Cython modules (src/*.pyx) into build/
+# and drops them into python/cnnkit/ so that `PYTHONPATH=python` runs the tree in place. Serialised with flock so
 # that concurrent callers do not trample one build directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ if [ ! -f build/build.ninja ]; then
 fi
 cmake --build build
 # Replace by rename: overwriting the loaded .so in place crashes running processes.
-for so in build/_C*.so; do
+for so in build/*.so; do
   cp "$so" "python/cnnkit/.$(basename "$so").tmp"
   mv -f "python/cnnkit/.$(basename "$so").tmp" "python/cnnkit/$(basename "$so")"
 done
