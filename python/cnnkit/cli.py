@@ -2,7 +2,8 @@
 
     cnnkit train [--model lenet|mlp] [--epochs N] [--data digits|mnist:DIR|cifar10:DIR]
                  [--seed S] [--threads N] [--batch-size B] [--lr LR] [--limit N] [--save PATH]
-    cnnkit bench [--quick] [--threads N]
+                 [--device cpu|cuda|cuda:N]
+    cnnkit bench [--quick] [--threads N] [--device cpu|cuda|cuda:N]
 
 `cnnkit train` with no arguments trains LeNet-5 on scikit-learn's bundled digits and
 ends with a line giving the test accuracy. Progress (and where --save wrote the
@@ -17,6 +18,8 @@ import sys
 import time
 
 import numpy as np
+
+from . import _device
 
 MODELS = ("lenet", "mlp")
 
@@ -61,6 +64,25 @@ def _positive_float(value):
     return v
 
 
+def _device_arg(value):
+    try:
+        _device.parse_device(value, "--device")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {value!r}") from None
+    return value
+
+
+def _use_device(device):
+    """(kind, index) of a --device value, once the device is known to run here."""
+    kind, index = _device.parse_device(device, "--device")
+    if kind == "cuda":
+        try:
+            _device.cuda_module(f"--device {device}", index)
+        except (RuntimeError, ValueError) as e:
+            raise CommandError(str(e)) from None
+    return kind, index
+
+
 def build_parser():
     """The argparse parser of the `cnnkit` command (subcommands train and bench).
 
@@ -90,11 +112,15 @@ def build_parser():
     train.add_argument(
         "--save", metavar="PATH", type=_expand, default=None, help="save the trained weights to an .npz file"
     )
+    train.add_argument("--device", type=_device_arg, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
     bench = sub.add_parser("bench", help="print the kernel benchmark table")
     bench.add_argument("--quick", action="store_true", help="fewer cases and repeats")
     bench.add_argument(
         "--threads", type=_positive_int, default=None, help="threads for cnnkit and torch (default: cnnkit.bench's)"
+    )
+    bench.add_argument(
+        "--device", type=_device_arg, default="cpu", help="cpu, or cuda[:N]: against torch on CUDA (default: cpu)"
     )
     return parser
 
@@ -136,14 +162,18 @@ class _Progress:
         self.stream.flush()
 
 
-def _accuracy(model, x, y, batch_size=256):
-    from . import functional as F
+def _correct(logits, y):
+    """How many rows of logits have their largest entry at y (on logits' device)."""
+    xp = _device.array_module(logits)
+    return int((xp.argmax(logits, axis=1) == y).sum())
 
+
+def _accuracy(model, x, y, device, batch_size=256):
     model.eval()
     correct = 0
     for i in range(0, len(x), batch_size):
-        logits = model(x[i : i + batch_size])
-        correct += int(np.sum(np.argmax(F.softmax(logits), axis=1) == y[i : i + batch_size]))
+        xb, yb = (_device.to_device(a[i : i + batch_size], *device) for a in (x, y))
+        correct += _correct(model(xb), yb)
     model.train()
     return correct
 
@@ -166,13 +196,15 @@ def train(args, out=None, err=None):
     Raises
     ------
     CommandError
-        If the dataset cannot be loaded or the weights cannot be saved.
+        If the device is not there, the dataset cannot be loaded or the weights
+        cannot be saved.
     """
     import cnnkit
     from . import data, nn, optim
 
     out = out or sys.stdout
     err = err or sys.stderr
+    device = _use_device(args.device)
     if args.threads is not None:
         cnnkit.set_num_threads(args.threads)
     cnnkit.manual_seed(args.seed)
@@ -189,7 +221,7 @@ def train(args, out=None, err=None):
     x_train = (x_train - mean) / std
     x_test = (ds.x_test - mean) / std
 
-    model = _build_model(args.model, x_train.shape[1:], ds.num_classes)
+    model = _build_model(args.model, x_train.shape[1:], ds.num_classes).to(args.device)
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     schedule = optim.StepLR(optimizer, step_size=max(1, 2 * args.epochs // 3), gamma=0.1)
@@ -197,27 +229,29 @@ def train(args, out=None, err=None):
     progress = _Progress(args.epochs, len(loader), err)
     err.write(
         f"training {args.model} on {ds.name}: {len(x_train)} train / {len(x_test)} test samples, "
-        f"{model.num_parameters():,} parameters, {cnnkit.get_num_threads()} threads\n"
+        f"{model.num_parameters():,} parameters, "
+        + (f"{cnnkit.get_num_threads()} threads\n" if device[0] == "cpu" else f"on {args.device}\n")
     )
     epoch_times = []
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
         total_loss, correct, seen = 0.0, 0, 0
-        for done, (xb, yb) in enumerate(loader, 1):
+        for done, batch in enumerate(loader, 1):
+            xb, yb = (_device.to_device(a, *device) for a in batch)
             model.zero_grad()
             logits = model(xb)
             loss = criterion(logits, yb)
             model.backward(criterion.backward())
             optimizer.step()
             total_loss += loss * len(xb)
-            correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+            correct += _correct(logits, yb)
             seen += len(xb)
             progress.update(epoch, done, total_loss / seen)
         schedule.step()
         epoch_times.append(time.perf_counter() - start)
         progress.end_epoch(epoch, total_loss / seen, correct / seen, epoch_times[-1])
 
-    correct = _accuracy(model, x_test, ds.y_test)
+    correct = _accuracy(model, x_test, ds.y_test, device)
     if args.save:
         try:
             saved = model.save(args.save)
@@ -233,9 +267,13 @@ def train(args, out=None, err=None):
 
 
 def bench(args):
-    """Run `cnnkit bench` (cnnkit.bench.run) with the parsed args; returns 0."""
+    """Run `cnnkit bench` (cnnkit.bench.run) with the parsed args; returns 0 (CommandError
+    when the device is not there)."""
+    _use_device(args.device)
     bench_module = importlib.import_module("cnnkit.bench")  # imported only when asked for
     options = {} if args.threads is None else {"threads": args.threads}
+    if args.device != "cpu":
+        options["device"] = args.device
     bench_module.run(quick=args.quick, **options)
     return 0
 

@@ -1,17 +1,18 @@
 """Optimisers with PyTorch's update rules, and a step learning-rate schedule.
 
-Updates are vectorised NumPy, in place on each Parameter's ``.data``, from the
-gradients that backward accumulated in its ``.grad``; they keep the parameters'
-dtype.
+Updates are vectorised array arithmetic, in place on each Parameter's ``.data``, from
+the gradients that backward accumulated in its ``.grad``; they keep the parameters'
+dtype and device (NumPy on the host, CuPy on a GPU: no host copies). An optimiser's
+state (momentum, moments) is made at its first step, on the parameter's device, and
+follows a parameter that a module's ``to`` moved since.
 """
 
 import math
 from collections.abc import Iterable
 
-import numpy as np
-
+from . import _device
 from ._args import integer, real
-from .nn.module import Parameter
+from .nn.module import Parameter, _is_array
 
 __all__ = ["Optimizer", "SGD", "Adam", "StepLR"]
 
@@ -54,16 +55,21 @@ class Optimizer:
 
     def _grads(self):
         """(param, grad) pairs, each grad checked: a real ndarray of its parameter's
-        shape (a user may have replaced ``.grad``; numpy would broadcast a wrong one)."""
+        shape and device (a user may have replaced ``.grad``; numpy would broadcast a
+        wrong one)."""
         op = f"{type(self).__name__}.step"
         for i, p in enumerate(self.params):
             g = p.grad
-            if not isinstance(g, np.ndarray) or g.dtype.kind not in "fiu":
-                got = f"dtype {g.dtype}" if isinstance(g, np.ndarray) else type(g).__name__
+            array = _is_array(g)
+            if not array or g.dtype.kind not in "fiu":
+                got = f"dtype {g.dtype}" if array else type(g).__name__
                 raise TypeError(f"{op}: grad: params[{i}].grad: expected a real ndarray of shape {p.shape}, got {got}")
             if g.shape != p.data.shape:
                 raise ValueError(f"{op}: grad: params[{i}].grad: expected shape {p.shape} (the parameter's), "
                                  f"got {g.shape}")
+            if _device.place(g) != _device.place(p.data):
+                raise ValueError(f"{op}: grad: params[{i}].grad: expected an array on {_device.describe(p.data)} "
+                                 f"(the parameter's device), got one on {_device.describe(g)}")
             yield p, g
 
     def zero_grad(self):
@@ -159,6 +165,7 @@ class SGD(Optimizer):
                 if buf is None:
                     buf = self._buffers[i] = g.copy()
                 else:
+                    buf = self._buffers[i] = _device.move_like(buf, g)
                     buf *= self.momentum
                     buf += (1.0 - self.dampening) * g
                 g = g + self.momentum * buf if self.nesterov else buf
@@ -213,8 +220,8 @@ class Adam(Optimizer):
         self.eps = _non_negative(eps, "Adam", "eps")
         self.weight_decay = _non_negative(weight_decay, "Adam", "weight_decay")
         self.t = 0
-        self._m = [np.zeros_like(p.data) for p in self.params]
-        self._v = [np.zeros_like(p.data) for p in self.params]
+        self._m = [None] * len(self.params)
+        self._v = [None] * len(self.params)
 
     def step(self):
         """One update (t += 1) of every parameter, in place, from its ``.grad``.
@@ -229,14 +236,19 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         step_size = self.lr / (1.0 - beta1**self.t)
         bias_correction2_sqrt = math.sqrt(1.0 - beta2**self.t)
-        for (p, g), m, v in zip(grads, self._m, self._v):
+        for i, (p, g) in enumerate(grads):
+            xp = _device.array_module(p.data)
+            if self._m[i] is None:
+                self._m[i], self._v[i] = xp.zeros_like(p.data), xp.zeros_like(p.data)
+            m = self._m[i] = _device.move_like(self._m[i], p.data)
+            v = self._v[i] = _device.move_like(self._v[i], p.data)
             if self.weight_decay:
                 g = g + self.weight_decay * p.data
             m *= beta1
             m += (1.0 - beta1) * g
             v *= beta2
             v += (1.0 - beta2) * g * g
-            denom = np.sqrt(v) / bias_correction2_sqrt + self.eps
+            denom = xp.sqrt(v) / bias_correction2_sqrt + self.eps
             p.data -= step_size * m / denom
 
 

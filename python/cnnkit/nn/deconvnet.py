@@ -1,7 +1,6 @@
 """Zeiler & Fergus's deconvnet: project one feature map back to input space."""
 
-import numpy as np
-
+from .. import _device
 from .. import functional as F
 from .._args import conv_padding, integer
 from .layers import (
@@ -35,11 +34,12 @@ def _conv_transpose(signal, conv, input_shape):
     kh, kw = conv.kernel_size
     top, bottom, left, right = conv_padding(conv.padding, (kh, kw), conv.stride, conv.dilation, "deconvnet")
     full = F.conv_transpose2d(signal, conv.weight.data, None, conv.stride, 0, 0, conv.groups, conv.dilation)
-    padded = np.zeros(input_shape[:2] + (input_shape[2] + top + bottom, input_shape[3] + left + right), signal.dtype)
+    xp = _device.array_module(signal)
+    padded = xp.zeros(input_shape[:2] + (input_shape[2] + top + bottom, input_shape[3] + left + right), signal.dtype)
     h = min(full.shape[2], padded.shape[2])
     w = min(full.shape[3], padded.shape[3])
     padded[:, :, :h, :w] = full[:, :, :h, :w]
-    return np.ascontiguousarray(padded[:, :, top : top + input_shape[2], left : left + input_shape[3]])
+    return xp.ascontiguousarray(padded[:, :, top : top + input_shape[2], left : left + input_shape[3]])
 
 
 def deconvnet(model, x, layer, channel):
@@ -56,8 +56,8 @@ def deconvnet(model, x, layer, channel):
     ----------
     model : Sequential
         A flat network, e.g. a cnnkit.models network.
-    x : numpy.ndarray
-        An input batch (N, C, H, W) the model takes.
+    x : numpy.ndarray or cupy.ndarray
+        An input batch (N, C, H, W) the model takes, on the model's device.
     layer : int
         Index of the layer whose output is projected (negative counts from the end).
     channel : int
@@ -100,7 +100,7 @@ def deconvnet(model, x, layer, channel):
         )
     if not 0 <= channel < out.shape[1]:
         raise ValueError(f"deconvnet: channel: expected an index in [0, {out.shape[1]}), got {channel}")
-    signal = np.zeros_like(out)
+    signal = _device.array_module(out).zeros_like(out)
     signal[:, channel] = out[:, channel]
     for m, input_shape in zip(reversed(layers[: layer + 1]), reversed(inputs)):
         if isinstance(m, ReLU):

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .. import _random
+from .. import _device, _random
 from .. import functional as F
 from .._args import boolean, conv_padding, integer, pair, real
 from .module import _FLOAT_DTYPES, Module, Parameter, _is_array
@@ -90,9 +90,14 @@ def _check_array(x, layer, name="input", floating=True):
     if not _is_array(x):
         kind = "a numpy.ndarray of float32 or float64" if floating else "a numpy.ndarray"
         raise TypeError(f"{layer}: {name}: expected {kind}, got {type(x).__name__}")
-    if floating and isinstance(x, np.ndarray) and x.dtype not in _FLOAT_DTYPES:
+    if floating and _native(x) and x.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{layer}: {name}: expected a float32 or float64 array, got {x.dtype}")
     return x
+
+
+def _native(x):
+    """A NumPy or CuPy array; other CUDA arrays (a torch tensor) are left to cnnkit.functional."""
+    return isinstance(x.dtype, np.dtype)
 
 
 def _check_ndim(x, layer, ndim, layout, at_least=False):
@@ -102,11 +107,19 @@ def _check_ndim(x, layer, ndim, layout, at_least=False):
         raise ValueError(f"{layer}: input: expected {want} {layout}, got {x.ndim}-D shape {tuple(x.shape)}")
 
 
-def _check_dtype(x, layer, dtype):
-    """An input of another dtype than the layer's parameters (the kernels take one dtype)."""
-    if dtype is not None and isinstance(x, np.ndarray) and x.dtype != dtype:
+def _check_like(x, layer, like):
+    """An input on another device, or of another dtype, than the layer's parameters
+    (array like; None for a layer without any): the kernels take one of each."""
+    if like is None or not _native(x):
+        return
+    if _device.place(x) != _device.place(like):
         raise TypeError(
-            f"{layer}: input: expected {dtype} (the dtype of the layer's parameters; convert the input with "
+            f"{layer}: input: expected an array on {_device.describe(like)} (the device of the layer's parameters; "
+            f"move the input, or the layer with .to), got one on {_device.describe(x)}"
+        )
+    if x.dtype != like.dtype:
+        raise TypeError(
+            f"{layer}: input: expected {like.dtype} (the dtype of the layer's parameters; convert the input with "
             f".astype or the layer with .to), got {x.dtype}"
         )
 
@@ -239,7 +252,7 @@ class Linear(Module):
                 f"Linear: input: expected shape (..., {self.in_features}) (in_features = {self.in_features} "
                 f"in the last dim), got shape {tuple(x.shape)}"
             )
-        _check_dtype(x, "Linear", self.weight.dtype)
+        _check_like(x, "Linear", self.weight.data)
         self._save(x)
         return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
 
@@ -308,7 +321,7 @@ class _ConvBase(Module):
             raise ValueError(
                 f"{name}: input: expected shape[1] == in_channels = {self.in_channels}, got shape {tuple(x.shape)}"
             )
-        _check_dtype(x, name, self.weight.dtype)
+        _check_like(x, name, self.weight.data)
         self._save(x)
         return self._op[0](x, self.weight.data, None if self.bias is None else self.bias.data, **self._args())
 
@@ -1364,12 +1377,11 @@ class BatchNorm2d(Module):
             self.running_mean = None
             self.running_var = None
 
-    def _layer_dtype(self):
-        """The dtype of the parameters or buffers; None (any float) without either."""
-        for a in (self.weight, self.running_mean):
-            if a is not None:
-                return a.dtype
-        return None
+    def _layer_array(self):
+        """An array of the parameters or buffers (their dtype and device); None without either."""
+        if self.weight is not None:
+            return self.weight.data
+        return self.running_mean
 
     def forward(self, x):
         """Normalise with the batch's statistics (training; the running ones are
@@ -1391,7 +1403,7 @@ class BatchNorm2d(Module):
                 f"BatchNorm2d: input: expected shape[1] == num_features = {self.num_features}, "
                 f"got shape {tuple(x.shape)}"
             )
-        _check_dtype(x, "BatchNorm2d", self._layer_dtype())
+        _check_like(x, "BatchNorm2d", self._layer_array())
         gamma = self.weight.data if self.affine else None
         beta = self.bias.data if self.affine else None
         use_batch_stats = self.training or not self.track_running_stats

@@ -4,8 +4,7 @@ reduction='none'); `crit.backward()` returns the gradient with respect to `outpu
 import numbers
 import re
 
-import numpy as np
-
+from .. import _device
 from .. import functional as F
 from .module import Module, _is_array
 
@@ -74,7 +73,7 @@ class _Loss(Module):
         """
         name = type(self).__name__
         (output, target) = self._saved()
-        if isinstance(grad_output, np.ndarray) and grad_output.ndim:
+        if _is_array(grad_output) and grad_output.ndim:
             expected = self.__dict__.get("_forward_output_shape")
             if self.reduction != "none":
                 raise TypeError(
@@ -85,12 +84,17 @@ class _Loss(Module):
                 raise ValueError(
                     f"{name}.backward: grad_output: expected shape {expected} (the loss's), got {grad_output.shape}"
                 )
-        elif isinstance(grad_output, bool) or not isinstance(grad_output, (numbers.Real, np.ndarray)):
+        elif isinstance(grad_output, bool) or not (isinstance(grad_output, numbers.Real) or _is_array(grad_output)):
             raise TypeError(f"{name}.backward: grad_output: expected a real number, got {type(grad_output).__name__}")
         grad = self._gradient(output, target)
-        if np.isscalar(grad_output) and grad_output == 1.0:
-            return grad
-        scale = np.asarray(grad_output, dtype=grad.dtype)
+        if not _is_array(grad_output):  # a number: a kernel argument, never a host-to-device copy
+            return grad if grad_output == 1.0 else grad * grad.dtype.type(grad_output)
+        if _device.place(grad_output) != _device.place(grad):
+            raise TypeError(
+                f"{name}.backward: grad_output: expected an array on {_device.describe(grad)} (the loss's device), "
+                f"got one on {_device.describe(grad_output)}"
+            )
+        scale = grad_output.astype(grad.dtype, copy=False)
         if self.reduction == "none" and scale.ndim:
             scale = scale.reshape(scale.shape + (1,) * (grad.ndim - scale.ndim))
         return grad * scale

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .. import _device
 from .._args import boolean
 
 __all__ = ["Parameter", "Module", "Sequential"]
@@ -38,15 +39,16 @@ class Parameter:
     Parameters
     ----------
     data : array_like
-        The initial value, float32 or float64; stored as a C-contiguous ndarray.
+        The initial value, float32 or float64; stored as a C-contiguous ndarray (a
+        cupy.ndarray stays one, on its device).
 
     Attributes
     ----------
-    data : numpy.ndarray
+    data : numpy.ndarray or cupy.ndarray
         The value. Optimisers update it in place.
-    grad : numpy.ndarray
-        The accumulated gradient, same shape and dtype as ``data``; ``backward`` adds
-        to it and ``Module.zero_grad`` resets it.
+    grad : numpy.ndarray or cupy.ndarray
+        The accumulated gradient, same shape, dtype and device as ``data``;
+        ``backward`` adds to it and ``Module.zero_grad`` resets it.
 
     Raises
     ------
@@ -57,11 +59,12 @@ class Parameter:
     __slots__ = ("data", "grad")
 
     def __init__(self, data):
-        array = np.ascontiguousarray(data)
+        xp = _device.array_module(data)
+        array = xp.ascontiguousarray(data)
         if array.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"Parameter: data: expected a float32 or float64 array, got {array.dtype}")
         self.data = array
-        self.grad = np.zeros_like(array)
+        self.grad = xp.zeros_like(array)
 
     @property
     def shape(self):
@@ -103,8 +106,15 @@ class Parameter:
         ------
         ValueError
             If copy is False and dtype differs from ``data``'s dtype.
+        TypeError
+            If ``data`` is on a GPU (NumPy would need a device-to-host copy).
         """
         array = self.data
+        if type(array) is not np.ndarray and _device.array_module(array) is not np:
+            raise TypeError(
+                f"Parameter.__array__: data: expected a host array for NumPy, got one on {_device.describe(array)} "
+                "(move its module with .cpu(), or copy it with cupy.asnumpy)"
+            )
         if dtype is not None and np.dtype(dtype) != array.dtype:
             if copy is False:
                 raise ValueError(
@@ -116,6 +126,11 @@ class Parameter:
 
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+def _host_copy(a):
+    host = _device.to_host(a)
+    return host.copy() if host is a else host
 
 
 def _output_shape(out):
@@ -423,14 +438,17 @@ class Module:
         """Set eval mode (dropout off, batch norm on running statistics); returns self."""
         return self.train(False)
 
-    def to(self, dtype):
-        """Convert parameters (and their gradients) and buffers to dtype, in place.
+    def to(self, target):
+        """Move parameters (and their gradients) and buffers to a device, or convert
+        them to a dtype, in place; the Parameter objects stay (an optimiser keeps them).
 
         Saved forward state is cleared, so backward needs a new forward.
 
         Parameters
         ----------
-        dtype : numpy.float32 or numpy.float64
+        target : str or dtype
+            A device, "cpu", "cuda" (the current CUDA device) or "cuda:N"; or a dtype,
+            numpy.float32 or numpy.float64.
 
         Returns
         -------
@@ -440,34 +458,87 @@ class Module:
         Raises
         ------
         TypeError
-            If dtype is not float32 or float64.
+            If target is neither a device nor float32 or float64.
+        ValueError
+            If target is a malformed device ("cuda:x"), or "cuda:N" beyond the devices.
+        RuntimeError
+            For "cuda" where CuPy is not installed or sees no GPU.
         """
+        name = type(self).__name__
+        if isinstance(target, str) and target.startswith(("cpu", "cuda")):
+            return self._move(*_device.parse_device(target, f"{name}.to: device"), f"{name}.to: device")
         try:
-            target = None if dtype is None else np.dtype(dtype)
+            dtype = None if target is None else np.dtype(target)
         except TypeError:
-            target = None
-        if target is None or target not in _FLOAT_DTYPES:  # (None == np.dtype("float64") is True)
-            raise TypeError(f"{type(self).__name__}.to: dtype: expected float32 or float64, got {dtype!r}")
+            dtype = None
+        if dtype is None or dtype not in _FLOAT_DTYPES:  # (None == np.dtype("float64") is True)
+            raise TypeError(
+                f"{name}.to: dtype: expected float32 or float64 (or a device: 'cpu', 'cuda', 'cuda:N'), got {target!r}"
+            )
+        return self._apply(lambda a: a.astype(dtype))
+
+    def cuda(self, device=None):
+        """Move parameters, gradients and buffers to a CUDA device (as ``to``).
+
+        Parameters
+        ----------
+        device : int, optional
+            The device index; default the current CUDA device.
+
+        Returns
+        -------
+        Module
+            self.
+
+        Raises
+        ------
+        TypeError
+            If device is not an int.
+        ValueError
+            If device is negative or beyond the devices.
+        RuntimeError
+            Where CuPy is not installed or sees no GPU.
+        """
+        where = f"{type(self).__name__}.cuda: device"
+        if device is not None:
+            if isinstance(device, bool) or not isinstance(device, (int, np.integer)):
+                raise TypeError(f"{where}: expected an int device index, got {type(device).__name__}")
+            if device < 0:
+                raise ValueError(f"{where}: expected a device index >= 0, got {device}")
+            device = int(device)
+        return self._move("cuda", device, where)
+
+    def cpu(self):
+        """Move parameters, gradients and buffers to the host (as ``to("cpu")``); returns self."""
+        return self._move("cpu", None, f"{type(self).__name__}.cpu")
+
+    def _move(self, kind, index, where):
+        if kind == "cuda":
+            _device.cuda_module(where, index)
+        return self._apply(lambda a: _device.to_device(a, kind, index))
+
+    def _apply(self, convert):
+        """Replace every parameter's data and grad, and every buffer, by convert(it)."""
         for p in self.parameters():
-            p.data = p.data.astype(target)
-            p.grad = p.grad.astype(target)
+            p.data = convert(p.data)
+            p.grad = convert(p.grad)
         for module in self.modules():
             for name, b in list(module._buffers.items()):
-                module.register_buffer(name, b.astype(target))
+                module.register_buffer(name, convert(b))
         for module in self.modules():
             module.clear_state()
         return self
 
     def state_dict(self):
-        """Copies of every parameter and buffer.
+        """Host copies of every parameter and buffer (on any device).
 
         Returns
         -------
         collections.OrderedDict
-            Dotted name -> ndarray copy; parameters first, then buffers.
+            Dotted name -> numpy.ndarray copy; parameters first, then buffers.
         """
-        state = OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
-        state.update((name, b.copy()) for name, b in self.named_buffers())
+        state = OrderedDict((name, _host_copy(p.data)) for name, p in self.named_parameters())
+        state.update((name, _host_copy(b)) for name, b in self.named_buffers())
         return state
 
     def load_state_dict(self, state_dict, strict=True):
@@ -476,7 +547,8 @@ class Module:
         Parameters
         ----------
         state_dict : mapping
-            Dotted name -> array, as ``state_dict()`` returns.
+            Dotted name -> array (NumPy or CuPy: each is copied to its target's
+            device), as ``state_dict()`` returns.
         strict : bool, default True
             Refuse keys the module does not have.
 
@@ -507,13 +579,13 @@ class Module:
         if strict and unexpected:
             raise ValueError(f"load_state_dict: unexpected key(s) {', '.join(map(repr, unexpected))}")
         for key, target in targets.items():
-            value = np.asarray(state_dict[key])
-            if value.shape != target.shape:
+            shape = np.shape(state_dict[key])
+            if shape != target.shape:
                 raise ValueError(
-                    f"load_state_dict: {key!r}: expected shape {target.shape}, got {value.shape}"
+                    f"load_state_dict: {key!r}: expected shape {target.shape}, got {shape}"
                 )
         for key, target in targets.items():
-            target[...] = state_dict[key]
+            target[...] = _device.move_like(state_dict[key], target)
         return self
 
     def save(self, path):
