@@ -5,7 +5,7 @@ import scipy_openblas32 as _openblas  # noqa: F401  loads OpenBLAS before _C lin
 from . import _C, _args
 from . import functional
 from . import functional as F
-from . import data, models, nn, optim
+from . import classic, data, models, nn, optim
 from ._random import manual_seed
 from .gradcheck import gradcheck
 from .summary import summary
@@ -136,6 +136,7 @@ __all__ = [
     "optim",
     "models",
     "data",
+    "classic",
     "gradcheck",
     "summary",
     "manual_seed",

@@ -100,3 +100,61 @@ def weight_kernel_hw(weight, op):
     if shape is None or len(shape) != 4:
         return (1, 1)  # C++ reports the bad weight with its full message
     return (int(shape[2]), int(shape[3]))
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_matrix(v, op, name):
+    """v as a C-contiguous 2-D float32 or float64 ndarray of finite values (copied
+    only where it is not one already); TypeError for another dtype, ValueError for
+    another number of dimensions, no feature columns, or a NaN or infinity."""
+    a = np.asarray(v)
+    if a.dtype not in _FLOATS:
+        raise TypeError(f"{op}: {name}: expected a float32 or float64 array, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{op}: {name}: expected a 2-D array (n_samples, n_features), got shape {a.shape}")
+    if a.shape[1] == 0:
+        raise ValueError(f"{op}: {name}: expected at least one feature, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        row = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])
+        raise ValueError(f"{op}: {name}: expected finite values, got NaN or infinity in row {row}")
+    return np.ascontiguousarray(a)
+
+
+def int_labels(v, op, name, n):
+    """v as a 1-D int64 ndarray of length n; TypeError for a non-integer dtype (bool
+    included), ValueError for another shape."""
+    a = np.asarray(v)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{op}: {name}: expected an integer array of labels, got dtype {a.dtype}")
+    if a.shape != (n,):
+        raise ValueError(f"{op}: {name}: expected shape ({n},), one label per sample, got shape {a.shape}")
+    if a.dtype.kind == "u" and a.size and a.max() > _INT64_MAX:
+        raise ValueError(f"{op}: {name}: expected labels within the int64 range, got {a.max()}")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def choice(v, op, name, options):
+    """v, one of the strings in options; TypeError for a non-string, ValueError otherwise."""
+    listed = ", ".join(repr(o) for o in options)
+    if not isinstance(v, str):
+        raise TypeError(f"{op}: {name}: expected one of {listed}, got {type(v).__name__}")
+    if v not in options:
+        raise ValueError(f"{op}: {name}: expected one of {listed}, got {v!r}")
+    return v
+
+
+def positive(v, op, name, low=1):
+    """v as an int >= low (1 unless told)."""
+    v = integer(v, op, name)
+    if v < low:
+        raise ValueError(f"{op}: {name}: expected an int >= {low}, got {v}")
+    return v
+
+
+def seed(v, op, name="seed"):
+    """v as None or a non-negative int, for numpy.random.default_rng."""
+    if v is None:
+        return None
+    return positive(v, op, name, low=0)
