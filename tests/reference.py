@@ -625,3 +625,107 @@ def lp_pool2d_grad(grad_out, x, norm_type, kernel_size, stride=None, ceil_mode=F
         # d/d(out) of out^(1/p), times d(out)/d(avg) = kH * kW.
         d_avg = np.where(out != 0, g * out ** (1.0 / p - 1.0) / p * kh * kw, 0.0)
         return avg_pool2d_grad(d_avg, x.shape, kernel_size, stride, 0, ceil_mode, True) * p * x ** (p - 1)
+
+
+# ---------------------------------------------------------------------------
+# Classic methods: pairwise distances, k nearest neighbours, Lloyd's k-means,
+# linear softmax and hinge losses
+# ---------------------------------------------------------------------------
+
+
+def pairwise_distances(A, B, metric="l2"):
+    """Distances between the rows of A and B by broadcasting, in float64."""
+    diff = np.asarray(A, dtype=np.float64)[:, None, :] - np.asarray(B, dtype=np.float64)[None, :, :]
+    if metric == "l1":
+        return np.abs(diff).sum(axis=2)
+    sq = (diff * diff).sum(axis=2)
+    return np.sqrt(sq) if metric == "l2" else sq
+
+
+def kneighbors(X_train, Q, k, metric="l2"):
+    """(dist, idx) of the k nearest training rows by a full sort on (distance, index)."""
+    d = pairwise_distances(Q, X_train, metric)
+    idx = np.empty((len(Q), k), dtype=np.int64)
+    for i, row in enumerate(d):
+        idx[i] = np.lexsort((np.arange(len(row)), row))[:k]
+    return np.take_along_axis(d, idx, axis=1), idx
+
+
+def knn_predict(X_train, y_train, Q, k, metric="l2"):
+    """Majority label of the k nearest (kneighbors' order); a tied vote to the smallest label."""
+    _, idx = kneighbors(X_train, Q, k, metric)
+    out = []
+    for row in np.asarray(y_train)[idx]:
+        labels, counts = np.unique(row, return_counts=True)  # labels ascending
+        out.append(labels[np.argmax(counts)])
+    return np.array(out, dtype=np.int64)
+
+
+def kmeans_lloyd(X, init, max_iter=300, tol=1e-4):
+    """Lloyd's algorithm as scikit-learn's KMeans(algorithm="lloyd") defines it: tol
+    times the mean feature variance bounds the total squared centre shift; stop when
+    the labels repeat; an empty cluster takes the point farthest from its (old)
+    centre, ties to the lowest index; labels and inertia of the final centres.
+    Returns (labels, centres, inertia, n_iter), in float64."""
+    X = np.asarray(X, dtype=np.float64)
+    centers = np.array(init, dtype=np.float64)
+    k = len(centers)
+    tol = np.mean(np.var(X, axis=0)) * tol
+    labels_old = np.full(len(X), -1)
+    strict = False
+    for it in range(max_iter):
+        d = pairwise_distances(X, centers, "sqeuclidean")
+        labels = np.argmin(d, axis=1)  # the first minimum: the lowest centre index
+        sums = np.zeros_like(centers)
+        np.add.at(sums, labels, X)
+        counts = np.bincount(labels, minlength=k).astype(np.float64)
+        empty = np.flatnonzero(counts == 0)
+        if len(empty):
+            gaps = ((X - centers[labels]) ** 2).sum(axis=1)
+            far = np.lexsort((np.arange(len(X)), -gaps))[: len(empty)]
+            for c, f in zip(empty, far):
+                sums[labels[f]] -= X[f]
+                counts[labels[f]] -= 1
+                sums[c], counts[c] = X[f], 1
+        new = sums / counts[:, None]
+        shift = ((new - centers) ** 2).sum()
+        centers = new
+        if np.array_equal(labels, labels_old):
+            strict = True
+            break
+        if shift <= tol:
+            break
+        labels_old = labels
+    if not strict:
+        labels = np.argmin(pairwise_distances(X, centers, "sqeuclidean"), axis=1)
+    inertia = ((X - centers[labels]) ** 2).sum()
+    return labels, centers, inertia, it + 1
+
+
+def softmax_loss(W, b, X, y, reg=0.0):
+    """Mean cross-entropy of softmax(X W^T + b) plus reg * sum(W^2): (loss, dW, db)."""
+    W, b, X = (np.asarray(a, dtype=np.float64) for a in (W, b, X))
+    n = len(X)
+    s = X @ W.T + b
+    s -= s.max(axis=1, keepdims=True)
+    p = np.exp(s) / np.exp(s).sum(axis=1, keepdims=True)
+    loss = -np.log(p[np.arange(n), y]).mean() + reg * (W * W).sum()
+    g = p.copy()
+    g[np.arange(n), y] -= 1
+    g /= n
+    return loss, g.T @ X + 2 * reg * W, g.sum(axis=0)
+
+
+def svm_loss(W, b, X, y, reg=0.0):
+    """Mean multiclass hinge sum_{j != y} max(0, s_j - s_y + 1) plus reg * sum(W^2): (loss, dW, db)."""
+    W, b, X = (np.asarray(a, dtype=np.float64) for a in (W, b, X))
+    n = len(X)
+    s = X @ W.T + b
+    margins = s - s[np.arange(n), y][:, None] + 1
+    margins[np.arange(n), y] = 0
+    active = (margins > 0).astype(np.float64)
+    loss = np.maximum(margins, 0).sum() / n + reg * (W * W).sum()
+    g = active
+    g[np.arange(n), y] = -active.sum(axis=1)
+    g /= n
+    return loss, g.T @ X + 2 * reg * W, g.sum(axis=0)

@@ -592,7 +592,8 @@ class _LinearClassifier(_Estimator):
         -------
         ndarray of int64, shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        scores = self.decision_function(X)
+        return self.classes_[np.argmax(scores, axis=1)]
 
     def predict_proba(self, X):
         """The softmax of the class scores.
