@@ -4,6 +4,8 @@ k-means with scikit-learn's semantics, the linear losses' gradients by finite
 differences, the classifiers, splits and cross-validation; one result on any number
 of threads; every error path."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -395,3 +397,40 @@ ERRORS = [
 def test_errors_name_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+# ---- `cnnkit classify`
+
+
+@pytest.mark.parametrize("method, floor", [("knn", 97.0), ("softmax", 94.0), ("svm", 93.0)])
+def test_cli_classify_prints_accuracy_and_time(capsys, method, floor):
+    pytest.importorskip("sklearn")
+    from cnnkit import cli
+
+    assert cli.main(["classify", "--method", method]) == 0
+    out = capsys.readouterr().out
+    match = re.fullmatch(r"test accuracy: ([\d.]+)% \((\d+)/359\), (\w+) \(.*\) on digits, [\d.]+ s\n", out)
+    assert match, out
+    assert float(match.group(1)) >= floor and match.group(3) == method
+
+
+def test_cli_classify_kmeans_prints_inertia(capsys, num_threads):
+    pytest.importorskip("sklearn")
+    from cnnkit import cli
+
+    assert cli.main(["classify", "--method", "kmeans", "--k", "12", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"inertia: [\d.]+, kmeans \(k=12\) on digits, \d+ iterations; test accuracy of the "
+                        r"clusters' majority labels: [\d.]+%, [\d.]+ s\n", out), out
+    assert cnnkit.get_num_threads() == 1
+
+
+def test_cli_classify_errors(capsys):
+    pytest.importorskip("sklearn")
+    from cnnkit import cli
+
+    assert cli.main(["classify", "--k", "50", "--limit", "20"]) == 1
+    assert "cnnkit classify: error: --k 50 is more than the 20 training samples" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["classify", "--method", "tree"])
+    assert e.value.code == 2

@@ -4,6 +4,8 @@
                  [--seed S] [--threads N] [--batch-size B] [--lr LR] [--limit N] [--save PATH]
                  [--device cpu|cuda|cuda:N]
     cnnkit bench [--quick] [--threads N] [--device cpu|cuda|cuda:N]
+    cnnkit classify [--method knn|softmax|svm|kmeans] [--k K] [--data ...] [--seed S]
+                    [--threads N] [--epochs N] [--lr LR] [--reg R] [--limit N]
 
 `cnnkit train` with no arguments trains LeNet-5 on scikit-learn's bundled digits and
 ends with a line giving the test accuracy. Progress (and where --save wrote the
@@ -22,6 +24,7 @@ import numpy as np
 from . import _device
 
 MODELS = ("lenet", "mlp")
+CLASSIC_METHODS = ("knn", "softmax", "svm", "kmeans")
 
 
 class CommandError(Exception):
@@ -91,7 +94,7 @@ def build_parser():
     argparse.ArgumentParser
     """
     parser = argparse.ArgumentParser(prog="cnnkit", description="cnnkit: CNN kernels with a NumPy API.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,bench,classify}")
     sub.required = True
 
     train = sub.add_parser("train", help="train a network and report its test accuracy")
@@ -122,7 +125,95 @@ def build_parser():
     bench.add_argument(
         "--device", type=_device_arg, default="cpu", help="cpu, or cuda[:N]: against torch on CUDA (default: cpu)"
     )
+
+    classify = sub.add_parser("classify", help="a classic method (cnnkit.classic) on flattened images")
+    classify.add_argument("--method", choices=CLASSIC_METHODS, default="knn", help="method (default: knn)")
+    classify.add_argument(
+        "--k", type=_positive_int, default=None,
+        help="knn: neighbours (default: chosen by 5-fold cross-validation); kmeans: clusters (default: classes)",
+    )
+    classify.add_argument("--data", type=_data_spec, default="digits", metavar="{digits,mnist:DIR,cifar10:DIR}",
+                          help="dataset (default: digits)")
+    classify.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    classify.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
+    classify.add_argument("--epochs", type=_positive_int, default=50, help="softmax/svm: SGD epochs (default: 50)")
+    classify.add_argument("--lr", type=_positive_float, default=0.1, help="softmax/svm: learning rate (default: 0.1)")
+    classify.add_argument("--reg", type=float, default=1e-4, help="softmax/svm: L2 regularisation (default: 1e-4)")
+    classify.add_argument("--limit", type=_positive_int, default=None, help="train on the first N samples only")
     return parser
+
+
+def classify(args, out=None):
+    """Run `cnnkit classify`: fit a classic method and print one result line to out.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        As build_parser() parses `classify ...`.
+    out : file, optional
+        Default sys.stdout.
+
+    Returns
+    -------
+    int
+        0.
+
+    Raises
+    ------
+    CommandError
+        If the dataset cannot be loaded, or --k is larger than the training set.
+    """
+    import cnnkit
+    from . import classic, data
+
+    out = out or sys.stdout
+    if args.threads is not None:
+        cnnkit.set_num_threads(args.threads)
+    try:
+        ds = data.load_dataset(args.data)
+    except (ImportError, OSError, ValueError) as e:
+        raise CommandError(f"cannot load {args.data!r}: {e}") from None
+    x_train, y_train = ds.x_train.reshape(len(ds.x_train), -1), ds.y_train
+    x_test = ds.x_test.reshape(len(ds.x_test), -1)
+    if args.limit is not None:
+        x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    if args.k is not None and args.k > len(x_train):
+        raise CommandError(f"--k {args.k} is more than the {len(x_train)} training samples")
+    start = time.perf_counter()
+    if args.method == "kmeans":
+        k = args.k or ds.num_classes
+        model = classic.KMeans(n_clusters=k, n_init=3, seed=args.seed).fit(x_train)
+        # Each cluster predicts its most common training label.
+        votes = np.zeros((k, int(y_train.max()) + 1), dtype=np.int64)
+        np.add.at(votes, (model.labels_, y_train), 1)
+        correct = int(np.sum(np.argmax(votes, axis=1)[model.predict(x_test)] == ds.y_test))
+        out.write(
+            f"inertia: {model.inertia_:.2f}, kmeans (k={k}) on {ds.name}, {model.n_iter_} iterations; "
+            f"test accuracy of the clusters' majority labels: {100 * correct / len(x_test):.2f}%, "
+            f"{time.perf_counter() - start:.2f} s\n"
+        )
+        return 0
+    if args.method == "knn":
+        k = args.k
+        if k is None:
+            candidates = [c for c in (1, 3, 5, 7, 9) if c <= len(x_train) * 4 // 5]
+            cv = [classic.cross_val_score(classic.KNearestNeighbors(c), x_train, y_train, folds=5, seed=args.seed).mean()
+                  for c in candidates]
+            k = candidates[int(np.argmax(cv))]
+        model, name = classic.KNearestNeighbors(n_neighbors=k), f"knn (k={k})"
+    else:
+        # Standardised features: SGD's step suits every feature alike.
+        mean, std = x_train.mean(axis=0), x_train.std(axis=0) + np.float32(1e-6)
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        cls = classic.LinearSoftmax if args.method == "softmax" else classic.LinearSVM
+        model = cls(reg=args.reg, learning_rate=args.lr, epochs=args.epochs, seed=args.seed)
+        name = f"{args.method} ({args.epochs} epochs)"
+    correct = int(np.sum(model.fit(x_train, y_train).predict(x_test) == ds.y_test))
+    out.write(
+        f"test accuracy: {100 * correct / len(x_test):.2f}% ({correct}/{len(x_test)}), {name} on {ds.name}, "
+        f"{time.perf_counter() - start:.2f} s\n"
+    )
+    return 0
 
 
 def _build_model(name, shape, num_classes):
@@ -301,7 +392,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return train(args) if args.command == "train" else bench(args)
+        return {"train": train, "bench": bench, "classify": classify}[args.command](args)
     except CommandError as e:
         sys.stderr.write(f"cnnkit {args.command}: error: {e}\n")
         return 1
