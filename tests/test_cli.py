@@ -143,7 +143,7 @@ def test_bench_calls_cnnkit_bench_run(monkeypatch, args, expected):
 def test_python_dash_m_cnnkit():
     result = run_cli("--help", module="cnnkit")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: cnnkit") and "{train,bench}" in result.stdout
+    assert result.stdout.startswith("usage: cnnkit") and "{train,bench,classify}" in result.stdout
     result = run_cli("train", "--model", "resnet", module="cnnkit")
     assert result.returncode == 2 and "invalid choice: 'resnet'" in result.stderr
 
