@@ -58,6 +58,15 @@ def cuda_module(where, index=None):
     return cupy
 
 
+def require(device, where):
+    """(kind, index) of a device string, once that device is known to run here (the
+    errors of parse_device and cuda_module, naming where)."""
+    kind, index = parse_device(device, where)
+    if kind == "cuda":
+        cuda_module(f"{where} {device}", index)
+    return kind, index
+
+
 def to_device(a, kind, index=None):
     """a on the host (kind "cpu": a NumPy array) or on CUDA device index (the current one
     for None); a itself when it is there already."""

@@ -12,7 +12,12 @@ median per call after warm-up. Yardsticks are measured in the same run: for a
 convolution, a bare sgemm (cnnkit._C.matmul) of the shape its forward pass lowers
 to; for a bandwidth-bound layer, the machine's copy bandwidth (np.copyto, 64 MiB).
 
-    python -m cnnkit.bench [--quick] [--threads N]
+    python -m cnnkit.bench [--quick] [--threads N] [--device cpu|cuda|cuda:N]
+
+On a GPU (device "cuda"), the inputs are copied to the device once, before timing, and
+every sample waits for the device at its end; torch runs on CUDA there when it was built
+with CUDA (else cnnkit is timed alone), and the yardsticks are CuPy's sgemm (cuBLAS)
+and device copy bandwidth (cupy.copyto, 64 MiB).
 
 cnnkit never needs torch: it is imported here only when a benchmark runs, if present.
 """
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _C
+from . import _C, _device
 from . import functional as _functional
 
 F32 = np.float32
@@ -240,6 +245,23 @@ CONV_CASES = [
 
 def _leaf(torch, a):
     return torch.tensor(a, requires_grad=True)
+
+
+class _TorchOn:
+    """torch whose from_numpy and tensor put their tensors on a device (the cases'
+    torch factories take host arrays)."""
+
+    def __init__(self, torch, device):
+        self._torch, self._device = torch, device
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)
+
+    def from_numpy(self, a):
+        return self._torch.from_numpy(a).to(self._device)
+
+    def tensor(self, a, **kwargs):
+        return self._torch.tensor(a, device=self._device, **kwargs)
 
 
 def _fresh_grads(leaves):
@@ -598,7 +620,7 @@ def _batch(n, settings):
 
 
 def _to_numpy(outputs):
-    return tuple(o.detach().numpy() if hasattr(o, "detach") else o for o in outputs)
+    return tuple(_device.to_host(o) for o in outputs)
 
 
 def _compare(what, got, want):
@@ -703,22 +725,25 @@ class Benchmark:
             return ("output", "grad_input", "grad_weight", "grad_bias") if self.backward else ("output",)
         return self.case.output_names(self.backward)
 
-    def prepare(self, settings=FULL):
+    def prepare(self, settings=FULL, device=("cpu", None)):
+        """The benchmark with its inputs; cnnkit's on device ((kind, index) as
+        cnnkit._device.parse_device gives), torch's tensors there too."""
         rng = np.random.default_rng(zlib.crc32(self.id.encode()))
         if self.kind == "conv":
-            return self._prepare_conv(rng, settings)
+            return self._prepare_conv(rng, settings, device)
         shape = (_batch(self.case.shape[0], settings),) + self.case.shape[1:]
         a = self.case.inputs(rng, shape)
+        on_device = {k: _device.to_device(v, *device) for k, v in a.items()}
         return Prepared(
             self,
             self.case.describe(shape),
-            self.case.cnnkit(_functional, a, self.backward),
+            self.case.cnnkit(_functional, on_device, self.backward),
             lambda torch: self.case.torch(torch, a, self.backward),
             lambda: self.case.reference(a, self.backward),
             self.case.nbytes(a, self.backward),
         )
 
-    def _prepare_conv(self, rng, settings):
+    def _prepare_conv(self, rng, settings, device):
         c, backward, F = self.case, self.backward, _functional
         n = _batch(c.batch, settings)
         s, p, d, g = c.stride, c.padding, c.dilation, c.groups
@@ -737,11 +762,13 @@ class Benchmark:
         fwd = F.conv_transpose2d if c.transposed else F.conv2d
         bwd = getattr(F, "conv_transpose2d_backward" if c.transposed else "conv2d_backward", None)
         algorithm = getattr(F, "conv_transpose2d_algorithm" if c.transposed else "conv2d_algorithm", None)
-        kernel = algorithm(x, w, **kw) if algorithm is not None else None
+        # the CPU's algorithms (the GPU's convolution is im2col + cuBLAS, or direct depthwise)
+        kernel = algorithm(x, w, **kw) if algorithm is not None and device[0] == "cpu" else None
+        xd, wd, bd, gyd = (_device.to_device(v, *device) for v in (x, w, b, gy))
 
         def cnnkit_fn():
-            y = fwd(x, w, b, **kw)
-            return (y, *bwd(gy, x, w, **kw)) if backward else (y,)
+            y = fwd(xd, wd, bd, **kw)
+            return (y, *bwd(gyd, xd, wd, **kw)) if backward else (y,)
 
         def torch_factory(torch):
             tf = torch.nn.functional
@@ -796,44 +823,49 @@ def all_benchmarks():
 # ---- timing
 
 
-def _sample(fn, loops):
+def _sample(fn, loops, sync):
     t0 = time.perf_counter()
     for _ in range(loops):
         fn()
+    if sync is not None:  # the device's queued work is part of the sample
+        sync()
     return (time.perf_counter() - t0) / loops
 
 
-def time_interleaved(fns, settings=FULL):
+def time_interleaved(fns, settings=FULL, sync=None):
     """Median seconds per call of each function. After a warm-up call each, a calibration
     call sets how many calls make one sample; then samples are taken in turns (f, g, f, g...)
     so that the functions see the same machine state, each after a pause that lets the
     previous function's spinning threads go to sleep and a few untimed calls that wake
-    the cores up again."""
+    the cores up again. sync (a GPU's synchronize) ends every sample."""
     for fn in fns:
         fn()
-    loops = [min(10_000, max(1, math.ceil(settings.min_sample_s / max(_sample(fn, 1), 1e-7)))) for fn in fns]
+    loops = [min(10_000, max(1, math.ceil(settings.min_sample_s / max(_sample(fn, 1, sync), 1e-7)))) for fn in fns]
     samples = [[] for _ in fns]
     for _ in range(settings.repeats):
         for fn, n, s in zip(fns, loops, samples):
             time.sleep(settings.settle_s)
-            _sample(fn, max(1, math.ceil(n * settings.rewarm_share)))
-            s.append(_sample(fn, n))
+            _sample(fn, max(1, math.ceil(n * settings.rewarm_share)), sync)
+            s.append(_sample(fn, n, sync))
     return [statistics.median(s) for s in samples]
 
 
-def copy_bandwidth(settings=FULL):
-    """The machine's copy bandwidth in GB/s: np.copyto of 64 MiB of float32 (read + write)."""
-    src = np.ones(16 * 2**20, F32)
-    dst = np.zeros_like(src)
-    (t,) = time_interleaved([lambda: np.copyto(dst, src)], settings)
+def copy_bandwidth(settings=FULL, xp=np, sync=None):
+    """The copy bandwidth in GB/s: xp.copyto of 64 MiB of float32 (read + write); xp is
+    numpy (the host's memory) or cupy (the GPU's)."""
+    src = xp.ones(16 * 2**20, F32)
+    dst = xp.zeros_like(src)
+    (t,) = time_interleaved([lambda: xp.copyto(dst, src)], settings, sync)
     return 2 * src.nbytes / t / 1e9
 
 
-def _sgemm(gemm, rng):
+def _sgemm(gemm, rng, device):
     m, k, n = gemm
-    a = rng.standard_normal((m, k), F32)
-    b = rng.standard_normal((k, n), F32)
-    return lambda: _C.matmul(a, b)
+    a, b = (_device.to_device(rng.standard_normal(shape, F32), *device) for shape in ((m, k), (k, n)))
+    if device[0] == "cpu":
+        return lambda: _C.matmul(a, b)
+    xp = _device.array_module(a)
+    return lambda: xp.matmul(a, b)  # cuBLAS
 
 
 # ---- the table
@@ -868,7 +900,7 @@ def _geomean(values):
     return (math.exp(sum(map(math.log, values)) / len(values)), len(values)) if values else (None, 0)
 
 
-def _run_one(b, settings, torch, copy_gbps, rng):
+def _run_one(b, settings, torch, copy_gbps, rng, device=("cpu", None), sync=None):
     r = dict(id=b.id, case=b.case.name, kind=b.kind, mode=b.mode, shape=None, kernel=None, status="ok", message="",
              cnnkit_ms=None, torch_ms=None, ratio=None, gflops=None, gbps=None,
              yardstick=None, yardstick_rate=None, share=None)
@@ -877,7 +909,7 @@ def _run_one(b, settings, torch, copy_gbps, rng):
         r.update(status="skipped", message="cnnkit.functional has no " + ", ".join(missing))
         return r
     try:
-        p = b.prepare(settings)
+        p = b.prepare(settings, device)
         r["shape"], r["kernel"] = p.shape, p.kernel
         p.check(p.cnnkit())
         fns = [p.cnnkit]
@@ -891,8 +923,8 @@ def _run_one(b, settings, torch, copy_gbps, rng):
             else:
                 fns.append(torch_fn)
         if b.kind == "conv":
-            fns.append(_sgemm(p.gemm, rng))
-        times = time_interleaved(fns, settings)
+            fns.append(_sgemm(p.gemm, rng, device))
+        times = time_interleaved(fns, settings, sync)
     except GateError as e:
         r.update(status="WRONG, not timed", message=str(e))
         return r
@@ -915,18 +947,28 @@ def _run_one(b, settings, torch, copy_gbps, rng):
     return r
 
 
-def run(quick=False, threads=2, file=None, benchmarks=None):
-    """Runs the benchmarks (default: all of them), prints the table to `file` (default
-    sys.stdout) and returns one dict per benchmark, with keys id, case, kind, mode, shape,
+def run(quick=False, threads=2, file=None, benchmarks=None, device="cpu"):
+    """Runs the benchmarks (default: all of them) on device ("cpu", "cuda" or "cuda:N"),
+    prints the table to `file` (default sys.stdout) and returns one dict per benchmark, with keys id, case, kind, mode, shape,
     kernel (a convolution's forward algorithm: see cnnkit.functional.conv2d_algorithm),
     status ('ok', 'skipped', 'error' or 'WRONG, not timed'), message, cnnkit_ms, torch_ms,
     ratio (torch_ms / cnnkit_ms: above 1, cnnkit is faster), gflops (convolutions), gbps
     (layers), yardstick ('sgemm' or 'copy'), yardstick_rate (GFLOPS or GB/s) and share
-    (gflops or gbps over yardstick_rate). Missing values are None (printed as '-')."""
+    (gflops or gbps over yardstick_rate). Missing values are None (printed as '-').
+
+    A device that is malformed raises ValueError, "cuda" without CuPy or a GPU RuntimeError."""
+    place = _device.require(device, "cnnkit.bench.run: device")
+    xp, sync = np, None
+    if place[0] == "cuda":
+        xp = sys.modules["cupy"]
+        sync = xp.cuda.Device(place[1]).synchronize
     file = sys.stdout if file is None else file
     settings = QUICK if quick else FULL
     benchmarks = all_benchmarks() if benchmarks is None else list(benchmarks)
     torch = import_torch()
+    torch_on = torch  # the torch the benchmarks run
+    if torch is not None and xp is not np:
+        torch_on = _TorchOn(torch, device) if torch.cuda.is_available() else None
     saved_threads = _C.get_num_threads()
     saved_torch_threads = torch.get_num_threads() if torch is not None else None
     _C.set_num_threads(threads)
@@ -937,21 +979,31 @@ def run(quick=False, threads=2, file=None, benchmarks=None):
         print(line, file=file, flush=True)
 
     try:
-        env = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith(("OPENBLAS_", "OMP_")))
-        out(f"cnnkit bench{' --quick' if quick else ''}: float32, {threads} threads, {_C.simd_level()}, "
-            f"{_C.blas_config()}{', ' + env if env else ''}")
-        out(f"torch: {torch.__version__ if torch is not None else 'not installed'}; "
+        quick_flag = " --quick" if quick else ""
+        if xp is np:
+            env = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith(("OPENBLAS_", "OMP_")))
+            out(f"cnnkit bench{quick_flag}: float32, {threads} threads, {_C.simd_level()}, "
+                f"{_C.blas_config()}{', ' + env if env else ''}")
+            torch_line = torch.__version__ if torch is not None else "not installed"
+        else:
+            name = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device(place[1]).id)["name"]
+            name = name.decode() if isinstance(name, bytes) else name
+            out(f"cnnkit bench{quick_flag} --device {device}: float32 on {name} (CuPy {xp.__version__}, "
+                f"CUDA runtime {xp.cuda.runtime.runtimeGetVersion()}); each sample ends with a device synchronize")
+            torch_line = ("not installed" if torch is None else f"{torch.__version__} on CUDA" if torch_on is not None
+                          else f"{torch.__version__}, built without CUDA: cnnkit timed alone")
+        out(f"torch: {torch_line}; "
             f"median of {settings.repeats} samples (each >= {1e3 * settings.min_sample_s:g} ms) after warm-up, "
             f"cnnkit and torch in turns")
-        copy_gbps = copy_bandwidth(settings)
+        copy_gbps = copy_bandwidth(settings, xp, sync)
         out(f"ratio = torch ms / cnnkit ms (> 1: cnnkit faster); share = GFLOPS / sgemm GFLOPS of the forward's "
-            f"GEMM shape, or GB/s / copy GB/s (np.copyto, 64 MiB: {copy_gbps:.1f} GB/s)")
+            f"GEMM shape, or GB/s / copy GB/s ({xp.__name__}.copyto, 64 MiB: {copy_gbps:.1f} GB/s)")
         out()
         out(" ".join(format(name, f"{a}{w}") for name, a, w in _COLUMNS).rstrip())
         rng = np.random.default_rng(0)
         results = []
         for b in benchmarks:
-            r = _run_one(b, settings, torch, copy_gbps, rng)
+            r = _run_one(b, settings, torch_on, copy_gbps, rng, place, sync)
             results.append(r)
             out(_row(r))
             if r["status"] == "ok" and r["message"]:
@@ -977,10 +1029,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m cnnkit.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and a quarter of each batch")
     parser.add_argument("--threads", type=int, default=2, help="threads for cnnkit and torch (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads: expected a positive integer, got {args.threads}")
-    results = run(quick=args.quick, threads=args.threads)
+    try:
+        _device.require(args.device, "--device")
+    except (ValueError, RuntimeError) as e:
+        parser.error(str(e))
+    results = run(quick=args.quick, threads=args.threads, device=args.device)
     return 1 if any(r["status"] in ("error", "WRONG, not timed") for r in results) else 0
 
 

@@ -77,13 +77,10 @@ def _device_arg(value):
 
 def _use_device(device):
     """(kind, index) of a --device value, once the device is known to run here."""
-    kind, index = _device.parse_device(device, "--device")
-    if kind == "cuda":
-        try:
-            _device.cuda_module(f"--device {device}", index)
-        except (RuntimeError, ValueError) as e:
-            raise CommandError(str(e)) from None
-    return kind, index
+    try:
+        return _device.require(device, "--device")
+    except (RuntimeError, ValueError) as e:
+        raise CommandError(str(e)) from None
 
 
 def build_parser():
