@@ -1,6 +1,7 @@
 """The scripts in examples/ run and do what they say."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -38,3 +39,29 @@ def test_lenet_digits_runs():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "total params: 21,386" in result.stdout
     assert "epoch  2" in result.stdout and "test accuracy:" in result.stdout
+
+
+def test_knn_digits_chooses_k_by_cross_validation():
+    pytest.importorskip("sklearn")
+    result = run_example("knn_digits.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("5-fold accuracy") == 10 and "chosen: " in result.stdout
+    assert float(re.search(r"test accuracy: ([\d.]+)%", result.stdout).group(1)) >= 97
+
+
+def test_linear_digits_runs():
+    pytest.importorskip("sklearn")
+    result = run_example("linear_digits.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "softmax loss at zero weights: 2.3026" in result.stdout
+    for name in ("LinearSoftmax", "LinearSVM"):
+        accuracy = re.search(rf"^{name}: reg=\S+, test accuracy ([\d.]+)%", result.stdout, re.M)
+        assert accuracy and float(accuracy.group(1)) >= 90, result.stdout
+
+
+def test_kmeans_digits_runs():
+    pytest.importorskip("sklearn")
+    result = run_example("kmeans_digits.py", "10")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("  cluster ") == 10
+    assert float(re.search(r"purity: ([\d.]+)%", result.stdout).group(1)) >= 60
