@@ -307,6 +307,14 @@ def test_loops_run_on_cnnkits_pool(num_threads):
     assert max(_classic.pool_threads_seen(16) for _ in range(3)) == 2
 
 
+def test_threadpoolctl_caps_the_cython_loops(num_threads):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    num_threads(2)
+    with threadpoolctl.threadpool_limits(1, user_api="cnnkit"):
+        assert _classic.pool_threads_seen(8) == 1
+    assert cnnkit.get_num_threads() == 2
+
+
 def test_results_identical_on_any_thread_count(rng, num_threads):
     X, _ = blobs(rng, 3000, 24, 8, np.float32)
     y = rng.integers(0, 3, 3000)
