@@ -6,9 +6,12 @@ argument (C-contiguous, one dtype, finite, shapes agreeing) before calling here.
 Parallel loops run on cnnkit's pool through the core's C ABI (_cnnkit_abi.pxd), and
 each splits its work into pieces whose size does not depend on the thread count, so
 that one input gives one result on any number of threads.
+
+The def entry points take C-contiguous typed memoryviews, whose extents prove every
+index; the nogil kernels then walk raw pointers into those buffers (unchecked), and
+Cython's own checks stay on for the few memoryview accesses (a first element's address).
 """
 
-cimport cython
 from libc.float cimport DBL_EPSILON, FLT_EPSILON
 from libc.math cimport exp, fabs, fabsf, log, sqrt
 from libc.stdint cimport int64_t
@@ -114,8 +117,6 @@ cdef inline double _eps(floating dummy) noexcept nogil:
 # transposed slice of b (no reassociation needed), four rows sharing each load.
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 cdef void _l1_block(const floating* a, int64_t rows, const floating* b, int64_t n, int64_t d,
                     floating* out, int64_t ldo, floating* bt, floating* acc) noexcept nogil:
     cdef int64_t j0, w, j, f, r
@@ -204,8 +205,6 @@ ctypedef struct PairCtx:
     int status
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 cdef void _pair_task(PairCtx* c, const floating* a, const floating* b, floating* out,
                      int64_t blk0, int64_t blk1) noexcept nogil:
     cdef int64_t blk, r0, rows, i, j, d = c.d, n = c.n
@@ -410,8 +409,6 @@ ctypedef struct KnnCtx:
     int status
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 cdef void _knn_task(KnnCtx* c, const floating* q, const floating* t, floating* dist,
                     int64_t blk0, int64_t blk1) noexcept nogil:
     cdef int64_t n = c.n, d = c.d, k = c.k
@@ -523,8 +520,6 @@ ctypedef struct AssignCtx:
     int status
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 cdef void _assign_task(AssignCtx* c, const floating* x, const floating* centers,
                        int64_t ch0, int64_t ch1) noexcept nogil:
     cdef int64_t ch, r0, rows, r, j, best, k = c.k, d = c.d, count
@@ -572,8 +567,6 @@ ctypedef struct SumCtx:
     bint f64
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 cdef void _sum_task(SumCtx* c, const floating* x, int64_t f0, int64_t f1) noexcept nogil:
     # Split by features, each summed in sample order: the same sums on any thread count.
     cdef int64_t i, f, d = c.d
@@ -739,8 +732,6 @@ ctypedef struct LossCtx:
     bint f64
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 cdef void _loss_task(LossCtx* c, floating* s, const floating* bias, int64_t b, int64_t e) noexcept nogil:
     # Rows of s become d(mean loss)/d(scores) in place.
     cdef int64_t i, j, C = c.classes, yi, positive

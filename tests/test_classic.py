@@ -69,6 +69,43 @@ def test_pairwise_large_blocks_match_reference(rng):
         assert_close(classic.pairwise_distances(A, B, metric), ref.pairwise_distances(A, B, metric), np.float32)
 
 
+MEMORY_SCRIPT = """
+import resource, numpy as np, cnnkit
+from cnnkit import classic
+rng = np.random.default_rng(0)
+A = rng.standard_normal((2000, 32), dtype=np.float32)
+B = rng.standard_normal((20000, 32), dtype=np.float32)
+y = rng.integers(0, 10, len(B))
+classic.pairwise_distances(A[:64], B[:64], "{metric}")   # warm up OpenBLAS's own buffers
+model = classic.KNearestNeighbors(3, "{metric}").fit(B, y)
+model.predict(A[:64])
+rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+before = rss()
+model.predict(A)
+knn = rss() - before
+D = classic.pairwise_distances(A, B, "{metric}")
+print(knn, rss() - before - knn, D.nbytes)
+"""
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_peak_memory_is_the_output_plus_bounded_blocks(metric):
+    # The full distance matrix here is 160 MB: kNN never holds it, and
+    # pairwise_distances holds nothing of its size beyond its output.
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(cnnkit.__file__))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT.format(metric=metric)], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    knn, pairwise, output = (int(v) for v in out)
+    slack = 16 << 20  # per-thread blocks (1 MiB each), norms, allocator rounding
+    assert knn <= slack, knn
+    assert pairwise <= output + slack, (pairwise, output)
+
+
 # ---- k nearest neighbours
 
 

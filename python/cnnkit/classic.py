@@ -402,6 +402,13 @@ class KMeans(_Estimator):
         return self.fit(X).labels_
 
 
+def _sqdist(A, B):
+    """Squared distances of validated A and B, as float64."""
+    out = np.empty((len(A), len(B)), dtype=A.dtype)
+    _classic.pairwise(np.ascontiguousarray(A), B, _classic.METRIC_SQEUCLIDEAN, out)
+    return out.astype(np.float64, copy=False)
+
+
 def _kmeans_plusplus(X, k, rng):
     """Greedy k-means++: each new centre is the best of 2 + log(k) samples drawn with
     probability proportional to the squared distance to the nearest centre so far."""
@@ -410,12 +417,12 @@ def _kmeans_plusplus(X, k, rng):
     centers = np.empty((k, X.shape[1]), dtype=X.dtype)
     first = int(rng.integers(n))
     centers[0] = X[first]
-    closest = pairwise_distances(X[first : first + 1], X, "sqeuclidean")[0].astype(np.float64)
+    closest = _sqdist(X[first : first + 1], X)[0]
     potential = closest.sum()
     for c in range(1, k):
         draws = rng.uniform(size=trials) * potential
         candidates = np.minimum(np.searchsorted(np.cumsum(closest), draws), n - 1)
-        d = pairwise_distances(X[candidates], X, "sqeuclidean").astype(np.float64)
+        d = _sqdist(X[candidates], X)
         np.minimum(d, closest, out=d)
         sums = d.sum(axis=1)
         best = int(np.argmin(sums))
