@@ -4,6 +4,7 @@ dims for every op, validation that must not scale with a claimed (unallocated) s
 and misaligned views. Bad-input fuzzing of every public function is tests/test_fuzz.py.
 """
 
+import math
 import os
 import subprocess
 import sys
@@ -280,6 +281,131 @@ def test_pooling_with_a_stride_near_int64_max(dtype):
     assert_close(avg, np.full((1, 1, 1, 1), (0 + 1 + 7 + 8) / 9), dtype)
     avg = F.avg_pool2d(x, 3, stride=2**63 - 1, padding=1, ceil_mode=True, count_include_pad=False)
     assert_close(avg, np.full((1, 1, 1, 1), (0 + 1 + 7 + 8) / 4), dtype)
+
+
+def _hits(out, size, k, stride, pad, dilation):
+    """For each output position along an axis, the (input position, tap) pairs inside
+    the input: exact Python integers, linear in the input, whatever k may be."""
+    hits = []
+    for o in range(out):
+        start = o * stride - pad
+        hits.append([(i, (i - start) // dilation) for i in range(size)
+                     if i >= start and (i - start) % dilation == 0 and (i - start) // dilation < k])
+    return hits
+
+
+_HUGE_TERMS = [1, 2, 3, 2**31 - 1, 2**31, 2**32, 2**40, 2**61, 2**62 - 1, 2**62, 2**63 - 1]
+_MAX_OUTPUT = 4096
+
+
+def _huge_geometries(seed, count, pool, ceil=False):
+    """Seeded random (kernel, stride, padding, dilation, ceil_mode, output size) of one
+    axis, each term small or near 2**63: `count` whose output is small enough to check
+    by hand, and as many that must be refused."""
+    rng = np.random.default_rng(seed)
+    term = lambda: int(rng.integers(1, 5)) if rng.random() < 0.5 else int(rng.choice(_HUGE_TERMS))  # noqa: E731
+    computed, refused = [], []
+    while len(computed) < count or len(refused) < count:
+        k = term() if pool else int(rng.integers(1, 4))  # a conv kernel is an array
+        s, p, d = term(), term() - 1, term()
+        if pool:
+            p = min(p, k // 2)
+        if max(5 + 2 * p, d * (k - 1) + 1) >= 2**63:
+            out = -1  # a term of the formula beyond int64: must be refused
+        elif pool:
+            out = reference.pool_out_size(5, k, s, p, d, ceil)
+            if 1 <= out <= 64 and not all(_hits(out, 5, k, s, p, d)):
+                out = 0  # a window with no input cell: refused
+        else:
+            out = reference.conv_out_size(5, k, s, p, p, d)
+        if 1 <= out <= 64 and len(computed) < count:
+            computed.append((k, s, p, d, ceil, out))
+        elif out < 1 and len(refused) < count:
+            refused.append((k, s, p, d, ceil, out))
+    cases = computed + refused
+    return [cases[i] for i in rng.permutation(len(cases))]
+
+
+def _expect_result_or_named_error(call, out_h, out_w, names):
+    """A geometry whose output is empty (or whose formula leaves int64) must raise
+    naming one of `names`; else it must return (the caller compares the result)."""
+    if out_h < 1 or out_w < 1:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert any(f": {n}:" in str(info.value) for n in names), str(info.value)
+        return None
+    return call()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_conv2d_geometry_near_int64_limits_matches_exact_integer_reference(seed):
+    """Random strides, paddings and dilations up to 2**63 - 1 on each axis: every call
+    either raises naming its argument or equals a reference computed with Python
+    integers (the kernels' index arithmetic must not wrap)."""
+    rng = np.random.default_rng(100 + seed)
+    x = rng.standard_normal((1, 2, 5, 5))
+    rows, cols = _huge_geometries(seed, 24, False), _huge_geometries(seed + 50, 24, False)
+    for (kh, sh, ph, dh, _, ho), (kw, sw, pw, dw, _, wo) in zip(rows, cols):
+        w = rng.standard_normal((3, 2, kh, kw))
+        y = _expect_result_or_named_error(
+            lambda: F.conv2d(x, w, stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw)),
+            ho, wo, ("kernel_size", "dilation", "padding", "weight"))
+        if y is None:
+            continue
+        expected = np.zeros((1, 3, ho, wo))
+        hr, hc = _hits(ho, 5, kh, sh, ph, dh), _hits(wo, 5, kw, sw, pw, dw)
+        for oh in range(ho):
+            for ow in range(wo):
+                for ih, ki in hr[oh]:
+                    for iw, kj in hc[ow]:
+                        expected[0, :, oh, ow] += w[:, :, ki, kj] @ x[0, :, ih, iw]
+        np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12,
+                                   err_msg=f"rows {kh, sh, ph, dh}, columns {kw, sw, pw, dw}")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pool_geometry_near_int64_limits_matches_exact_integer_reference(seed):
+    """As above for max pool (with switches), avg pool (both divisor rules) and Lp pool:
+    kernels, strides, paddings and dilations up to 2**63 - 1, with ceil_mode."""
+    rng = np.random.default_rng(200 + seed)
+    x = rng.permutation(50)[:25].reshape(1, 1, 5, 5).astype(np.float64)
+    ceil = seed % 2 == 1
+    rows, cols = _huge_geometries(seed, 24, True, ceil), _huge_geometries(seed + 50, 24, True, ceil)
+    for (kh, sh, ph, dh, _, ho), (kw, sw, pw, dw, _, wo) in zip(rows, cols):
+        args = dict(kernel_size=(kh, kw), stride=(sh, sw), padding=(ph, pw), ceil_mode=ceil)
+        where = f"rows {kh, sh, ph, dh}, columns {kw, sw, pw, dw}, ceil_mode={ceil}"
+        names = ("kernel_size", "dilation", "padding", "stride")
+        got = _expect_result_or_named_error(
+            lambda: F.max_pool2d(x, **args, dilation=(dh, dw), return_indices=True), ho, wo, names)
+        if got is None:
+            continue
+        hr, hc = _hits(ho, 5, kh, sh, ph, dh), _hits(wo, 5, kw, sw, pw, dw)
+        y, switches = got
+        for oh in range(ho):
+            for ow in range(wo):
+                cells = [ih * 5 + iw for ih, _ in hr[oh] for iw, _ in hc[ow]]
+                best = max(cells, key=lambda c: x.flat[c])
+                assert (y[0, 0, oh, ow], switches[0, 0, oh, ow]) == (x.flat[best], best), where
+        if dh != 1 or dw != 1:
+            continue  # avg and Lp pooling take no dilation
+        for include_pad in (True, False):
+            avg = F.avg_pool2d(x, **args, count_include_pad=include_pad)
+            lp = None  # Lp pooling takes no padding
+            if include_pad and ph == pw == 0:
+                lp = F.lp_pool2d(x, 2, kernel_size=(kh, kw), stride=(sh, sw), ceil_mode=ceil)
+            for oh in range(ho):
+                for ow in range(wo):
+                    total = sum(x[0, 0, ih, iw] for ih, _ in hr[oh] for iw, _ in hc[ow])
+                    squares = sum(x[0, 0, ih, iw] ** 2 for ih, _ in hr[oh] for iw, _ in hc[ow])
+                    h0, w0 = oh * sh - ph, ow * sw - pw
+                    if include_pad:  # the window clipped to the padded input
+                        count = (min(h0 + kh, 5 + ph) - h0) * (min(w0 + kw, 5 + pw) - w0)
+                    else:
+                        count = len(hr[oh]) * len(hc[ow])
+                    np.testing.assert_allclose(avg[0, 0, oh, ow], total / count, rtol=1e-12, err_msg=where)
+                    if lp is not None:  # PyTorch's form: (avg of squares * kH * kW) ** 0.5
+                        np.testing.assert_allclose(lp[0, 0, oh, ow], math.sqrt(squares / count * kh * kw),
+                                                   rtol=1e-12, err_msg=where)
 
 
 # ---- zero-size dims: every op gives the empty (or bias-only) result, never a crash
