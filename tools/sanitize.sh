@@ -99,6 +99,9 @@ if [ ! -f "$BUILD/build.ninja" ] || [ "$(cat "$OUT/.config" 2>/dev/null)" != "$C
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-g1${NDEBUG_FLAG}" \
     -DCMAKE_CXX_FLAGS="$SAN_FLAGS" \
+    -DCMAKE_C_COMPILER_LAUNCHER="$LAUNCHER" \
+    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-g1${NDEBUG_FLAG}" \
+    -DCMAKE_C_FLAGS="$SAN_FLAGS" \
     -DCMAKE_MODULE_LINKER_FLAGS="$SAN_FLAGS" \
     -DCMAKE_SHARED_LINKER_FLAGS="$SAN_FLAGS" \
     -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
@@ -106,7 +109,7 @@ if [ ! -f "$BUILD/build.ninja" ] || [ "$(cat "$OUT/.config" 2>/dev/null)" != "$C
     -Dpybind11_DIR="$("$PY" -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
   echo "$CONFIG" >"$OUT/.config"
 fi
-cmake --build "$BUILD" --target _C --parallel "${SANITIZE_JOBS:-$(nproc)}"
+cmake --build "$BUILD" --parallel "${SANITIZE_JOBS:-$(nproc)}"
 T_BUILD=$(( $(date +%s) - T0 ))
 
 # ---- staging copy of the package -----------------------------------------------------
@@ -114,7 +117,7 @@ PKG=$OUT/pkg
 rm -rf "$PKG" && mkdir -p "$PKG"
 cp -r "$SRC/python/cnnkit" "$PKG/cnnkit"
 find "$PKG/cnnkit" \( -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
-cp "$BUILD"/_C*.so "$PKG/cnnkit/"
+cp "$BUILD"/*.so "$PKG/cnnkit/"  # _C and the Cython modules
 # The CUDA kernel sources where an installed package has them (CMakeLists' install rule).
 if [ -d "$SRC/cuda" ] && [ -d "$PKG/cnnkit/cuda" ]; then cp -r "$SRC/cuda" "$PKG/cnnkit/cuda/kernels"; fi
 
