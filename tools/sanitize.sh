@@ -3,8 +3,8 @@
 #
 #   tools/sanitize.sh [--rev REV] [--halt] [--build-only] [--timeout S] [PYTEST ARGS...]
 #
-# Builds cnnkit._C with -fsanitize=address,undefined into build-sanitize/ (never into
-# build/), stages a copy of the Python package with that .so in build-sanitize/pkg/cnnkit
+# Builds cnnkit._C and the Cython modules with -fsanitize=address,undefined into build-sanitize/ (never into
+# build/), stages a copy of the Python package with those .so files in build-sanitize/pkg/cnnkit
 # (python/cnnkit/ is never touched), and runs pytest on it with the sanitizer runtimes
 # preloaded into the (uninstrumented) interpreter. Child processes that tests start
 # inherit the environment, so they run sanitized too.
