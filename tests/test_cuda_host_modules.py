@@ -594,3 +594,13 @@ def test_cuda_host_bench_device_errors(monkeypatch):
     with pytest.raises(SystemExit) as e:
         bench.main(["--device", "cuda"])
     assert e.value.code == 2
+
+
+def test_cuda_host_summary_of_a_model_on_device(gpu):
+    from cnnkit.summary import summary
+
+    model = models.LeNet5(10)
+    expected = str(summary(model, (1, 32, 32)))
+    model.to("cuda")
+    assert str(summary(model, (1, 32, 32))) == expected
+    assert isinstance(model[0].weight.data, DeviceArray)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import nn
+from . import _device, nn
 from ._args import ints
 
 __all__ = ["summary", "Summary", "LayerSummary"]
@@ -224,7 +224,8 @@ def summary(model, input_shape):
         for name, m in leaves:
             object.__setattr__(m, "forward", hook(name, m, m.forward))
         try:
-            model(np.zeros((0,) + input_shape, dtype))
+            probe = np.zeros((0,) + input_shape, dtype)
+            model(_device.move_like(probe, params[0].data) if params else probe)  # on the model's device
         except (ValueError, TypeError, IndexError) as e:
             shape = input_shape if batch_size is None else (batch_size,) + input_shape
             raise ValueError(f"summary: input_shape: the model does not take inputs of shape {shape}: {e}") from e
