@@ -15,7 +15,7 @@ Cython's own checks stay on for the few memoryview accesses (a first element's a
 from libc.float cimport DBL_EPSILON, FLT_EPSILON
 from libc.math cimport exp, fabs, fabsf, log, sqrt
 from libc.stdint cimport int64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
 from _cnnkit_abi cimport CNNKIT_OK, CNNKIT_TOO_LARGE, cnnkit_c_abi, cnnkit_range_fn, load_abi
@@ -44,6 +44,10 @@ cdef enum:
     L1_COLS = 256
     # Rows per k-means assignment chunk (a GEMM of CHUNK x k x d, then the argmin).
     KMEANS_CHUNK = 256
+    # Slots of partial k-means sums (see _slots), and the most memory they may take.
+    MAX_SLOTS = 32
+    MIN_SLOTS = 8
+    SLOT_BYTES = 32 << 20
 # Task states, set by a pool thread and read after the loop.
 cdef enum:
     FAILED_MEMORY = 1
@@ -512,51 +516,96 @@ def kneighbors(const floating[:, ::1] queries, const floating[:, ::1] train, con
 ctypedef struct AssignCtx:
     const void* x
     const void* centers
-    const double* cn
+    const void* cn     # squared centre norms, in the data's dtype
     int64_t* labels
-    int64_t* changed
-    int64_t n, d, k, rows
+    int64_t* changed   # per slot
+    double* sums       # per slot (k, d), or NULL: labels only
+    int64_t* counts    # per slot (k,)
+    int64_t n, d, k, rows, slot_rows
     bint f64
     int status
 
 
 cdef void _assign_task(AssignCtx* c, const floating* x, const floating* centers,
-                       int64_t ch0, int64_t ch1) noexcept nogil:
-    cdef int64_t ch, r0, rows, r, j, best, k = c.k, d = c.d, count
-    cdef double v, bv
+                       const floating* cn, int64_t s0, int64_t s1) noexcept nogil:
+    # Slot s owns rows [s * slot_rows, (s + 1) * slot_rows), taken in chunks of `rows`:
+    # a GEMM, the argmin, and (with sums) the row added to its cluster's sum. float32
+    # rows are summed per chunk in float32 (vector-wide), then into the slot in float64.
+    cdef int64_t slot, r0, r_end, rows, r, j, f, best, k = c.k, d = c.d, count
+    cdef floating v, bv
+    cdef floating* acc
+    cdef double* dst
+    cdef const floating* xr
     cdef floating* buf = <floating*>malloc(<size_t>c.rows * k * sizeof(floating))
+    cdef floating* chunk_sums = NULL
+    cdef char* touched = NULL
+    if floating is float:
+        if c.sums != NULL:
+            chunk_sums = <floating*>calloc(<size_t>k * d, sizeof(floating))
+            touched = <char*>calloc(<size_t>k, 1)
+            if chunk_sums == NULL or touched == NULL:
+                c.status = FAILED_MEMORY
     if buf == NULL:
         c.status = FAILED_MEMORY
+    if c.status == FAILED_MEMORY:
+        free(buf); free(chunk_sums); free(touched)
         return
-    for ch in range(ch0, ch1):
-        r0 = ch * c.rows
-        rows = min(c.rows, c.n - r0)
-        if _gemm_serial(False, True, rows, k, d, <floating>-2, x + r0 * d, d, centers, d,
-                        <floating>0, buf, k) != CNNKIT_OK:
-            c.status = FAILED_SIZE
-            break
+    for slot in range(s0, s1):
         count = 0
-        for r in range(rows):
-            best = 0
-            bv = c.cn[0] + <double>buf[r * k]
-            for j in range(1, k):
-                v = c.cn[j] + <double>buf[r * k + j]
-                if v < bv:
-                    bv = v
-                    best = j
-            if c.labels[r0 + r] != best:
-                c.labels[r0 + r] = best
-                count += 1
-        c.changed[ch] = count
-    free(buf)
+        r0 = slot * c.slot_rows
+        r_end = min(c.n, r0 + c.slot_rows)
+        while r0 < r_end:
+            rows = min(c.rows, r_end - r0)
+            if _gemm_serial(False, True, rows, k, d, <floating>-2, x + r0 * d, d, centers, d,
+                            <floating>0, buf, k) != CNNKIT_OK:
+                c.status = FAILED_SIZE
+                r_end = r0
+                break
+            for r in range(rows):
+                best = 0
+                bv = cn[0] + buf[r * k]
+                for j in range(1, k):
+                    v = cn[j] + buf[r * k + j]
+                    if v < bv:
+                        bv = v
+                        best = j
+                if c.labels[r0 + r] != best:
+                    c.labels[r0 + r] = best
+                    count += 1
+                if c.sums == NULL:
+                    continue
+                xr = x + (r0 + r) * d
+                c.counts[slot * k + best] += 1
+                if floating is float:
+                    acc = chunk_sums + best * d
+                    touched[best] = 1
+                    for f in range(d):
+                        acc[f] += xr[f]
+                else:
+                    dst = c.sums + (slot * k + best) * d
+                    for f in range(d):
+                        dst[f] += xr[f]
+            if floating is float:
+                if c.sums != NULL:
+                    for j in range(k):
+                        if touched[j]:
+                            touched[j] = 0
+                            acc = chunk_sums + j * d
+                            dst = c.sums + (slot * k + j) * d
+                            for f in range(d):
+                                dst[f] += acc[f]
+                                acc[f] = 0
+            r0 += rows
+        c.changed[slot] = count
+    free(buf); free(chunk_sums); free(touched)
 
 
 cdef void _assign_cb(void* ctx, int64_t b, int64_t e) noexcept nogil:
     cdef AssignCtx* c = <AssignCtx*>ctx
     if c.f64:
-        _assign_task(c, <const double*>c.x, <const double*>c.centers, b, e)
+        _assign_task(c, <const double*>c.x, <const double*>c.centers, <const double*>c.cn, b, e)
     else:
-        _assign_task(c, <const float*>c.x, <const float*>c.centers, b, e)
+        _assign_task(c, <const float*>c.x, <const float*>c.centers, <const float*>c.cn, b, e)
 
 
 ctypedef struct SumCtx:
@@ -630,17 +679,40 @@ def sqdist_to_assigned(const floating[:, ::1] x, const floating[:, ::1] centers,
     return out
 
 
-def assign(const floating[:, ::1] x, const floating[:, ::1] centers, int64_t[::1] labels):
+cdef int64_t _slots(int64_t k, int64_t d):
+    """Slots of partial cluster sums for k x d centres: a count fixed by the shape alone
+    (never by the thread count), so that the slots' sums, added in slot order, are one
+    result on any number of threads. 0: too large to keep per slot (sum separately)."""
+    cdef int64_t slots = min(<int64_t>MAX_SLOTS, SLOT_BYTES // max(1, k * d * 8))
+    return slots if slots >= MIN_SLOTS else 0
+
+
+def assign(const floating[:, ::1] x, const floating[:, ::1] centers, int64_t[::1] labels, sums=None,
+           counts=None):
     """Sets labels to each sample's nearest centre (ties to the lowest index) through
-    GEMM and a fused argmin; returns how many labels changed."""
+    GEMM and a fused argmin; returns how many labels changed. With sums (slots, k, d)
+    float64 and counts (slots, k) int64 (zeroed, slots from _slots), also adds each
+    sample to its cluster's sum and count in the slot that holds it."""
     cdef int64_t n = x.shape[0], k = centers.shape[0]
-    cdef double[::1] cn = row_sqnorms(centers)
+    cdef floating[::1] cn = row_sqnorms(centers).astype(np.asarray(centers).dtype)
+    cdef double[:, :, ::1] sv
+    cdef int64_t[:, ::1] cv
     cdef AssignCtx c
+    cdef int64_t slots = MAX_SLOTS
     if n == 0:
         return 0
-    c.rows = max(1, min(KMEANS_CHUNK, BLOCK_BYTES // (k * sizeof(floating))))
-    chunks = (n + c.rows - 1) // c.rows
-    changed = np.zeros(chunks, dtype=np.int64)
+    c.sums = NULL
+    c.counts = NULL
+    if sums is not None:
+        sv = sums
+        cv = counts
+        slots = sv.shape[0]
+        c.sums = &sv[0, 0, 0]
+        c.counts = &cv[0, 0]
+    c.rows = max(1, min(<int64_t>KMEANS_CHUNK, BLOCK_BYTES // (k * sizeof(floating))))
+    c.slot_rows = (n + slots - 1) // slots
+    slots = (n + c.slot_rows - 1) // c.slot_rows
+    changed = np.zeros(slots, dtype=np.int64)
     cdef int64_t[::1] ch = changed
     c.x = &x[0, 0]
     c.centers = &centers[0, 0]
@@ -650,7 +722,7 @@ def assign(const floating[:, ::1] x, const floating[:, ::1] centers, int64_t[::1
     c.n, c.d, c.k = n, x.shape[1], k
     c.f64 = floating is double
     c.status = 0
-    _run(chunks, 1, _assign_cb, &c, &c.status)
+    _run(slots, 1, _assign_cb, &c, &c.status)
     return int(changed.sum())
 
 
@@ -683,10 +755,18 @@ def lloyd(const floating[:, ::1] x, floating[:, ::1] centers, int64_t max_iter, 
     x_arr = np.asarray(x)
     strict = False
     it = 0
+    slots = _slots(k, x.shape[1])
     for it in range(max_iter):
-        changed = assign(x, centers, lv)
-        sums = _cluster_sums(x, lv, k)
-        counts = np.bincount(labels, minlength=k).astype(np.float64)
+        if slots:
+            slot_sums = np.zeros((slots, k, x.shape[1]), dtype=np.float64)
+            slot_counts = np.zeros((slots, k), dtype=np.int64)
+            changed = assign(x, centers, lv, slot_sums, slot_counts)
+            sums = slot_sums.sum(axis=0)
+            counts = slot_counts.sum(axis=0).astype(np.float64)
+        else:
+            changed = assign(x, centers, lv)
+            sums = _cluster_sums(x, lv, k)
+            counts = np.bincount(labels, minlength=k).astype(np.float64)
         empty = np.flatnonzero(counts == 0)
         if len(empty):
             # Each empty cluster takes the point farthest from its centre (ties: lowest index).

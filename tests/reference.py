@@ -673,9 +673,12 @@ def kmeans_lloyd(X, init, max_iter=300, tol=1e-4):
     tol = np.mean(np.var(X, axis=0)) * tol
     labels_old = np.full(len(X), -1)
     strict = False
+    def nearest(centers):  # the first minimum: the lowest centre index
+        d = np.stack([((X - c) ** 2).sum(axis=1) for c in centers], axis=1)
+        return np.argmin(d, axis=1)
+
     for it in range(max_iter):
-        d = pairwise_distances(X, centers, "sqeuclidean")
-        labels = np.argmin(d, axis=1)  # the first minimum: the lowest centre index
+        labels = nearest(centers)
         sums = np.zeros_like(centers)
         np.add.at(sums, labels, X)
         counts = np.bincount(labels, minlength=k).astype(np.float64)
@@ -697,7 +700,7 @@ def kmeans_lloyd(X, init, max_iter=300, tol=1e-4):
             break
         labels_old = labels
     if not strict:
-        labels = np.argmin(pairwise_distances(X, centers, "sqeuclidean"), axis=1)
+        labels = nearest(centers)
     inertia = ((X - centers[labels]) ** 2).sum()
     return labels, centers, inertia, it + 1
 

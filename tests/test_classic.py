@@ -192,6 +192,18 @@ def test_kmeans_given_init_equals_reference(rng, dtype):
     assert model.inertia_ == pytest.approx(inertia, rel=1e-4 if dtype == np.float32 else 1e-12)
 
 
+def test_kmeans_wide_centres_sum_by_features(rng):
+    # k * d past what per-slot partial sums may hold: the sums split by features instead.
+    X = rng.standard_normal((120, 13200))
+    X[:60] += 1.0
+    init = X[:40].copy()
+    model = classic.KMeans(n_clusters=40, init=init, max_iter=4).fit(X)
+    labels, centres, inertia, n_iter = ref.kmeans_lloyd(X, init, 4)
+    np.testing.assert_array_equal(model.labels_, labels)
+    np.testing.assert_allclose(model.cluster_centers_, centres, rtol=0, atol=1e-12)
+    assert model.n_iter_ == n_iter and model.inertia_ == pytest.approx(inertia, rel=1e-12)
+
+
 @pytest.mark.parametrize("tol", [1e-4, 0.0, 10.0])
 def test_kmeans_given_init_equals_sklearn_lloyd(rng, tol):
     cluster = pytest.importorskip("sklearn.cluster")

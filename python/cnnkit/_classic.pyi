@@ -1,5 +1,5 @@
 # Types of the Cython module cnnkit._classic (src/_classic.pyx); see cnnkit/classic.py.
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,7 +22,13 @@ def kneighbors(
 def sqdist_to_assigned(
     x: NDArray[np.floating], centers: NDArray[np.floating], labels: NDArray[np.int64]
 ) -> NDArray[np.float64]: ...
-def assign(x: NDArray[np.floating], centers: NDArray[np.floating], labels: NDArray[np.int64]) -> int: ...
+def assign(
+    x: NDArray[np.floating],
+    centers: NDArray[np.floating],
+    labels: NDArray[np.int64],
+    sums: Optional[NDArray[np.float64]] = ...,
+    counts: Optional[NDArray[np.int64]] = ...,
+) -> int: ...
 def lloyd(
     x: NDArray[np.floating], centers: NDArray[np.floating], max_iter: int, tol: float
 ) -> Tuple[NDArray[np.int64], float, int]: ...
