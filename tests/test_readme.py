@@ -51,3 +51,12 @@ def test_readme_block_runs(tmp_path, line, source):
         timeout=300,
     )
     assert result.returncode == 0, f"README.md block at line {line} failed:\n{result.stderr}"
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = README.parent / ".ci" / "run"
+    if not (README.exists() and ci.exists()):
+        pytest.skip("README.md or .ci/run is not next to tests/ (an installed package)")
+    command = ci.read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert "mpi" in command  # the distributed tests need the mpi extra
+    assert f"```sh\n{command}\n```" in README.read_text(encoding="utf-8")
