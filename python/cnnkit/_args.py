@@ -158,3 +158,37 @@ def seed(v, op, name="seed"):
     if v is None:
         return None
     return positive(v, op, name, low=0)
+
+
+def uint8_images(v, op, name):
+    """v as a C-contiguous 4-D uint8 ndarray (N, C, H, W), copied only where it is not
+    one already; TypeError for another dtype, ValueError for another number of dims."""
+    a = np.asarray(v)
+    if a.dtype != np.uint8:
+        raise TypeError(f"{op}: {name}: expected a uint8 array (N, C, H, W), got dtype {a.dtype}")
+    if a.ndim != 4:
+        raise ValueError(f"{op}: {name}: expected a 4-D array (N, C, H, W), got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def per_channel(v, op, name, channels, default, positive=False):
+    """v as a float64 array of one finite value per channel: None gives default, a real
+    number is repeated, a sequence (or 1-D array) gives one each. TypeError for a
+    non-real entry, ValueError for another length, a NaN or infinity, or (positive) a
+    value <= 0."""
+    expected = f"a real number or a sequence of {channels} (one per channel)"
+    if v is None:
+        values = [default]
+    elif isinstance(v, (tuple, list, np.ndarray)):
+        if isinstance(v, np.ndarray) and v.ndim != 1:
+            raise ValueError(f"{op}: {name}: expected {expected}, got an array of shape {v.shape}")
+        if len(v) != channels:
+            raise ValueError(f"{op}: {name}: expected {expected}, got {len(v)} values")
+        values = [real(x, op, name) for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
+    else:
+        values = [real(v, op, name)]
+    for x in values:
+        if not np.isfinite(x) or (positive and x <= 0):
+            kind = "positive finite" if positive else "finite"
+            raise ValueError(f"{op}: {name}: expected {kind} values, got {x}")
+    return np.array(values if len(values) == channels else values * channels, dtype=np.float64)

@@ -1,8 +1,12 @@
 """Data: a DataLoader-like batch iterator and readers for local datasets.
 
 - ``ArrayDataset(*arrays)`` and ``DataLoader(dataset, batch_size, shuffle, seed,
-  drop_last)`` over it, a tuple of arrays, or any object with ``__len__`` and a
-  ``__getitem__`` that takes an index array.
+  drop_last, transform, prefetch)`` over it, a tuple of arrays, or any object with
+  ``__len__`` and a ``__getitem__`` that takes an index array; the next batch is
+  assembled on a background thread while the current one trains.
+- ``augment(images, crop, padding, flip, mean, std, seed)``: random crops of the
+  zero-padded images, horizontal flips and per-channel normalisation of a uint8
+  batch in one pass on cnnkit's thread pool.
 - ``read_idx(path)``, ``load_mnist(root, train)``: MNIST's IDX files (optionally .gz).
 - ``load_cifar10(root, train)``: CIFAR-10's binary batches.
 - ``load_digits()``: scikit-learn's bundled 8x8 digits (no network;
@@ -10,25 +14,31 @@
 - ``load_dataset(spec)``: ``"digits"``, ``"mnist:DIR"`` or ``"cifar10:DIR"`` (the
   specs listed in ``DATASETS``) -> a ``Dataset`` with train and test splits.
 
-Images come back as float32 NCHW in [0, 1]; labels as int64. Malformed files raise
-ValueError naming the file; missing ones FileNotFoundError.
+Images come back as float32 NCHW in [0, 1] (or, from load_mnist and load_cifar10 with
+``dtype=np.uint8``, the raw pixels for augment); labels as int64. The files are decoded
+and validated by the Cython module cnnkit._data; malformed ones raise ValueError naming
+the file; missing ones FileNotFoundError.
 """
 
 import gzip
-import math
 import os
+import queue
+import threading
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import _random
+from . import _args, _data, _random
 from ._args import real
 
 __all__ = [
     "ArrayDataset",
     "DataLoader",
     "Dataset",
+    "augment",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
     "read_idx",
     "load_mnist",
     "load_cifar10",
@@ -84,19 +94,30 @@ class ArrayDataset:
 
 
 class DataLoader:
-    """Iterates over a dataset in batches.
+    """Iterates over a dataset in batches, assembling the next ones on a background thread.
 
     Each pass (each ``iter()``) yields ``dataset[indices]`` for consecutive slices of
     batch_size indices of the epoch's order: for an ArrayDataset or a tuple of arrays,
     a tuple of arrays of batch_size samples (the last batch may be shorter unless
-    drop_last). ``len(loader)`` is the number of batches per pass. Batches are
-    assembled in the calling thread, on demand.
+    drop_last), with ``transform`` applied to the first array (the inputs).
+    ``len(loader)`` is the number of batches per pass.
+
+    With prefetch > 0 (the default is 1), a background thread assembles (indexes and
+    transforms) up to prefetch batches ahead of the one being used, so that a transform
+    such as :func:`augment` runs while the current batch trains; the thread is started
+    by the pass's first ``next()`` and stopped (joined) when the pass ends, when its
+    iterator is closed or dropped, or when assembling a batch raises (the exception
+    reaches the consumer in the batch's place). The batches, their order and the calls
+    of transform (once per batch, in order, on one thread) are those of prefetch=0,
+    where everything runs in the calling thread, on demand. The epoch's order is drawn
+    in the calling thread at ``iter()``.
 
     Parameters
     ----------
     dataset : ArrayDataset, tuple or list of arrays, or dataset-like
         A tuple or list is wrapped in an ArrayDataset; anything else needs
-        ``__len__`` and a ``__getitem__`` that takes an int64 index array.
+        ``__len__`` and a ``__getitem__`` that takes an int64 index array (and, with
+        prefetch, may be called from the background thread).
     batch_size : int, default 1
         Samples per batch; positive.
     shuffle : bool, default False
@@ -107,14 +128,24 @@ class DataLoader:
         stream (cnnkit.manual_seed). Only used with shuffle.
     drop_last : bool, default False
         Skip a final batch shorter than batch_size.
+    transform : callable, optional
+        ``transform(inputs) -> inputs`` applied to each batch's first array (to the
+        whole batch where the dataset's batches are not tuples). With prefetch it runs
+        on the background thread: a transform that draws random numbers should draw
+        from its own generator (e.g. pass augment a seed from one), not from cnnkit's
+        stream, which the training thread also draws from.
+    prefetch : int, default 1
+        Batches assembled ahead on the background thread; 0 for none (no thread).
 
     Raises
     ------
     ValueError
         batch_size is not a positive int (a bool or a float included); a tuple or
-        list dataset is invalid as for ArrayDataset; seed is a negative int.
+        list dataset is invalid as for ArrayDataset; seed is a negative int; prefetch
+        is negative.
     TypeError
-        dataset has no ``__len__`` or ``__getitem__``; seed is not a seed NumPy takes.
+        dataset has no ``__len__`` or ``__getitem__``; seed is not a seed NumPy takes;
+        transform is neither None nor callable; prefetch is not an int.
 
     Examples
     --------
@@ -125,9 +156,12 @@ class DataLoader:
     [[0, 1], [2, 3], [4]]
     >>> len(DataLoader((x, y), batch_size=2, drop_last=True))
     2
+    >>> [xb.tolist() for xb, yb in DataLoader((x, y), batch_size=3, transform=lambda xb: -xb[:, :1])]
+    [[[-0.0], [-2.0], [-4.0]], [[-6.0], [-8.0]]]
     """
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, seed=None, drop_last=False):
+    def __init__(self, dataset, batch_size=1, shuffle=False, seed=None, drop_last=False, transform=None,
+                 prefetch=1):
         if isinstance(dataset, (tuple, list)):
             dataset = ArrayDataset(*dataset)
         elif not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
@@ -137,10 +171,14 @@ class DataLoader:
             )
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"DataLoader: batch_size: expected a positive int, got {batch_size!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"DataLoader: transform: expected a callable or None, got {type(transform).__name__}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        self.transform = transform
+        self.prefetch = _args.positive(prefetch, "DataLoader", "prefetch", low=0)
         self._rng = _random.generator() if seed is None else _seeded(seed, "DataLoader", "seed")
 
     def __len__(self):
@@ -150,21 +188,139 @@ class DataLoader:
     def __iter__(self):
         n = len(self.dataset)
         order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-        for b in range(len(self)):
-            yield self.dataset[order[b * self.batch_size : (b + 1) * self.batch_size]]
+        slices = (order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self)))
+        if self.prefetch == 0:
+            return (self._assemble(index) for index in slices)
+        return _prefetched(self._assemble, slices, self.prefetch)
+
+    def _assemble(self, index):
+        batch = self.dataset[index]
+        if self.transform is None:
+            return batch
+        if isinstance(batch, tuple) and batch:
+            return (self.transform(batch[0]),) + batch[1:]
+        return self.transform(batch)
+
+
+_END = object()
+
+
+def _prefetched(assemble, slices, depth):
+    """assemble(index) for each index of slices, computed up to depth items ahead on a
+    thread of its own; the thread is joined whenever this generator finishes."""
+    ready = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for index in slices:
+                if stop.is_set():
+                    return
+                ready.put((assemble(index), None))
+            ready.put((_END, None))
+        except BaseException as e:  # noqa: BLE001 - it is the consumer's to raise
+            ready.put((None, e))
+
+    thread = threading.Thread(target=produce, name="cnnkit-DataLoader-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch, error = ready.get()
+            if error is not None:
+                raise error
+            if batch is _END:
+                return
+            yield batch
+    finally:
+        stop.set()
+        # Room in the queue for the producer's pending put; it then sees stop.
+        while True:
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                break
+        thread.join()
+
+
+def augment(images, crop, padding=0, flip=False, mean=None, std=None, seed=None):
+    """Random crops of the zero-padded images, random horizontal flips, normalisation.
+
+    Each sample gets a crop window of size crop at a random offset of the image
+    padded with zeros by padding on each side (every offset equally likely) and, with
+    flip, is mirrored left-right with probability 1/2 (as torchvision's RandomCrop
+    then RandomHorizontalFlip); then each value becomes ``(x / 255 - mean) / std`` of
+    its channel, computed in float64 and rounded once to float32 (padding is x = 0).
+    One pass over the batch on cnnkit's thread pool, no Python loop over samples. A
+    sample's draws depend only on seed and its index in the batch (dropout's
+    counter-based generator), so one seed gives one batch on any number of threads.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (N, C, H, W)
+        The batch (copied first where not C-contiguous).
+    crop : int or (int, int)
+        The output's (height, width); from 1 to the padded image's size.
+    padding : int or (int, int), default 0
+        Zero rows above and below, zero columns left and right; non-negative.
+    flip : bool, default False
+        Mirror each sample with probability 1/2.
+    mean, std : float or sequence of C floats, optional
+        Per-channel mean and standard deviation of x / 255 (a number applies to every
+        channel); std positive. None: mean 0, std 1 (x / 255, in [0, 1]).
+    seed : int, optional
+        A non-negative int (below 2**63). None draws one from cnnkit's random stream
+        (cnnkit.manual_seed), as dropout does.
+
+    Returns
+    -------
+    ndarray of float32, shape (N, C, crop_h, crop_w)
+
+    Raises
+    ------
+    TypeError
+        images is not uint8; crop or padding is not an int or a pair of ints; flip is
+        not a bool; mean or std holds a non-real value; seed is not an int.
+    ValueError
+        images is not 4-D; crop or padding is a sequence of other than 2 values, crop
+        is below 1 or larger than the padded image, padding is negative or makes the
+        padded image larger than the int64 range; mean or std has a length other than
+        C, a NaN or infinity, or std a value <= 0; seed is negative or above the
+        int64 range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnkit.data import augment
+    >>> images = np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4)
+    >>> out = augment(images, crop=4, padding=2, flip=True, seed=0)
+    >>> out.shape, out.dtype
+    ((2, 3, 4, 4), dtype('float32'))
+    >>> bool(np.array_equal(augment(images, crop=4, seed=1), images / np.float32(255)))
+    True
+    """
+    op = "augment"
+    images = _args.uint8_images(images, op, "images")
+    n, c, h, w = images.shape
+    ph, pw = _args.pair(padding, op, "padding")
+    if ph < 0 or pw < 0:
+        raise ValueError(f"{op}: padding: expected non-negative values, got ({ph}, {pw})")
+    if h + 2 * ph > _args._INT64_MAX or w + 2 * pw > _args._INT64_MAX:
+        raise ValueError(
+            f"{op}: padding: expected a padded image within the int64 range, got ({h}, {w}) padded by ({ph}, {pw})"
+        )
+    ch, cw = _args.pair(crop, op, "crop")
+    if not (1 <= ch <= h + 2 * ph and 1 <= cw <= w + 2 * pw):
+        raise ValueError(
+            f"{op}: crop: expected 1 to the padded image's size ({h + 2 * ph}, {w + 2 * pw}), got ({ch}, {cw})"
+        )
+    flip = _args.boolean(flip, op, "flip")
+    mean = _args.per_channel(mean, op, "mean", c, 0.0)
+    std = _args.per_channel(std, op, "std", c, 1.0, positive=True)
+    seed = _random.next_seed() if seed is None else _args.seed(seed, op)
+    return _data.augment(images, ch, cw, ph, pw, flip, mean, std, seed)
 
 
 # -- file formats ------------------------------------------------------------------------
-_IDX_TYPES = {
-    0x08: np.dtype("u1"),
-    0x09: np.dtype("i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
-
 def _seeded(seed, op, name):
     """np.random.default_rng(seed), its errors naming op and the argument."""
     if isinstance(seed, (bool, float)):
@@ -183,19 +339,31 @@ def _path(path, op, name="path"):
     raise TypeError(f"{op}: {name}: expected a str or os.PathLike path, got {type(path).__name__}")
 
 
-def _read_bytes(path):
+def _read_bytes(path, op):
+    """The file's bytes, through gzip where the name ends in .gz."""
     with open(path, "rb") as f:
         raw = f.read()
     if path.endswith(b".gz" if isinstance(path, bytes) else ".gz"):
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(f"read_idx: {_shown(path)}: not a valid gzip file ({e})") from None
+            raise ValueError(f"{op}: {_shown(path)}: not a valid gzip file ({e})") from None
     return raw
 
 
 def _shown(path):
     return os.fsdecode(path)
+
+
+def _pixels(dtype, op):
+    """True for float32 pixels / 255, False for the raw uint8 pixels."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float32), np.dtype(np.uint8)):
+        raise TypeError(f"{op}: dtype: expected np.float32 or np.uint8, got {dtype!r}")
+    return dt == np.float32
 
 
 def read_idx(path):
@@ -204,7 +372,7 @@ def read_idx(path):
     The format: two zero bytes, a type code (0x08 uint8, 0x09 int8, 0x0B int16,
     0x0C int32, 0x0D float32, 0x0E float64) and the number of dims; each dim as a
     big-endian uint32; then the big-endian data. A path ending in .gz is read
-    through gzip.
+    through gzip. Decoded (and validated) by cnnkit._data on cnnkit's thread pool.
 
     Parameters
     ----------
@@ -221,26 +389,27 @@ def read_idx(path):
     TypeError
         path is not a str, bytes or os.PathLike.
     ValueError
-        A bad magic number, a truncated header, a size that does not match the dims
-        (truncated data or trailing bytes), or a .gz file that is not valid (or is
-        truncated) gzip; the message names the file.
+        A bad magic number, more than 32 dims, a truncated header, a size that does
+        not match the dims (truncated data or trailing bytes), or a .gz file that is
+        not valid (or is truncated) gzip; the message names the file and says what
+        was expected and what was found.
     OSError
         The file cannot be read (FileNotFoundError when it does not exist).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from cnnkit.data import read_idx
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(tmp.name, "a.idx")
+    >>> _ = path.write_bytes(bytes([0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3]) + bytes(range(6)))
+    >>> read_idx(path)
+    array([[0, 1, 2],
+           [3, 4, 5]], dtype=uint8)
+    >>> tmp.cleanup()
     """
     path = _path(path, "read_idx")
-    raw = _read_bytes(path)
-    shown = _shown(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise ValueError(f"read_idx: {shown}: not an IDX file (bad magic number {raw[:4].hex()})")
-    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"read_idx: {shown}: truncated header (expected {header} bytes, got {len(raw)})")
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
-    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no wrap-around
-    if len(raw) != expected:
-        raise ValueError(f"read_idx: {shown}: expected {expected} bytes for shape {shape}, got {len(raw)}")
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return _data.decode_idx(_read_bytes(path, "read_idx"), f"read_idx: {_shown(path)}")
 
 
 def _find(root, names, what):
@@ -252,7 +421,11 @@ def _find(root, names, what):
     raise FileNotFoundError(f"{what}: no {names[0]} (or .gz) in {root}")
 
 
-def load_mnist(root, train=True):
+# IDX magic numbers of MNIST's files: type code 0x08 (uint8), then the dims.
+_MNIST_IMAGES, _MNIST_LABELS = 0x0803, 0x0801
+
+
+def load_mnist(root, train=True, dtype=np.float32):
     """MNIST-format images and labels (MNIST, Fashion-MNIST) from IDX files in a directory.
 
     Reads ``{prefix}-images-idx3-ubyte`` and ``{prefix}-labels-idx1-ubyte`` (or the
@@ -265,45 +438,61 @@ def load_mnist(root, train=True):
         Directory that holds the files.
     train : bool, default True
         The training set (60000 samples for MNIST) or the test set (10000).
+    dtype : np.float32 or np.uint8, default np.float32
+        float32 pixels / 255, or the raw uint8 pixels (what augment takes).
 
     Returns
     -------
-    images : ndarray of float32, shape (N, 1, H, W)
+    images : ndarray of float32 (or uint8), shape (N, 1, H, W)
         Pixel / 255, in [0, 1]; (N, 1, 28, 28) for MNIST.
     labels : ndarray of int64, shape (N,)
 
     Raises
     ------
     TypeError
-        root is not a str, bytes or os.PathLike.
+        root is not a str, bytes or os.PathLike; dtype is neither float32 nor uint8.
     FileNotFoundError
         The images or labels file is missing.
     ValueError
-        A malformed file (as for read_idx), or images that are not (N, H, W), labels
-        that are not (N,), or counts that differ.
+        A malformed file (as for read_idx), an images file whose magic number is not
+        0x00000803 (uint8, 3 dims: N, H, W) or a labels file whose magic number is not
+        0x00000801 (uint8, 1 dim), or counts that differ; the message names the file.
     """
     root = _path(root, "load_mnist", "root")
+    unit = _pixels(dtype, "load_mnist")
     prefix = "train" if train else "t10k"
-    images = read_idx(_find(root, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"], "load_mnist"))
-    labels = read_idx(_find(root, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"], "load_mnist"))
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+    images_path = _find(root, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"], "load_mnist")
+    labels_path = _find(root, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"], "load_mnist")
+    images = _data.decode_idx(
+        _read_bytes(images_path, "load_mnist"), f"load_mnist: {images_path}", _MNIST_IMAGES,
+        "MNIST images: uint8, 3 dims (N, H, W)", unit
+    )
+    labels = _data.decode_idx(
+        _read_bytes(labels_path, "load_mnist"), f"load_mnist: {labels_path}", _MNIST_LABELS,
+        "MNIST labels: uint8, 1 dim (N,)"
+    )
+    if len(images) != len(labels):
         raise ValueError(
-            f"load_mnist: {root}: expected images (N, H, W) and labels (N,), got {images.shape} and {labels.shape}"
+            f"load_mnist: {root}: expected as many labels as images, got {len(images)} images ({images_path}) "
+            f"and {len(labels)} labels ({labels_path})"
         )
-    x = images.astype(np.float32)[:, None] / np.float32(255)
-    return x, labels.astype(np.int64)
+    return images[:, None], labels.astype(np.int64)
 
 
-_CIFAR_RECORD = 1 + 3 * 32 * 32
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+"""CIFAR-10's per-channel (R, G, B) mean of pixel / 255 over the training set."""
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+"""CIFAR-10's per-channel (R, G, B) standard deviation of pixel / 255 over the training set."""
 
 
-def load_cifar10(root, train=True):
+def load_cifar10(root, train=True, dtype=np.float32):
     """CIFAR-10 from its binary batches in a directory.
 
     Reads the train batches ``data_batch_1.bin`` ... ``data_batch_5.bin`` that exist
     (in that order), or ``test_batch.bin``, from root or from
     ``root/cifar-10-batches-bin`` when that directory exists. Each record is one label
-    byte and 3 * 32 * 32 pixel bytes.
+    byte (0 to 9) and 3 * 32 * 32 pixel bytes. Decoded (and validated) by
+    cnnkit._data on cnnkit's thread pool.
 
     Parameters
     ----------
@@ -312,23 +501,27 @@ def load_cifar10(root, train=True):
     train : bool, default True
         The train batches (50000 samples when all five exist) or the test batch
         (10000).
+    dtype : np.float32 or np.uint8, default np.float32
+        float32 pixels / 255, or the raw uint8 pixels (what augment takes).
 
     Returns
     -------
-    images : ndarray of float32, shape (N, 3, 32, 32)
+    images : ndarray of float32 (or uint8), shape (N, 3, 32, 32)
         Pixel / 255, in [0, 1].
     labels : ndarray of int64, shape (N,)
 
     Raises
     ------
     TypeError
-        root is not a str, bytes or os.PathLike.
+        root is not a str, bytes or os.PathLike; dtype is neither float32 nor uint8.
     FileNotFoundError
         None of the batch files exists.
     ValueError
-        A batch file's size is not a multiple of 3073 bytes; the message names the file.
+        A batch file is empty, its size is not a multiple of 3073 bytes, or it holds
+        a label above 9; the message names the file and what it holds.
     """
     root = os.fsdecode(_path(root, "load_cifar10", "root"))
+    unit = _pixels(dtype, "load_cifar10")
     nested = os.path.join(root, "cifar-10-batches-bin")
     if os.path.isdir(nested):
         root = nested
@@ -336,17 +529,15 @@ def load_cifar10(root, train=True):
     paths = [os.path.join(root, n) for n in names if os.path.exists(os.path.join(root, n))]
     if not paths:
         raise FileNotFoundError(f"load_cifar10: no {names[0]} in {root}")
-    xs, ys = [], []
-    for path in paths:
-        raw = np.fromfile(path, np.uint8)
-        if raw.size % _CIFAR_RECORD:
-            raise ValueError(
-                f"load_cifar10: {path}: expected a multiple of {_CIFAR_RECORD} bytes (label + 3x32x32), got {raw.size}"
-            )
-        records = raw.reshape(-1, _CIFAR_RECORD)
-        ys.append(records[:, 0].astype(np.int64))
-        xs.append(records[:, 1:].reshape(-1, 3, 32, 32))
-    return np.concatenate(xs).astype(np.float32) / np.float32(255), np.concatenate(ys)
+    raws = [_read_bytes(path, "load_cifar10") for path in paths]
+    counts = [_data.cifar_records(len(raw), f"load_cifar10: {path}") for raw, path in zip(raws, paths)]
+    images = np.empty((sum(counts), 3 * 32 * 32), np.float32 if unit else np.uint8)
+    labels = np.empty(sum(counts), np.int64)
+    start = 0
+    for raw, path, n in zip(raws, paths, counts):
+        _data.decode_cifar(raw, f"load_cifar10: {path}", images[start : start + n], labels[start : start + n])
+        start += n
+    return images.reshape(-1, 3, 32, 32), labels
 
 
 def load_digits():
