@@ -2,7 +2,7 @@
 
     cnnkit train [--model lenet|mlp] [--epochs N] [--data digits|mnist:DIR|cifar10:DIR]
                  [--seed S] [--threads N] [--batch-size B] [--lr LR] [--limit N] [--save PATH]
-                 [--device cpu|cuda|cuda:N]
+                 [--device cpu|cuda|cuda:N] [--augment]
     cnnkit bench [--quick] [--threads N] [--device cpu|cuda|cuda:N]
     cnnkit classify [--method knn|softmax|svm|kmeans] [--k K] [--data ...] [--seed S]
                     [--threads N] [--epochs N] [--lr LR] [--reg R] [--limit N]
@@ -113,6 +113,11 @@ def build_parser():
         "--save", metavar="PATH", type=_expand, default=None, help="save the trained weights to an .npz file"
     )
     train.add_argument("--device", type=_device_arg, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    train.add_argument(
+        "--augment", action="store_true",
+        help="cifar10 only: random 32x32 crops of the 4-padded images, random flips and CIFAR-10's mean/std "
+        "(cnnkit.data.augment, on the DataLoader's background thread)",
+    )
 
     bench = sub.add_parser("bench", help="print the kernel benchmark table")
     bench.add_argument("--quick", action="store_true", help="fewer cases and repeats")
@@ -284,8 +289,8 @@ def train(args, out=None, err=None):
     Raises
     ------
     CommandError
-        If the device is not there, the dataset cannot be loaded or the weights
-        cannot be saved.
+        If the device is not there, the dataset cannot be loaded, --augment is given
+        without cifar10 data, or the weights cannot be saved.
     """
     import cnnkit
     from . import data, nn, optim
@@ -296,27 +301,48 @@ def train(args, out=None, err=None):
     if args.threads is not None:
         cnnkit.set_num_threads(args.threads)
     cnnkit.manual_seed(args.seed)
+    if args.augment and not args.data.startswith("cifar10:"):
+        raise CommandError(f"--augment is for --data cifar10:DIR, got --data {args.data}")
     try:
-        ds = data.load_dataset(args.data)
+        if args.augment:  # uint8 training images: augment takes the raw pixels
+            root = args.data.partition(":")[2]
+            ds = data.Dataset("cifar10", *data.load_cifar10(root, True, np.uint8), *data.load_cifar10(root, False),
+                              num_classes=10)
+        else:
+            ds = data.load_dataset(args.data)
     except (ImportError, OSError, ValueError) as e:
         raise CommandError(f"cannot load {args.data!r}: {e}") from None
     x_train, y_train = ds.x_train, ds.y_train
     if args.limit is not None:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
-    # Standardise each channel with the training set's statistics.
-    mean = x_train.mean(axis=(0, 2, 3), keepdims=True)
-    std = x_train.std(axis=(0, 2, 3), keepdims=True) + np.float32(1e-6)
-    x_train = (x_train - mean) / std
+    transform = None
+    if args.augment:
+        # Seeds from a generator of the loader's thread's own, so that prefetching
+        # draws nothing from cnnkit's stream (the training thread's).
+        seeds = np.random.default_rng(args.seed)
+        transform = lambda xb: data.augment(  # noqa: E731
+            xb, 32, padding=4, flip=True, mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD,
+            seed=int(seeds.integers(2**63)),
+        )
+        mean = np.array(data.CIFAR10_MEAN, np.float32).reshape(1, 3, 1, 1)
+        std = np.array(data.CIFAR10_STD, np.float32).reshape(1, 3, 1, 1)
+    else:
+        # Standardise each channel with the training set's statistics.
+        mean = x_train.mean(axis=(0, 2, 3), keepdims=True)
+        std = x_train.std(axis=(0, 2, 3), keepdims=True) + np.float32(1e-6)
+        x_train = (x_train - mean) / std
     x_test = (ds.x_test - mean) / std
 
     model = _build_model(args.model, x_train.shape[1:], ds.num_classes).to(args.device)
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     schedule = optim.StepLR(optimizer, step_size=max(1, 2 * args.epochs // 3), gamma=0.1)
-    loader = data.DataLoader((x_train, y_train), batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    loader = data.DataLoader((x_train, y_train), batch_size=args.batch_size, shuffle=True, seed=args.seed,
+                             transform=transform)
     progress = _Progress(args.epochs, len(loader), err)
     err.write(
-        f"training {args.model} on {ds.name}: {len(x_train)} train / {len(x_test)} test samples, "
+        f"training {args.model} on {ds.name}{' (augmented)' if args.augment else ''}: "
+        f"{len(x_train)} train / {len(x_test)} test samples, "
         f"{model.num_parameters():,} parameters, "
         + (f"{cnnkit.get_num_threads()} threads\n" if device[0] == "cpu" else f"on {args.device}\n")
     )
