@@ -136,16 +136,25 @@ class DataLoader:
         stream, which the training thread also draws from.
     prefetch : int, default 1
         Batches assembled ahead on the background thread; 0 for none (no thread).
+    rank, world_size : int, default 0 and 1
+        Data parallelism (cnnkit.distributed): batch_size is the global batch, and
+        each pass yields this rank's part of each global batch. The global batch is
+        split contiguously as ``numpy.array_split`` splits it: the first
+        ``len(batch) % world_size`` ranks get one sample more, and a rank gets none
+        where a batch has fewer samples than ranks. Every rank makes ``len(loader)``
+        steps; with the same seed (or cnnkit.manual_seed) on every rank, the parts
+        together are the batches of one process.
 
     Raises
     ------
     ValueError
         batch_size is not a positive int (a bool or a float included); a tuple or
         list dataset is invalid as for ArrayDataset; seed is a negative int; prefetch
-        is negative.
+        is negative; world_size is not positive; rank is outside [0, world_size).
     TypeError
         dataset has no ``__len__`` or ``__getitem__``; seed is not a seed NumPy takes;
-        transform is neither None nor callable; prefetch is not an int.
+        transform is neither None nor callable; prefetch, rank or world_size is not
+        an int.
 
     Examples
     --------
@@ -161,7 +170,7 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, seed=None, drop_last=False, transform=None,
-                 prefetch=1):
+                 prefetch=1, rank=0, world_size=1):
         if isinstance(dataset, (tuple, list)):
             dataset = ArrayDataset(*dataset)
         elif not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
@@ -179,6 +188,12 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.transform = transform
         self.prefetch = _args.positive(prefetch, "DataLoader", "prefetch", low=0)
+        self.world_size = _args.positive(world_size, "DataLoader", "world_size")
+        self.rank = _args.positive(rank, "DataLoader", "rank", low=0)
+        if self.rank >= self.world_size:
+            raise ValueError(
+                f"DataLoader: rank: expected an int in [0, world_size) = [0, {self.world_size}), got {self.rank}"
+            )
         self._rng = _random.generator() if seed is None else _seeded(seed, "DataLoader", "seed")
 
     def __len__(self):
@@ -188,10 +203,16 @@ class DataLoader:
     def __iter__(self):
         n = len(self.dataset)
         order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-        slices = (order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self)))
+        slices = (self._part(order[b * self.batch_size : (b + 1) * self.batch_size]) for b in range(len(self)))
         if self.prefetch == 0:
             return (self._assemble(index) for index in slices)
         return _prefetched(self._assemble, slices, self.prefetch)
+
+    def _part(self, batch):
+        """This rank's contiguous part of a global batch's indices."""
+        size, extra = divmod(len(batch), self.world_size)
+        start = self.rank * size + min(self.rank, extra)
+        return batch[start : start + size + (self.rank < extra)]
 
     def _assemble(self, index):
         batch = self.dataset[index]
