@@ -403,7 +403,7 @@ cdef inline double _norm1(const floating* x, int64_t d) noexcept nogil:
 ctypedef struct KnnCtx:
     const void* q
     const void* t
-    const double* tn
+    const void* tn     # squared training norms, in the data's dtype
     void* dist
     int64_t* idx
     int64_t m, n, d, k, rows
@@ -413,11 +413,11 @@ ctypedef struct KnnCtx:
     int status
 
 
-cdef void _knn_task(KnnCtx* c, const floating* q, const floating* t, floating* dist,
-                    int64_t blk0, int64_t blk1) noexcept nogil:
+cdef void _knn_task(KnnCtx* c, const floating* q, const floating* t, const floating* tn,
+                    floating* dist, int64_t blk0, int64_t blk1) noexcept nogil:
     cdef int64_t n = c.n, d = c.d, k = c.k
-    cdef int64_t blk, r0, rows, r, i, j, size, nc
-    cdef double v, tau, nq
+    cdef int64_t blk, r0, rows, r, i, j, size, nc, kept
+    cdef double v, tau, slack
     cdef floating* row
     cdef void* bt = NULL
     cdef void* acc = NULL
@@ -447,19 +447,28 @@ cdef void _knn_task(KnnCtx* c, const floating* q, const floating* t, floating* d
                 for j in range(n):
                     _heap_push(hv, hj, &size, k, <double>row[j], j)
             else:
-                # GEMM ranks by |t_j|^2 - 2 q.t_j; every pair within its rounding bound
-                # of the k-th is then ranked again by its exact distance.
+                # GEMM ranks by the key |t_j|^2 - 2 q.t_j. Every j whose key is within
+                # the rounding bound (slack) of the k-th smallest key is a candidate;
+                # the threshold only falls, so one pass collects a superset of them,
+                # and the candidates are then ranked by their exact distances.
                 for j in range(n):
-                    _heap_push(hv, hj, &size, k, c.tn[j] + <double>row[j], j)
-                nq = _norm1(q + i * d, d)
-                tau = hv[0] + c.margin * (nq + c.tn_max)
+                    row[j] += tn[j]
+                slack = c.margin * (_norm1(q + i * d, d) + c.tn_max)
                 nc = 0
                 for j in range(n):
-                    if c.tn[j] + <double>row[j] <= tau:
+                    v = row[j]
+                    if size < k or v <= hv[0] + slack:
                         cand[nc] = j
                         nc += 1
-                size = 0
+                        _heap_push(hv, hj, &size, k, v, j)
+                tau = hv[0] + slack
+                kept = 0
                 for j in range(nc):
+                    if row[cand[j]] <= tau:
+                        cand[kept] = cand[j]
+                        kept += 1
+                size = 0
+                for j in range(kept):
                     _heap_push(hv, hj, &size, k, _sqdist(q + i * d, t + cand[j] * d, d), cand[j])
             _heap_sorted(hv, hj, k)
             for j in range(k):
@@ -474,9 +483,9 @@ cdef void _knn_task(KnnCtx* c, const floating* q, const floating* t, floating* d
 cdef void _knn_cb(void* ctx, int64_t b, int64_t e) noexcept nogil:
     cdef KnnCtx* c = <KnnCtx*>ctx
     if c.f64:
-        _knn_task(c, <const double*>c.q, <const double*>c.t, <double*>c.dist, b, e)
+        _knn_task(c, <const double*>c.q, <const double*>c.t, <const double*>c.tn, <double*>c.dist, b, e)
     else:
-        _knn_task(c, <const float*>c.q, <const float*>c.t, <float*>c.dist, b, e)
+        _knn_task(c, <const float*>c.q, <const float*>c.t, <const float*>c.tn, <float*>c.dist, b, e)
 
 
 def kneighbors(const floating[:, ::1] queries, const floating[:, ::1] train, const double[::1] train_sqnorms,
@@ -490,11 +499,12 @@ def kneighbors(const floating[:, ::1] queries, const floating[:, ::1] train, con
     cdef floating[:, ::1] dv = dist
     cdef int64_t[:, ::1] iv = idx
     cdef KnnCtx c
+    cdef floating[::1] tn = np.asarray(train_sqnorms).astype(dtype)
     if m == 0 or k == 0:
         return dist, idx
     c.q = &queries[0, 0]
     c.t = &train[0, 0]
-    c.tn = &train_sqnorms[0]
+    c.tn = &tn[0]
     c.dist = &dv[0, 0]
     c.idx = &iv[0, 0]
     c.m, c.n, c.d, c.k = m, n, d, k
@@ -503,8 +513,9 @@ def kneighbors(const floating[:, ::1] queries, const floating[:, ::1] train, con
     c.f64 = floating is double
     c.status = 0
     c.tn_max = float(np.max(np.asarray(train_sqnorms)))
-    # Twice GEMM's rounding bound (the k-th and the candidate each err), with room.
-    c.margin = 4.0 * (d + 4) * _eps(<floating>0)
+    # Twice the keys' rounding bound (GEMM's, the norms' and the key's own; the k-th
+    # and the candidate each err), with room.
+    c.margin = 4.0 * (d + 8) * _eps(<floating>0)
     _run((m + c.rows - 1) // c.rows, 1, _knn_cb, &c, &c.status)
     return dist, idx
 
