@@ -71,8 +71,11 @@ def test_bad_batch_size(bad):
 
 
 # ---- IDX (MNIST) --------------------------------------------------------------------
+IDX_CODES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
 def write_idx(path, array, code=0x08):
-    dtype = {0x08: ">u1", 0x0B: ">i2", 0x0D: ">f4"}[code]
+    dtype = IDX_CODES[code]
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     payload = header + np.asarray(array, dtype).tobytes()
     opener = gzip.open if str(path).endswith(".gz") else open
@@ -112,6 +115,86 @@ def test_read_idx_truncated(tmp_path):
         data.read_idx(path)
 
 
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+@pytest.mark.parametrize("code", sorted(IDX_CODES))
+def test_read_idx_round_trip_of_every_type(tmp_path, rng, code, gz):
+    dtype = np.dtype(IDX_CODES[code])
+    if dtype.kind == "f":
+        values = rng.standard_normal((2, 3, 5, 7)).astype(dtype)
+        values.flat[:3] = [np.inf, -0.0, np.finfo(dtype).tiny]
+    else:
+        info = np.iinfo(dtype)
+        values = rng.integers(info.min, info.max, size=(2, 3, 5, 7), endpoint=True).astype(dtype)
+        values.flat[:2] = [info.min, info.max]
+    path = tmp_path / ("a.idx.gz" if gz else "a.idx")
+    write_idx(path, values, code)
+    got = data.read_idx(str(path))
+    assert got.dtype == dtype.newbyteorder("=") and got.dtype.isnative and got.flags.writeable
+    np.testing.assert_array_equal(got, values)
+    assert np.signbit(got.flat[1]) == np.signbit(values.flat[1])
+
+
+@pytest.mark.parametrize("code", [0x08, 0x0C, 0x0E])
+def test_read_idx_on_any_thread_count(tmp_path, rng, num_threads, code):
+    values = rng.integers(-100, 100, size=(300_001,)).astype(np.dtype(IDX_CODES[code]).newbyteorder("="))
+    write_idx(tmp_path / "big.idx", values, code)
+    for threads in (1, 2, 3):
+        num_threads(threads)
+        np.testing.assert_array_equal(data.read_idx(tmp_path / "big.idx"), values)
+
+
+def test_read_idx_zero_dims_and_empty_shapes(tmp_path):
+    (tmp_path / "scalar.idx").write_bytes(bytes([0, 0, 0x0C, 0]) + struct.pack(">i", -7))
+    got = data.read_idx(tmp_path / "scalar.idx")
+    assert got.shape == () and got == -7
+    write_idx(tmp_path / "empty.idx", np.zeros((0, 4), np.uint8))
+    assert data.read_idx(tmp_path / "empty.idx").shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"", "not an IDX file \\(expected the magic number 0x0000TTDD .*, got an empty file\\)"),
+        (b"\x00\x00", "not an IDX file .*got 0000\\)"),
+        (b"\x01\x00\x08\x01\x00\x00\x00\x01\x00", "not an IDX file .*got 01000801\\)"),
+        (b"\x00\x02\x08\x01\x00\x00\x00\x01\x00", "not an IDX file .*got 00020801\\)"),
+        (b"\x00\x00\x07\x01\x00\x00\x00\x01\x00", "not an IDX file .*got 00000701\\)"),
+        (b"\x00\x00\x08\x21" + b"\x00\x00\x00\x01" * 33, "expected at most 32 dims in the IDX header, got 33"),
+        (b"\x00\x00\x08\x02\x00\x00\x00\x02\x00", "truncated header \\(expected 12 bytes for 2 dims, got 9\\)"),
+        (bytes([0, 0, 0x0B, 2]) + struct.pack(">II", 2, 3) + b"\x00" * 11,
+         "truncated: expected 24 bytes for shape \\(2, 3\\) of type int16, got 23"),
+        (bytes([0, 0, 0x08, 1]) + struct.pack(">I", 3) + b"\x00" * 4,
+         "oversized: expected 11 bytes for shape \\(3,\\) of type uint8, got 12"),
+        (bytes([0, 0, 0x0E, 3]) + struct.pack(">III", 2**32 - 1, 2**32 - 1, 2**32 - 1),
+         f"truncated: expected {16 + 8 * (2**32 - 1) ** 3} bytes for shape \\(4294967295, 4294967295, 4294967295\\)"),
+    ],
+    ids=["empty", "short-magic", "byte0", "byte1", "type", "dims", "header", "truncated", "oversized", "huge"],
+)
+def test_read_idx_malformed(tmp_path, payload, message):
+    path = tmp_path / "bad.idx"
+    path.write_bytes(payload)
+    with pytest.raises(ValueError, match=f"^read_idx: {path}: {message}"):
+        data.read_idx(path)
+
+
+def test_read_idx_bad_gzip(tmp_path):
+    write_idx(tmp_path / "plain.idx.gz.raw", np.zeros(4, np.uint8))
+    (tmp_path / "plain.idx.gz").write_bytes((tmp_path / "plain.idx.gz.raw").read_bytes())
+    with pytest.raises(ValueError, match=f"^read_idx: {tmp_path / 'plain.idx.gz'}: not a valid gzip file"):
+        data.read_idx(tmp_path / "plain.idx.gz")
+    write_idx(tmp_path / "good.idx.gz", np.arange(100, dtype=np.uint8))
+    (tmp_path / "cut.idx.gz").write_bytes((tmp_path / "good.idx.gz").read_bytes()[:-9])
+    with pytest.raises(ValueError, match=f"^read_idx: {tmp_path / 'cut.idx.gz'}: not a valid gzip file"):
+        data.read_idx(tmp_path / "cut.idx.gz")
+
+
+def test_read_idx_path_errors(tmp_path):
+    with pytest.raises(TypeError, match="^read_idx: path: expected a str or os.PathLike path, got int"):
+        data.read_idx(3)
+    with pytest.raises(FileNotFoundError):
+        data.read_idx(tmp_path / "missing.idx")
+
+
 def write_mnist(root, n_train=6, n_test=3, gz=False):
     rng = np.random.default_rng(0)
     suffix = ".gz" if gz else ""
@@ -147,6 +230,51 @@ def test_load_mnist_count_mismatch(tmp_path):
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(5, np.uint8))
     with pytest.raises(ValueError, match="expected as many labels as images, got 6 images"):
         data.load_mnist(tmp_path)
+
+
+def test_load_mnist_uint8_and_float_pixels(tmp_path):
+    sets = write_mnist(tmp_path, n_train=5)
+    images, labels = sets["train"]
+    raw, y = data.load_mnist(tmp_path, dtype=np.uint8)
+    assert raw.dtype == np.uint8 and raw.shape == (5, 1, 28, 28)
+    np.testing.assert_array_equal(raw[:, 0], images)
+    x, _ = data.load_mnist(tmp_path, dtype="float32")
+    np.testing.assert_array_equal(x[:, 0], images.astype(np.float32) / np.float32(255))  # exactly
+    np.testing.assert_array_equal(y, labels)
+    with pytest.raises(TypeError, match="^load_mnist: dtype: expected np.float32 or np.uint8, got <class 'numpy.float64'>"):
+        data.load_mnist(tmp_path, dtype=np.float64)
+    with pytest.raises(TypeError, match="^load_mnist: dtype: expected np.float32 or np.uint8, got 'nope'"):
+        data.load_mnist(tmp_path, dtype="nope")
+
+
+@pytest.mark.parametrize(
+    "which, array, code, message",
+    [
+        ("images", np.zeros(6, np.uint8), 0x08,
+         "expected MNIST images: uint8, 3 dims \\(N, H, W\\) \\(magic number 0x00000803\\), got magic number 0x00000801"),
+        ("images", np.zeros((6, 28, 28), np.int16), 0x0B, ".*got magic number 0x00000b03"),
+        ("labels", np.zeros((6, 1), np.uint8), 0x08,
+         "expected MNIST labels: uint8, 1 dim \\(N,\\) \\(magic number 0x00000801\\), got magic number 0x00000802"),
+        ("labels", np.zeros(6, np.float32), 0x0D, ".*got magic number 0x00000d01"),
+    ],
+)
+def test_load_mnist_wrong_magic(tmp_path, which, array, code, message):
+    write_mnist(tmp_path)
+    path = tmp_path / f"train-{which}-idx{3 if which == 'images' else 1}-ubyte"
+    write_idx(path, array, code)
+    with pytest.raises(ValueError, match=f"^load_mnist: {path}: {message}"):
+        data.load_mnist(tmp_path)
+
+
+def test_load_mnist_truncated_and_other_spelling(tmp_path):
+    write_mnist(tmp_path)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match=f"^load_mnist: {path}: truncated: expected 2368 bytes"):
+        data.load_mnist(tmp_path, train=False)
+    path.rename(tmp_path / "t10k-images.idx3-ubyte.gz")
+    with pytest.raises(ValueError, match="t10k-images.idx3-ubyte.gz: not a valid gzip file"):
+        data.load_mnist(tmp_path, train=False)
 
 
 # ---- CIFAR-10 -----------------------------------------------------------------------
@@ -185,6 +313,41 @@ def test_load_cifar10_bad_size(tmp_path):
 
 def test_load_cifar10_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="data_batch_1.bin"):
+        data.load_cifar10(tmp_path)
+
+
+def test_load_cifar10_uint8_float_and_threads(tmp_path, num_threads):
+    sets = write_cifar(tmp_path, {"data_batch_1.bin": 40, "data_batch_3.bin": 31})
+    images = np.concatenate([sets["data_batch_1.bin"][0], sets["data_batch_3.bin"][0]])
+    labels = np.concatenate([sets["data_batch_1.bin"][1], sets["data_batch_3.bin"][1]])
+    for threads in (1, 2, 3):
+        num_threads(threads)
+        raw, y = data.load_cifar10(tmp_path, dtype=np.uint8)
+        assert raw.dtype == np.uint8 and raw.shape == (71, 3, 32, 32) and y.dtype == np.int64
+        np.testing.assert_array_equal(raw, images)
+        np.testing.assert_array_equal(y, labels)
+        x, _ = data.load_cifar10(tmp_path)
+        np.testing.assert_array_equal(x, images.astype(np.float32) / np.float32(255))  # exactly
+    with pytest.raises(TypeError, match="^load_cifar10: dtype: expected np.float32 or np.uint8, got 'int8'"):
+        data.load_cifar10(tmp_path, dtype="int8")
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"", "truncated: expected records of 3073 bytes \\(label \\+ 3x32x32\\), got 0 bytes"),
+        (b"\x01" * 3072, "expected a multiple of 3073 bytes .*, got 3072 \\(0 records and 3072 bytes over\\)"),
+        (b"\x01" * (2 * 3073 + 5), ".*got 6151 \\(2 records and 5 bytes over\\)"),
+        (b"\x01" * 3073 + b"\x0a" + b"\x00" * 3072, "expected labels 0 to 9, got 10 in record 1 \\(byte 3073\\)"),
+        (b"\xff" + b"\x00" * 3072, "expected labels 0 to 9, got 255 in record 0 \\(byte 0\\)"),
+    ],
+    ids=["empty", "short", "trailing", "label-10", "label-255"],
+)
+def test_load_cifar10_malformed(tmp_path, payload, message):
+    write_cifar(tmp_path, {"data_batch_1.bin": 2})
+    path = tmp_path / "data_batch_2.bin"
+    path.write_bytes(payload)
+    with pytest.raises(ValueError, match=f"^load_cifar10: {path}: {message}"):
         data.load_cifar10(tmp_path)
 
 
