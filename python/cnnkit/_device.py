@@ -68,8 +68,9 @@ def require(device, where):
 
 
 def to_device(a, kind, index=None):
-    """a on the host (kind "cpu": a NumPy array) or on CUDA device index (the current one
-    for None); a itself when it is there already."""
+    """a on the host (kind "cpu": a NumPy array) or on CUDA device index; a itself when it
+    is there already. index None: a GPU array stays on its device, anything else goes to
+    the current one. For kind "cuda", CuPy must have been imported (cuda_module does)."""
     cupy = sys.modules.get("cupy")
     on_gpu = cupy is not None and isinstance(a, cupy.ndarray)
     if kind == "cpu":
