@@ -4,7 +4,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <cxxabi.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,7 +43,7 @@ Pair pair(const P2& p) { return {p[0], p[1]}; }
 void take_gil(PyThreadState* state) {
   try {
     PyEval_RestoreThread(state);
-  } catch (abi::__forced_unwind&) {
+  } catch (...) {  // only the forced unwind: CPython raises no C++ exceptions
     for (;;) pause();
   }
 }
