@@ -16,7 +16,6 @@ from libc.float cimport DBL_EPSILON, FLT_EPSILON
 from libc.math cimport exp, fabs, fabsf, log, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memset
 
 from _cnnkit_abi cimport CNNKIT_OK, CNNKIT_TOO_LARGE, cnnkit_c_abi, cnnkit_range_fn, load_abi
 
