@@ -54,6 +54,12 @@ def next_seed():
     return int(_generator.integers(0, 2**63 - 1))
 
 
+def skip(seed, count):
+    """The dropout seed whose draw i is draw i + count of seed: the kernels' counter-based
+    generator (splitmix64 in csrc/norm.cpp and cuda/norm.cu) draws seed + (i + 1) * gamma."""
+    return (seed + count * 0x9E3779B97F4A7C15) % 2**64
+
+
 def uniform(shape, bound, dtype):
     """U(-bound, bound) of the given shape and dtype, drawn directly in that dtype
     (float32 draws are several times faster than drawing float64 and casting)."""

@@ -21,6 +21,7 @@ from .layers import (
 )
 from .losses import CrossEntropyLoss, MSELoss
 from .module import Module, Parameter, Sequential
+from .syncbn import SyncBatchNorm2d
 
 __all__ = [
     "Module",
@@ -41,6 +42,7 @@ __all__ = [
     "Flatten",
     "Dropout",
     "BatchNorm2d",
+    "SyncBatchNorm2d",
     "LocalResponseNorm",
     "CrossEntropyLoss",
     "MSELoss",

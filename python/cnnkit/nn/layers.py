@@ -1257,6 +1257,13 @@ class Dropout(Module):
     p : float, default 0.5
         Probability of zeroing, in [0, 1).
 
+    Attributes
+    ----------
+    sample_offset : int
+        Index in the global batch of this process's first sample (0 in one process;
+        DataParallel sets it): the mask is this slice of the global batch's mask, so
+        that ranks that split a batch draw the mask one process would.
+
     Notes
     -----
     Shapes: Any shape; the output has the input's.
@@ -1275,6 +1282,7 @@ class Dropout(Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p: expected a probability in [0, 1), got {p}")
         self.p = p
+        self.sample_offset = 0
 
     def forward(self, x):
         """Drop elements (training) or pass x through (eval mode, or p = 0).
@@ -1293,7 +1301,10 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self._save(None)
             return x
-        y, mask = F.dropout(x, self.p, training=True, seed=_random.next_seed())
+        seed = _random.next_seed()
+        if self.sample_offset and x.ndim and x.size:
+            seed = _random.skip(seed, self.sample_offset * (x.size // x.shape[0]))
+        y, mask = F.dropout(x, self.p, training=True, seed=seed)
         self._save(mask)
         return y
 

@@ -181,7 +181,10 @@ def _guard_backward(fn):
                 raise ValueError(
                     f"{name}.backward: grad_output: expected shape {expected} (forward's output), got {tuple(g.shape)}"
                 )
-        return fn(self, *args, **kwargs)
+        result = fn(self, *args, **kwargs)
+        for hook in self.__dict__.get("_backward_hooks", ()):
+            hook(self)
+        return result
 
     backward._cnnkit_guarded = True
     return backward
@@ -295,6 +298,26 @@ class Module:
         """
         self._buffers[name] = array
         object.__setattr__(self, name, array)
+
+    def register_backward_hook(self, hook):
+        """Call ``hook(module)`` after each backward of this module returns, when the
+        gradients of its own parameters are accumulated (DataParallel starts a
+        bucket's allreduce from there).
+
+        Parameters
+        ----------
+        hook : callable
+            Takes the module.
+
+        Raises
+        ------
+        TypeError
+            If hook is not callable.
+        """
+        if not callable(hook):
+            raise TypeError(f"{type(self).__name__}.register_backward_hook: hook: expected a callable, "
+                            f"got {type(hook).__name__}")
+        self.__dict__.setdefault("_backward_hooks", []).append(hook)
 
     # -- computation -----------------------------------------------------------------
     def forward(self, *args):
