@@ -322,3 +322,28 @@ def test_backward_hook_runs_after_each_backward():
     np.testing.assert_array_equal(seen[0][1], layer.weight.grad)  # the gradient was complete
     with pytest.raises(TypeError, match=r"Linear.register_backward_hook: hook: expected a callable, got int"):
         layer.register_backward_hook(3)
+
+
+# -- mpiexec -n 2 cnnkit train ----------------------------------------------------------
+def test_cli_train_under_mpiexec_equals_one_process(tmp_path):
+    args = ["-m", "cnnkit", "train", "--epochs", "2", "--limit", "300", "--batch-size", "25"]
+    one = subprocess.run([sys.executable, *args, "--save", str(tmp_path / "one.npz")], capture_output=True,
+                         text=True, env=clean_env(), timeout=120)
+    assert one.returncode == 0, one.stderr
+    two = mpiexec(2, *args, "--save", str(tmp_path / "two.npz"))
+    # only rank 0 prints: one header, one bar line per epoch, one save line, one result
+    lines = two.stderr.splitlines()
+    assert len(lines) == 4, two.stderr
+    assert lines[0].startswith("training lenet on digits: 300 train / 359 test samples, 21,386 parameters, "
+                               "1 threads on each of 2 ranks")
+    assert [line.split(" [")[0] for line in lines[1:3]] == ["epoch 1/2", "epoch 2/2"]
+    assert lines[3] == f"saved the trained weights to {tmp_path / 'two.npz'}"
+    (result,) = two.stdout.splitlines()
+    assert result.startswith("test accuracy: ") and "lenet on digits, 2 epochs" in result
+    # the epochs' loss and accuracy are those of the whole batches: as one process's
+    for a, b in zip(one.stderr.splitlines()[1:3], lines[1:3]):
+        assert a.split(" train acc")[0][:-2] == b.split(" train acc")[0][:-2]  # loss to 2 decimals
+    one_w, two_w = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    assert one_w.files == two_w.files
+    for key in one_w.files:
+        np.testing.assert_allclose(two_w[key], one_w[key], rtol=0, atol=1e-4, err_msg=key)

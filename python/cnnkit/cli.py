@@ -9,7 +9,9 @@
 
 `cnnkit train` with no arguments trains LeNet-5 on scikit-learn's bundled digits and
 ends with a line giving the test accuracy. Progress (and where --save wrote the
-weights) goes to stderr, the result to stdout. In DIR and PATH, `~` and environment
+weights) goes to stderr, the result to stdout. Under `mpiexec -n P` it trains
+data-parallel (cnnkit.distributed): the --batch-size samples of each step are split
+over the P ranks, and only rank 0 prints and saves. In DIR and PATH, `~` and environment
 variables are expanded, also where the shell did not (`--data=mnist:~/data`).
 """
 
@@ -228,6 +230,19 @@ def _build_model(name, shape, num_classes):
     return models.MLP(int(np.prod(shape)), hidden=(128,), out_features=num_classes)
 
 
+class _Discard:
+    """Where the output of ranks other than 0 goes."""
+
+    def write(self, text):
+        pass
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
 class _Progress:
     """A text progress bar on stderr: redrawn in place on a terminal, and printed once
     per epoch (complete, with the epoch's loss, accuracy and time) everywhere."""
@@ -293,11 +308,16 @@ def train(args, out=None, err=None):
         without cifar10 data, or the weights cannot be saved.
     """
     import cnnkit
-    from . import data, nn, optim
+    from . import data, distributed, nn, optim
 
     out = out or sys.stdout
     err = err or sys.stderr
     device = _use_device(args.device)
+    comm = distributed.init()
+    if comm.size > 1 and device[0] != "cpu":
+        raise CommandError(f"--device {args.device}: data-parallel training (mpiexec) runs on the CPU")
+    if comm.rank != 0:
+        out = err = _Discard()
     if args.threads is not None:
         cnnkit.set_num_threads(args.threads)
     cnnkit.manual_seed(args.seed)
@@ -338,13 +358,15 @@ def train(args, out=None, err=None):
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     schedule = optim.StepLR(optimizer, step_size=max(1, 2 * args.epochs // 3), gamma=0.1)
     loader = data.DataLoader((x_train, y_train), batch_size=args.batch_size, shuffle=True, seed=args.seed,
-                             transform=transform)
+                             transform=transform, rank=comm.rank, world_size=comm.size)
+    net = distributed.DataParallel(model, comm) if comm.size > 1 else model
     progress = _Progress(args.epochs, len(loader), err)
     err.write(
         f"training {args.model} on {ds.name}{' (augmented)' if args.augment else ''}: "
         f"{len(x_train)} train / {len(x_test)} test samples, "
         f"{model.num_parameters():,} parameters, "
-        + (f"{cnnkit.get_num_threads()} threads\n" if device[0] == "cpu" else f"on {args.device}\n")
+        + (f"{cnnkit.get_num_threads()} threads" if device[0] == "cpu" else f"on {args.device}")
+        + (f" on each of {comm.size} ranks\n" if comm.size > 1 else "\n")
     )
     epoch_times = []
     for epoch in range(1, args.epochs + 1):
@@ -353,18 +375,24 @@ def train(args, out=None, err=None):
         for done, batch in enumerate(loader, 1):
             xb, yb = (_device.to_device(a, *device) for a in batch)
             model.zero_grad()
-            logits = model(xb)
+            logits = net(xb)
             loss = criterion(logits, yb)
-            model.backward(criterion.backward())
+            net.backward(criterion.backward())
             optimizer.step()
-            total_loss += loss * len(xb)
+            total_loss += loss * len(xb) if len(xb) else 0.0  # a rank's empty part has a NaN loss
             correct += _correct(logits, yb)
             seen += len(xb)
-            progress.update(epoch, done, total_loss / seen)
+            progress.update(epoch, done, total_loss / max(seen, 1))
         schedule.step()
+        if comm.size > 1:  # the epoch's figures over all ranks
+            sums = np.array([total_loss, correct, seen], np.float64)
+            distributed.allreduce_sum(comm, sums)
+            total_loss, correct, seen = sums[0], int(sums[1]), int(sums[2])
         epoch_times.append(time.perf_counter() - start)
         progress.end_epoch(epoch, total_loss / seen, correct / seen, epoch_times[-1])
 
+    if comm.rank != 0:  # the model is rank 0's
+        return 0
     correct = _accuracy(model, x_test, ds.y_test, device)
     if args.save:
         try:
