@@ -13,7 +13,7 @@ Cython's own checks stay on for the few memoryview accesses (a first element's a
 """
 
 from libc.float cimport DBL_EPSILON, FLT_EPSILON
-from libc.math cimport exp, fabs, fabsf, log, sqrt
+from libc.math cimport INFINITY, exp, fabs, fabsf, log, nextafter, nextafterf, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
 
@@ -41,6 +41,8 @@ cdef enum:
     BLOCK_BYTES = 1 << 20
     # Columns of the second operand an L1 block transposes at a time.
     L1_COLS = 256
+    # Keys of a distance row tested at a time before any is looked at singly.
+    SCAN_GROUP = 32
     # Rows per k-means assignment chunk (a GEMM of CHUNK x k x d, then the argmin).
     KMEANS_CHUNK = 256
     # Slots of partial k-means sums (see _slots), and the most memory they may take.
@@ -399,6 +401,17 @@ cdef inline double _norm1(const floating* x, int64_t d) noexcept nogil:
     return s
 
 
+cdef inline floating _round_up(double v, floating dummy) noexcept nogil:
+    """The smallest value of the dtype that is >= v."""
+    cdef floating r = <floating>v
+    if r < v:
+        if floating is float:
+            r = nextafterf(r, INFINITY)
+        else:
+            r = nextafter(r, INFINITY)
+    return r
+
+
 ctypedef struct KnnCtx:
     const void* q
     const void* t
@@ -415,8 +428,10 @@ ctypedef struct KnnCtx:
 cdef void _knn_task(KnnCtx* c, const floating* q, const floating* t, const floating* tn,
                     floating* dist, int64_t blk0, int64_t blk1) noexcept nogil:
     cdef int64_t n = c.n, d = c.d, k = c.k
-    cdef int64_t blk, r0, rows, r, i, j, size, nc, kept
+    cdef int64_t blk, r0, rows, r, i, j, j0, w, size, nc, kept
     cdef double v, tau, slack
+    cdef floating thr
+    cdef bint hit
     cdef floating* row
     cdef void* bt = NULL
     cdef void* acc = NULL
@@ -450,16 +465,25 @@ cdef void _knn_task(KnnCtx* c, const floating* q, const floating* t, const float
                 # the rounding bound (slack) of the k-th smallest key is a candidate;
                 # the threshold only falls, so one pass collects a superset of them,
                 # and the candidates are then ranked by their exact distances.
-                for j in range(n):
-                    row[j] += tn[j]
                 slack = c.margin * (_norm1(q + i * d, d) + c.tn_max)
                 nc = 0
-                for j in range(n):
-                    v = row[j]
-                    if size < k or v <= hv[0] + slack:
-                        cand[nc] = j
-                        nc += 1
-                        _heap_push(hv, hj, &size, k, v, j)
+                j0 = 0
+                while j0 < n:
+                    w = min(<int64_t>SCAN_GROUP, n - j0)
+                    # A vector-wide test first: most groups hold no candidate.
+                    hit = size < k
+                    thr = _round_up(hv[0] + slack, <floating>0) if not hit else 0
+                    for j in range(j0, j0 + w):
+                        row[j] += tn[j]
+                        hit |= row[j] <= thr
+                    if hit:
+                        for j in range(j0, j0 + w):
+                            v = row[j]
+                            if size < k or v <= hv[0] + slack:
+                                cand[nc] = j
+                                nc += 1
+                                _heap_push(hv, hj, &size, k, v, j)
+                    j0 += w
                 tau = hv[0] + slack
                 kept = 0
                 for j in range(nc):
