@@ -147,6 +147,18 @@ def twice(out):
     dp(x)
     dp.backward(np.ones((2, 2)))
     results = {"grad": model.linear.weight.grad.copy()}
+    # a .grad replaced after DataParallel was made is taken in
+    model.linear.weight.grad = np.zeros((2, 3))
+    dp(x)
+    dp.backward(np.ones((2, 2)))
+    results["replaced"] = model.linear.weight.grad.copy()
+    model.linear.weight.grad = np.zeros((2, 3), np.float32)
+    dp(x)
+    try:
+        dp.backward(np.ones((2, 2)))
+    except RuntimeError as e:
+        results["replaced_error"] = np.array(str(e))
+    model.linear.weight.grad = np.zeros((2, 3))
     dp = distributed.DataParallel(model, comm)
     dp(x)
     try:

@@ -169,7 +169,13 @@ def test_module_whose_backward_runs_twice(tmp_path):
     mpiexec(2, str(HERE / "distributed_worker.py"), "twice", str(out))
     got = np.load(out)
     # overlap=False: the average of the ranks' 2 * ones^T x, i.e. the column sums of all of x
-    np.testing.assert_array_equal(got["grad"], np.tile(np.arange(12.0).reshape(4, 3).sum(axis=0), (2, 1)))
+    expected = np.tile(np.arange(12.0).reshape(4, 3).sum(axis=0), (2, 1))
+    np.testing.assert_array_equal(got["grad"], expected)
+    np.testing.assert_array_equal(got["replaced"], expected)
+    assert str(got["replaced_error"]) == (
+        "DataParallel.backward: linear.weight.grad: expected a NumPy array of shape (2, 3) and dtype float64 "
+        "(as when DataParallel was made), got shape (2, 3), dtype float32"
+    )
     assert str(got["error"]) == (
         "DataParallel.backward: Linear's backward ran more than once in one step (a module applied twice in "
         "forward): construct DataParallel with overlap=False"

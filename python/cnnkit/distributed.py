@@ -140,7 +140,9 @@ class DataParallel:
     in-place ``Iallreduce`` per bucket. With overlap, a bucket's allreduce starts
     as soon as the backward of every module that owns one of its parameters has
     returned, so that it runs while the rest of the backward pass computes; the last
-    ones are waited for at the end of backward.
+    ones are waited for at the end of backward. Each parameter's ``.grad`` is made a
+    view of its bucket, so that nothing is copied (a ``.grad`` replaced later is
+    taken in at the next backward).
 
     Dropout layers of the model draw their part of the global batch's mask (their
     ``sample_offset`` is set at each forward), so that the ranks together drop what
@@ -166,8 +168,8 @@ class DataParallel:
         The parameter names of each bucket, in the order they are reduced.
     comm_seconds : float
         Seconds the last backward spent after the model's backward returned (starting
-        the buckets not started yet, waiting for all, writing the gradients back): the
-        communication that the backward pass did not hide.
+        the buckets not started yet and waiting for all): the communication that the
+        backward pass did not hide.
 
     Raises
     ------
@@ -203,16 +205,18 @@ class DataParallel:
         self._broadcast([p.data for _, p in named.values()] + [b for _, b in model.named_buffers()])
         self._buckets = self._make_buckets([p for _, p in named.values()])
         self.buckets = [[named[id(p)][0] for p in b.params] for b in self._buckets]
+        for b, names in zip(self._buckets, self.buckets):
+            b.allocate(names)
         self._bucket_of = {id(p): b for b in self._buckets for p in b.params}
-        # Each module that owns parameters reports when its backward has returned; one
-        # registered n times in the model runs its backward n times per step.
+        # Every module reports when its backward has returned: an owner of parameters
+        # may complete a bucket, and any gives MPI a chance to progress the started
+        # ones. One registered n times in the model runs its backward n times per step.
         self._owners, self._uses = {}, {}
         for m in model.modules():
-            if m._parameters:
-                if id(m) not in self._owners:
-                    self._owners[id(m)] = list(m._parameters.values())
-                    m.register_backward_hook(self._module_done)
-                self._uses[id(m)] = self._uses.get(id(m), 0) + 1
+            if id(m) not in self._owners:
+                self._owners[id(m)] = list(m._parameters.values())
+                m.register_backward_hook(self._module_done)
+            self._uses[id(m)] = self._uses.get(id(m), 0) + 1
         self._active = False
         self._weight = 1.0
         self.comm_seconds = 0.0
@@ -238,8 +242,6 @@ class DataParallel:
             if last is None or p.dtype != last.dtype or last.nbytes + p.data.nbytes > self.bucket_bytes:
                 buckets.append(_Bucket(p.dtype))
             buckets[-1].add(p)
-        for b in buckets:
-            b.allocate()
         return buckets
 
     def forward(self, x):
@@ -338,6 +340,10 @@ class DataParallel:
                 b.pending -= 1
                 if b.pending == 0:
                     b.start(self.comm, self._weight)
+        # MPI moves a non-blocking collective on only inside MPI calls.
+        started = [b.request for b in self._buckets if b.request is not None]
+        if started:
+            _mpi().Request.Testall(started)
 
     def parameters(self):
         """The model's parameters (what an optimiser takes)."""
@@ -348,13 +354,12 @@ class DataParallel:
 
 
 class _Bucket:
-    """Parameters whose gradients are reduced as one flat array."""
+    """Parameters whose gradients live in one flat array (their .grad are views of it)."""
 
     def __init__(self, dtype):
         self.dtype = dtype
         self.params = []
         self.nbytes = 0
-        self.flat = None
         self.pending = 0
         self.request = None
 
@@ -362,25 +367,37 @@ class _Bucket:
         self.params.append(p)
         self.nbytes += p.data.nbytes
 
-    def allocate(self):
+    def allocate(self, names):
+        self.names = names
         self.flat = np.empty(self.nbytes // self.dtype.itemsize, self.dtype)
-        self.views = []
+        self.grads = []
         start = 0
         for p in self.params:
-            self.views.append(self.flat[start : start + p.size])
+            view = self.flat[start : start + p.size].reshape(p.shape)
+            view[...] = p.grad
+            p.grad = view
+            self.grads.append(view)
             start += p.size
 
     def start(self, comm, weight):
-        """Pack weight * each gradient and start the in-place sum over the ranks."""
-        for p, view in zip(self.params, self.views):
-            if weight:
-                np.multiply(p.grad.reshape(-1), weight, out=view)
-            else:  # an empty part: its gradients may be NaN (a mean over no samples)
-                view.fill(0)
+        """Scale by weight in place and start the in-place sum over the ranks."""
+        for name, p, view in zip(self.names, self.params, self.grads):
+            if p.grad is not view:  # replaced since (an assignment): take its values in
+                if not (isinstance(p.grad, np.ndarray) and p.grad.shape == view.shape and p.grad.dtype == view.dtype):
+                    got = (f"shape {p.grad.shape}, dtype {p.grad.dtype}" if isinstance(p.grad, np.ndarray)
+                           else type(p.grad).__name__)
+                    raise RuntimeError(
+                        f"DataParallel.backward: {name}.grad: expected a NumPy array of shape {view.shape} and dtype "
+                        f"{view.dtype} (as when DataParallel was made), got {got}"
+                    )
+                view[...] = p.grad
+                p.grad = view
+        if weight:
+            self.flat *= weight
+        else:  # an empty part: its gradients may be NaN (a mean over no samples)
+            self.flat.fill(0)
         mpi = _mpi()
         self.request = comm.Iallreduce(mpi.IN_PLACE, self.flat, op=mpi.SUM)
 
     def finish(self):
         self.request.Wait()
-        for p, view in zip(self.params, self.views):
-            p.grad[...] = view.reshape(p.shape)
