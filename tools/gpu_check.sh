@@ -133,7 +133,7 @@ run_pytest() {  # LABEL CAP LOG FILES...
   local rc=$?
   local tail_line
   tail_line=$(grep -E '^(=+ )?[0-9]+ (passed|failed|skipped|error)|no tests ran|^(=+ )?[0-9]+ .* in [0-9.]+s' "$log" | tail -n 1)
-  [ $rc -eq 124 ] && tail_line="TIMED OUT ($tail_line)"
+  [ $rc -ne 124 ] || tail_line="TIMED OUT (${tail_line:-no result line}; see $log)"
   note "$label: ${tail_line:-rc $rc, see $log}"
   while IFS= read -r l; do summary+=("  ${l:0:150}"); done < <(grep -E '^(FAILED|ERROR) ' "$log" | head -n 8)
   [ $rc -eq 0 ] || failed=1
@@ -157,7 +157,7 @@ echo "running cnnkit bench ${bench_args[*]} (log: $logs/bench.log)"
 rc=$?
 bad=$(grep -cE '^[a-z0-9_]+ +fwd(\+bwd)? +(error|WRONG)' "$logs/bench.log")
 if [ $rc -eq 0 ] && [ "$bad" -eq 0 ]; then note "bench: ok"; else note "bench: rc $rc, $bad rows in error"; failed=1; fi
-[ $rc -ne 124 ] || summary+=("  bench TIMED OUT")
+[ $rc -ne 124 ] || summary+=("  bench TIMED OUT: the rows done are in $logs/bench.log")
 while IFS= read -r l; do summary+=("  ${l:0:150}"); done < <(
   grep -E '^(cnnkit bench|torch:)|^(alexnet_conv2|vgg_3x3|resnet_1x1|depthwise_3x3|alexnet_pool1|maxpool_2x2) |error|WRONG|^geometric' \
     "$logs/bench.log" | head -n 20)
