@@ -41,6 +41,7 @@ cdef enum:
     GRAIN = 1 << 16
     CIFAR_PIXELS = 3 * 32 * 32
     CIFAR_RECORD = 1 + CIFAR_PIXELS
+    CIFAR_CLASSES = 10
 
 # IDX type code -> (native dtype, item size).
 IDX_TYPES = {0x08: "u1", 0x09: "i1", 0x0B: "i2", 0x0C: "i4", 0x0D: "f4", 0x0E: "f8"}
@@ -230,24 +231,26 @@ def cifar_records(Py_ssize_t size, str where):
     return size // CIFAR_RECORD
 
 
-def decode_cifar(const unsigned char[::1] raw, str where, pixel[:, ::1] images, int64_t[::1] labels,
-                 int num_classes=10):
+def decode_cifar(const unsigned char[::1] raw, str where, pixel[:, ::1] images, int64_t[::1] labels):
     """A batch file's records into images (n, 3072: uint8, or float32 pixel / 255) and
-    labels (n,); ValueError naming the first label >= num_classes."""
+    labels (n,); ValueError naming the first label above 9."""
     cdef int64_t n = cifar_records(raw.shape[0], where)
     cdef int64_t r
     cdef CifarCtx c
     if images.shape[0] != n or images.shape[1] != CIFAR_PIXELS or labels.shape[0] != n:
-        raise ValueError(f"{where}: {n} records for ({images.shape[0]}, {images.shape[1]}) images")
+        raise ValueError(
+            f"{where}: expected images ({n}, {CIFAR_PIXELS}) and labels ({n},) for its {n} records, "
+            f"got ({images.shape[0]}, {images.shape[1]}) and ({labels.shape[0]},)"
+        )
     c.src = &raw[0]
     c.images = &images[0, 0]
     c.labels = &labels[0]
     c.unit = pixel is float
     _run(n, max(1, GRAIN // CIFAR_RECORD), _cifar_cb, &c)
     for r in range(n):
-        if labels[r] >= num_classes:
+        if labels[r] >= CIFAR_CLASSES:
             raise ValueError(
-                f"{where}: expected labels 0 to {num_classes - 1}, got {labels[r]} in record {r} "
+                f"{where}: expected labels 0 to {CIFAR_CLASSES - 1}, got {labels[r]} in record {r} "
                 f"(byte {r * CIFAR_RECORD})"
             )
 

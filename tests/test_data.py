@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cnnkit
-from cnnkit import data
+from cnnkit import _data, data
 
 
 # ---- DataLoader ---------------------------------------------------------------------
@@ -349,6 +349,19 @@ def test_load_cifar10_malformed(tmp_path, payload, message):
     path.write_bytes(payload)
     with pytest.raises(ValueError, match=f"^load_cifar10: {path}: {message}"):
         data.load_cifar10(tmp_path)
+
+
+def test_cifar_decoder_checks_its_buffers():
+    """The kernel's own guard: the arrays it writes must fit the records (load_cifar10
+    always sizes them so)."""
+    raw = bytes(2 * 3073)
+    with pytest.raises(ValueError, match=r"^f: expected images \(2, 3072\) and labels \(2,\) for its 2 records, "
+                                         r"got \(1, 3072\) and \(2,\)"):
+        _data.decode_cifar(raw, "f", np.empty((1, 3072), np.uint8), np.empty(2, np.int64))
+    with pytest.raises(ValueError, match=r"got \(2, 3071\) and \(2,\)"):
+        _data.decode_cifar(raw, "f", np.empty((2, 3071), np.float32), np.empty(2, np.int64))
+    with pytest.raises(ValueError, match=r"got \(2, 3072\) and \(3,\)"):
+        _data.decode_cifar(raw, "f", np.empty((2, 3072), np.uint8), np.empty(3, np.int64))
 
 
 # ---- named datasets -----------------------------------------------------------------

@@ -44,7 +44,8 @@ def test_sdist_ships_the_license_and_leaves_out_ci(tmp_path, monkeypatch):
         members = {m.name[len(top) + 1 :] for m in tar.getmembers() if m.isfile()}
         pkg_info = tar.extractfile(f"{top}/PKG-INFO").read().decode()
     for needed in ("LICENSE", "pyproject.toml", "CMakeLists.txt", "csrc/common/vec.cpp",
-                   "csrc/common/c_abi.h", "src/_classic.pyx", "src/_cnnkit_abi.pxd",
+                   "csrc/common/c_abi.h", "src/_classic.pyx", "src/_data.pyx", "src/_cnnkit_abi.pxd",
+                   "python/cnnkit/_data.pyi",
                    "python/cnnkit/__init__.py", "tests/test_packaging.py"):
         assert needed in members, needed
     assert not [m for m in members if m.startswith(".ci/")]
