@@ -28,13 +28,13 @@ ctypedef fused floating:
 cdef const cnnkit_c_abi* _abi = load_abi()
 
 # Metric codes, as classic.py passes them.
-METRIC_L1 = 0
-METRIC_L2 = 1
-METRIC_SQEUCLIDEAN = 2
 cdef enum:
     L1 = 0
     L2 = 1
     SQEUCLIDEAN = 2
+METRIC_L1 = L1
+METRIC_L2 = L2
+METRIC_SQEUCLIDEAN = SQEUCLIDEAN
 
 cdef enum:
     # Scratch per task: a block of distance rows stays near this size (cache sized).
@@ -101,12 +101,21 @@ cdef inline floating _abs(floating v) noexcept nogil:
 
 
 cdef inline double _sqdist(const floating* a, const floating* b, int64_t d) noexcept nogil:
-    """Exact-as-float64 squared distance: the correction of GEMM's cancellation."""
+    """The squared distance summed directly in float64: where GEMM's form cancels."""
     cdef double s = 0, t
     cdef int64_t f
     for f in range(d):
         t = <double>a[f] - <double>b[f]
         s += t * t
+    return s
+
+
+cdef inline double _norm1(const floating* x, int64_t d) noexcept nogil:
+    """Squared norm of one row in float64."""
+    cdef double s = 0
+    cdef int64_t f
+    for f in range(d):
+        s += <double>x[f] * <double>x[f]
     return s
 
 
@@ -262,13 +271,9 @@ ctypedef struct NormCtx:
 
 
 cdef void _norm_task(const floating* x, double* out, int64_t d, int64_t b, int64_t e) noexcept nogil:
-    cdef int64_t i, f
-    cdef double s
+    cdef int64_t i
     for i in range(b, e):
-        s = 0
-        for f in range(d):
-            s += <double>x[i * d + f] * <double>x[i * d + f]
-        out[i] = s
+        out[i] = _norm1(x + i * d, d)
 
 
 cdef void _norm_cb(void* ctx, int64_t b, int64_t e) noexcept nogil:
@@ -390,15 +395,6 @@ cdef inline void _heap_sorted(double* hv, int64_t* hj, int64_t k) noexcept nogil
         hv[0], hj[0] = hv[end], hj[end]
         hv[end], hj[end] = v, j
         _sift_down(hv, hj, end, 0)
-
-
-cdef inline double _norm1(const floating* x, int64_t d) noexcept nogil:
-    """Squared norm of one row in float64."""
-    cdef double s = 0
-    cdef int64_t f
-    for f in range(d):
-        s += <double>x[f] * <double>x[f]
-    return s
 
 
 cdef inline floating _round_up(double v, floating dummy) noexcept nogil:
@@ -832,8 +828,8 @@ def lloyd(const floating[:, ::1] x, floating[:, ::1] centers, int64_t max_iter, 
 cdef enum:
     SOFTMAX = 0
     SVM = 1
-LOSS_SOFTMAX = 0
-LOSS_SVM = 1
+LOSS_SOFTMAX = SOFTMAX
+LOSS_SVM = SVM
 
 
 ctypedef struct LossCtx:
