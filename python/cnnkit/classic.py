@@ -186,7 +186,7 @@ class KNearestNeighbors(_Estimator):
         self
         """
         op = "KNearestNeighbors.fit"
-        _args.choice(self.metric, op, "metric", tuple(_METRICS))
+        self._metric = _METRICS[_args.choice(self.metric, op, "metric", tuple(_METRICS))]
         k = _args.positive(self.n_neighbors, op, "n_neighbors")
         X = _args.float_matrix(X, op, "X")
         if k > len(X):
@@ -221,7 +221,7 @@ class KNearestNeighbors(_Estimator):
         if k > len(self._X):
             raise ValueError(f"{op}: n_neighbors: expected at most n_samples = {len(self._X)}, got {k}")
         Q = self._queries(X, op)
-        return _classic.kneighbors(Q, self._X, self._sqnorms, k, _METRICS[self.metric])
+        return _classic.kneighbors(Q, self._X, self._sqnorms, k, self._metric)
 
     def _queries(self, X, op):
         Q = _args.float_matrix(X, op, "X")
