@@ -43,7 +43,7 @@ cdef enum:
     CIFAR_RECORD = 1 + CIFAR_PIXELS
     CIFAR_CLASSES = 10
 
-# IDX type code -> (native dtype, item size).
+# IDX type code -> the dtype of its values in native byte order.
 IDX_TYPES = {0x08: "u1", 0x09: "i1", 0x0B: "i2", 0x0C: "i4", 0x0D: "f4", 0x0E: "f8"}
 # Most dims an IDX header may give: NumPy's limit on every version cnnkit supports.
 IDX_MAX_DIMS = 32
