@@ -39,10 +39,10 @@ struct Tanh {
     const T em = ck::expm1(T(-2) * ck::fabs(x));
     return ck::copysign(-em / (T(2) + em), x);
   }
-  // y is tanh's output.
+  // y is tanh's output; 1 - y^2 factored as csrc/activation.cpp does.
   template <class T>
   __device__ __forceinline__ static T backward(T gy, T y) {
-    return gy * (T(1) - y * y);
+    return gy * ((T(1) - y) * (T(1) + y));
   }
 };
 
