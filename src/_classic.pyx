@@ -39,6 +39,9 @@ METRIC_SQEUCLIDEAN = SQEUCLIDEAN
 cdef enum:
     # Scratch per task: a block of distance rows stays near this size (cache sized).
     BLOCK_BYTES = 1 << 20
+    # kNN's blocks of distance rows: at most this many rows and bytes.
+    KNN_ROWS = 256
+    KNN_BLOCK_BYTES = 8 << 20
     # Columns of the second operand an L1 block transposes at a time.
     L1_COLS = 256
     # Keys of a distance row tested at a time before any is looked at singly.
@@ -527,7 +530,11 @@ def kneighbors(const floating[:, ::1] queries, const floating[:, ::1] train, con
     c.dist = &dv[0, 0]
     c.idx = &iv[0, 0]
     c.m, c.n, c.d, c.k = m, n, d, k
-    c.rows = max(1, min(64, BLOCK_BYTES // (n * sizeof(floating))))
+    # Tall blocks: each GEMM call packs the whole training set once, so fewer calls
+    # cost less; enough blocks remain for every thread. The results do not depend on
+    # the blocks (the final ranking is by exact distances), so threads may shape them.
+    c.rows = max(1, min(<int64_t>KNN_ROWS, (m + 2 * _abi.get_num_threads() - 1) // (2 * _abi.get_num_threads()),
+                        KNN_BLOCK_BYTES // (n * sizeof(floating))))
     c.metric = metric
     c.f64 = floating is double
     c.status = 0
