@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Developer build: compiles cnnkit._C and the Cython modules (src/*.pyx) into build/
-# and drops them into python/cnnkit/ so that `PYTHONPATH=python` runs the tree in place. Serialised with flock so
-# that concurrent callers do not trample one build directory.
+# and drops them into python/cnnkit/ so that `PYTHONPATH=python` runs the tree in
+# place. Serialised with flock so that concurrent callers do not trample one build
+# directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec 9>/tmp/cnnkit-dev-build.lock
