@@ -152,24 +152,34 @@ std::optional<KernelArray<T>> contiguous(const std::optional<py::array>& a) {
   return contiguous<T>(*a);
 }
 
-// The backward of a layer with an input, a weight and a bias: gradients shaped like
-// x, w and (bias_len,), filled by backward(gy, x, w, gx, gw, gb) with the GIL released.
+// The backward of a layer with an input, a weight and a bias: the gradients that mask
+// asks for (the others are None), shaped like x, w and (bias_len,), filled by
+// backward(gy, x, w, gx, gw, gb) (null for the others) with the GIL released.
+using Mask3 = std::array<bool, 3>;
+
 template <class Backward>
 py::object backward_xwb(const Operands& ops, const py::array& ga, const py::array& xa,
-                        const py::array& wa, int64_t bias_len, Backward&& backward) {
+                        const py::array& wa, int64_t bias_len, const Mask3& mask,
+                        Backward&& backward) {
   return ops.dispatch([&](auto tag) {
     using T = typename decltype(tag)::type;
     auto gc = contiguous<T>(ga);
-    auto xc = contiguous<T>(xa);
-    auto wc = contiguous<T>(wa);
-    auto gx = empty<T>(shape_of(xa));
-    auto gw = empty<T>(shape_of(wa));
-    auto gb = empty<T>({bias_len});
-    T *gxp = gx.mutable_data(), *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
-    without_gil([&] {
-      backward(gc.data(), xc.data(), wc.data(), gxp, gwp, gbp);
-    });
-    return py::make_tuple(gx, gw, gb);
+    // x enters only the weight gradient, w only the input gradient: neither is copied
+    // (or passed) where it is not needed.
+    auto xc = contiguous<T>(mask[1] ? std::optional<py::array>(xa) : std::nullopt);
+    auto wc = contiguous<T>(mask[0] ? std::optional<py::array>(wa) : std::nullopt);
+    std::optional<py::array_t<T>> grads[3];
+    const Shape shapes[3] = {shape_of(xa), shape_of(wa), {bias_len}};
+    T* ptrs[3] = {nullptr, nullptr, nullptr};
+    for (int i = 0; i < 3; ++i)
+      if (mask[i]) {
+        grads[i] = empty<T>(shapes[i]);
+        ptrs[i] = grads[i]->mutable_data();
+      }
+    without_gil([&] { backward(gc.data(), cptr<T>(xc), cptr<T>(wc), ptrs[0], ptrs[1], ptrs[2]); });
+    py::object out[3];
+    for (int i = 0; i < 3; ++i) out[i] = grads[i] ? py::object(*grads[i]) : py::none();
+    return py::make_tuple(out[0], out[1], out[2]);
   });
 }
 
@@ -209,7 +219,7 @@ py::str py_conv2d_algorithm(py::handle x, py::handle w, P2 stride, P4 pad, P2 di
 }
 
 py::object py_conv2d_backward(py::handle gy, py::handle x, py::handle w, P2 stride, P4 pad, P2 dil,
-                           int64_t groups) {
+                              int64_t groups, Mask3 output_mask) {
   const char* op = "conv2d_backward";
   Operands ops(op);
   auto ga = ops.add("grad_output", gy);
@@ -218,7 +228,7 @@ py::object py_conv2d_backward(py::handle gy, py::handle x, py::handle w, P2 stri
   auto g = conv2d_geometry(op, shape_of(xa), shape_of(wa), nullptr, pair(stride),
                            {pad[0], pad[1], pad[2], pad[3]}, pair(dil), groups);
   check_shape(op, "grad_output", shape_of(ga), {g.n, g.c_out, g.ho, g.wo});
-  return backward_xwb(ops, ga, xa, wa, g.c_out,
+  return backward_xwb(ops, ga, xa, wa, g.c_out, output_mask,
                       [&](const auto* gy, const auto* xp, const auto* wp, auto* gx, auto* gw,
                           auto* gb) { cnnkit::conv2d_backward(gy, xp, wp, gx, gw, gb, g); });
 }
@@ -259,7 +269,8 @@ py::object py_conv_transpose2d(py::handle x, py::handle w, py::handle b, P2 stri
 }
 
 py::object py_conv_transpose2d_backward(py::handle gy, py::handle x, py::handle w, P2 stride,
-                                     P2 pad, P2 out_pad, int64_t groups, P2 dil) {
+                                        P2 pad, P2 out_pad, int64_t groups, P2 dil,
+                                        Mask3 output_mask) {
   const char* op = "conv_transpose2d_backward";
   Operands ops(op);
   auto ga = ops.add("grad_output", gy);
@@ -268,7 +279,7 @@ py::object py_conv_transpose2d_backward(py::handle gy, py::handle x, py::handle 
   auto g = conv_transpose2d_geometry(op, shape_of(xa), shape_of(wa), nullptr, pair(stride),
                                      pair(pad), pair(out_pad), groups, pair(dil));
   check_shape(op, "grad_output", shape_of(ga), {g.n, g.c_in, g.h, g.w});
-  return backward_xwb(ops, ga, xa, wa, g.c_in,
+  return backward_xwb(ops, ga, xa, wa, g.c_in, output_mask,
                       [&](const auto* gy, const auto* xp, const auto* wp, auto* gx, auto* gw,
                           auto* gb) { cnnkit::conv_transpose2d_backward(gy, xp, wp, gx, gw, gb, g); });
 }
@@ -304,7 +315,7 @@ py::object py_linear_backward(py::handle gy, py::handle x, py::handle w) {
   check_linear(op, shape_of(xa), shape_of(wa), nullptr);
   const int64_t n = xa.shape(0), in = xa.shape(1), out = wa.shape(0);
   check_shape(op, "grad_output", shape_of(ga), {n, out});
-  return backward_xwb(ops, ga, xa, wa, out,
+  return backward_xwb(ops, ga, xa, wa, out, {true, true, true},
                       [&](const auto* gy, const auto* xp, const auto* wp, auto* gx, auto* gw,
                           auto* gb) { cnnkit::linear_backward(gy, xp, wp, gx, gw, gb, n, in, out); });
 }
@@ -1051,7 +1062,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
   m.def("conv2d_backward", &py_conv2d_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-        py::arg("groups"));
+        py::arg("groups"), py::arg("output_mask") = Mask3{true, true, true});
   m.def("conv_transpose2d_algorithm", &py_conv_transpose2d_algorithm, py::arg("input"),
         py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("output_padding"),
         py::arg("groups"), py::arg("dilation"));
@@ -1060,7 +1071,8 @@ PYBIND11_MODULE(_C, m) {
         py::arg("groups"), py::arg("dilation"));
   m.def("conv_transpose2d_backward", &py_conv_transpose2d_backward, py::arg("grad_output"),
         py::arg("input"), py::arg("weight"), py::arg("stride"), py::arg("padding"),
-        py::arg("output_padding"), py::arg("groups"), py::arg("dilation"));
+        py::arg("output_padding"), py::arg("groups"), py::arg("dilation"),
+        py::arg("output_mask") = Mask3{true, true, true});
   m.def("linear", &py_linear, py::arg("input"), py::arg("weight"), py::arg("bias"));
   m.def("linear_backward", &py_linear_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"));

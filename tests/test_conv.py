@@ -1265,3 +1265,70 @@ def test_error_calls_are_otherwise_valid():
     assert F.conv_transpose2d_algorithm(_x(CT_X), _w(CT_W), stride=2, output_padding=1) == "direct"
     assert F.conv_transpose2d(_x(CT_X), _w(CT_W), stride=2, output_padding=1).shape == (2, 3, 8, 8)
     assert F.conv_transpose2d_backward(_x((2, 3, 5, 5)), _x(CT_X), _w(CT_W))[1].shape == CT_W
+
+
+# ---------------------------------------------------------------------------
+# output_mask: a backward computes only the gradients asked for
+# ---------------------------------------------------------------------------
+
+MASK_CASES = [
+    ConvCase("direct-depthwise", 2, 8, 8, 9, 8, 3, 3, padding=1, groups=8),
+    ConvCase("winograd-3x3", 2, 16, 16, 10, 9, 3, 3, padding=1),
+    ConvCase("winograd-dilated", 1, 16, 16, 12, 12, 3, 3, padding=2, dilation=2),
+    ConvCase("gemm-1x1", 2, 24, 40, 5, 6, 1, 1),
+    ConvCase("gemm-strided", 2, 20, 24, 9, 9, 3, 3, stride=2, padding=1),
+    ConvCase("T-winograd-4x4-s2", 2, 16, 16, 5, 6, 4, 4, stride=2, padding=1, transposed=True),
+    ConvCase("T-gemm-3x3-s2", 2, 20, 24, 5, 5, 3, 3, stride=2, padding=1, transposed=True),
+    ConvCase("empty-batch", 0, 4, 6, 6, 5, 3, 3, padding=1),
+]
+MASKS = [(True, False, False), (False, True, False), (False, False, True), (True, True, False),
+         (False, False, False)]
+
+
+@pytest.mark.parametrize("mask", MASKS, ids=lambda m: "".join("xwb"[i] if v else "-" for i, v in enumerate(m)))
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in MASK_CASES])
+def test_backward_output_mask(case, mask, dtype, rng):
+    """Each requested gradient equals the full call's (the same kernels run); the others
+    are None."""
+    x, w, _ = case.operands(rng, dtype)
+    gy = random_array(rng, case.out_shape, dtype)
+    backward = F.conv_transpose2d_backward if case.transposed else F.conv2d_backward
+    kw = case.kwargs()
+    full = backward(gy, x, w, **kw)
+    got = backward(gy, x, w, **kw, output_mask=mask)
+    assert len(got) == 3
+    for want, g, f in zip(mask, got, full):
+        if want:
+            np.testing.assert_array_equal(g, f)
+        else:
+            assert g is None
+    if mask[0]:  # the input gradient against the reference, without x's copy
+        assert_close(got[0], case.reference_grads(gy, x, w)[0], dtype)
+
+
+@pytest.mark.parametrize("backward", [F.conv2d_backward, F.conv_transpose2d_backward], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "mask, exc, match",
+    [
+        ((True, True), ValueError, "got 2 values"),
+        ((True, True, True, True), ValueError, "got 4 values"),
+        ("xwb", TypeError, "got str"),
+        (None, TypeError, "got NoneType"),
+        ((1, 0, 0), TypeError, r"got int 1 in \(1, 0, 0\)"),
+        ((True, "False", True), TypeError, "got str 'False'"),
+    ],
+)
+def test_backward_output_mask_errors(backward, mask, exc, match):
+    x, w, gy = np.ones((1, 2, 4, 4)), np.ones((2, 2, 3, 3)), np.ones((1, 2, 2, 2))
+    if backward is F.conv_transpose2d_backward:
+        gy = np.ones((1, 2, 6, 6))
+    with pytest.raises(exc, match=f"{backward.__name__}: output_mask: expected a tuple of 3 bools .*{match}"):
+        backward(gy, x, w, output_mask=mask)
+
+
+def test_backward_output_mask_takes_numpy_bools():
+    x, w, gy = np.ones((1, 2, 4, 4)), np.ones((2, 2, 3, 3)), np.ones((1, 2, 2, 2))
+    gx, gw, gb = F.conv2d_backward(gy, x, w, output_mask=np.array([True, False, False]).tolist())
+    assert gw is None and gb is None and gx.shape == x.shape
+    gx, gw, gb = F.conv2d_backward(gy, x, w, output_mask=(np.True_, np.False_, np.True_))
+    assert gx is not None and gw is None and gb.shape == (2,)

@@ -50,14 +50,14 @@ def _forward(b, case, x, w, bias):
     return b.conv2d(x, w, bias, *args)
 
 
-def _backward(b, case, gy, x, w):
+def _backward(b, case, gy, x, w, output_mask=(True, True, True)):
     kw = case.kwargs()
     if case.transposed:
         args = F._conv_transpose_args(kw["stride"], kw["padding"], kw["output_padding"], kw["groups"],
                                       kw["dilation"], "conv_transpose2d_backward")
-        return b.conv_transpose2d_backward(gy, x, w, *args)
+        return b.conv_transpose2d_backward(gy, x, w, *args, output_mask)
     args = F._conv_args(w, kw["stride"], kw["padding"], kw["dilation"], kw["groups"], "conv2d_backward")
-    return b.conv2d_backward(gy, x, w, *args)
+    return b.conv2d_backward(gy, x, w, *args, output_mask)
 
 
 def _check(b, case, dtype, rng, operands=None):
@@ -160,6 +160,36 @@ def test_cuda_host_conv_paths(rng, backend):
     gy = np.ones((2, 6, 3, 3))
     assert kernels(lambda: backend.conv2d_backward(gy, x, g3, (1, 1), (0, 0, 0, 0), (1, 1), 1)) == {
         "im2col_f64", "col2im_f64", "bias_grad_f64"}
+
+
+MASKS = [(True, False, False), (False, True, False), (False, False, True), (False, False, False)]
+
+
+@pytest.mark.parametrize("mask", MASKS, ids=lambda m: "".join("xwb"[i] if v else "-" for i, v in enumerate(m)))
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in (
+    ConvCase("3x3", 2, 4, 6, 7, 6, 3, 3, padding=1, bias=False),
+    ConvCase("depthwise", 2, 4, 8, 6, 6, 3, 3, padding=1, groups=4, bias=False),
+    ConvCase("T-4x4-s2", 2, 4, 6, 4, 5, 4, 4, stride=2, padding=1, transposed=True, bias=False),
+    ConvCase("empty", 0, 4, 6, 6, 5, 3, 3, padding=1, bias=False),
+)])
+def test_cuda_host_conv_backward_output_mask(case, mask, rng, backend):
+    """Only the requested gradients come back (None for the others), equal to the full
+    call's; the kernels of the others never launch."""
+    x, w, _ = case.operands(rng, np.float64)
+    gy = random_array(rng, case.out_shape, np.float64)
+    full = _backward(backend, case, gy, x, w)
+    before = {f: len(_launches(f)) for f in ("im2col", "conv")}
+    got = _backward(backend, case, gy, x, w, mask)
+    launched = {name for f in before for name, *_ in _launches(f)[before[f]:]}
+    for want, g, f in zip(mask, got, full):
+        if want:
+            np.testing.assert_array_equal(g, f)
+        else:
+            assert g is None
+    if not mask[2]:
+        assert "bias_grad_f64" not in launched
+    if not any(mask):
+        assert launched == set()
 
 
 # ---------------------------------------------------------------------------------------

@@ -645,6 +645,21 @@ def flagarg(v, flip=VALID):
     ]
 
 
+def maskarg(v):
+    """Mutations of a backward's output_mask (three bools)."""
+    return [
+        M("list", lambda x: list(x), VALID, SAME),
+        M("np.bool_", const((np.True_, np.False_, np.True_)), VALID, const((True, False, True))),
+        M("none-asked", const((False, False, False)), VALID, const((False, False, False))),
+        M("None", const(None), RAISE, exc=(TE,)),
+        M("str", const("xwb"), RAISE, exc=(TE,)),
+        M("2-values", const((True, True)), RAISE, exc=(VE,)),
+        M("4-values", const((True,) * 4), RAISE, exc=(VE,)),
+        M("ints", const((1, 1, 1)), RAISE, exc=(TE,)),
+        M("ndarray", const(np.array([True, True, True])), RAISE, exc=(TE,)),
+    ]
+
+
 def reductionarg(v):
     ms = [M(r, const(r), VALID, const(r)) for r in ("mean", "sum", "none") if r != v]
     return ms + [
@@ -882,10 +897,12 @@ def _build_conv2d():
         kw = _conv2d_base(N, C, H, W, O)
         del kw["bias"]
         kw["grad_output"] = _normal((N, O, H - 2, W - 2), 4)
+        kw["output_mask"] = (True, True, True)
         return kw
 
     call = lambda kw: F.conv2d_backward(**kw)  # noqa: E731
     roles = dict(
+        output_mask=maskarg,
         grad_output=_fa(zero={0: RAISE, 1: RAISE, 2: RAISE, 3: RAISE}),
         input=_fa(zero={0: RAISE, 1: RAISE, 2: RAISE, 3: RAISE}),
         weight=_fa(zero={0: RAISE, 1: RAISE, 2: RAISE, 3: RAISE}),
@@ -938,10 +955,12 @@ def _build_conv_transpose2d():
         kw = _convt_base(N, C, H, W, O)
         del kw["bias"]
         kw["grad_output"] = _normal((N, O, H + 2, W + 2), 8)
+        kw["output_mask"] = (True, True, True)
         return kw
 
     call = lambda kw: F.conv_transpose2d_backward(**kw)  # noqa: E731
     roles = dict(
+        output_mask=maskarg,
         grad_output=_fa(zero={0: RAISE, 1: RAISE, 2: RAISE, 3: RAISE}),
         input=_fa(zero={0: RAISE, 1: RAISE, 2: RAISE, 3: RAISE}),
         weight=_fa(zero={0: RAISE, 1: RAISE, 2: RAISE, 3: RAISE}),

@@ -43,6 +43,20 @@ def boolean(v, op, name):
     return bool(v)
 
 
+def output_mask(v, op):
+    """Which of (grad_input, grad_weight, grad_bias) a backward computes: three bools,
+    as torch's convolution_backward takes them."""
+    expected = "a tuple of 3 bools (grad_input, grad_weight, grad_bias)"
+    if not isinstance(v, (tuple, list)):
+        raise TypeError(f"{op}: output_mask: expected {expected}, got {type(v).__name__}")
+    if len(v) != 3:
+        raise ValueError(f"{op}: output_mask: expected {expected}, got {len(v)} values {tuple(v)}")
+    for b in v:
+        if not isinstance(b, (bool, np.bool_)):
+            raise TypeError(f"{op}: output_mask: expected {expected}, got {type(b).__name__} {b!r} in {tuple(v)}")
+    return tuple(bool(b) for b in v)
+
+
 def pair(v, op, name):
     """An int or an (h, w) pair, as a tuple of two ints."""
     expected = "an int or a pair of ints"

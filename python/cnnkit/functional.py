@@ -34,7 +34,7 @@ import numpy as np
 
 from . import _C, _dispatch, _random
 from ._args import conv_padding, groups as _groups, integer as _int, ints as _ints, pair, real as _real
-from ._args import boolean as _bool, reduction as _reduction, weight_kernel_hw
+from ._args import boolean as _bool, output_mask as _output_mask, reduction as _reduction, weight_kernel_hw
 
 __all__ = [
     "conv2d",
@@ -193,7 +193,8 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
     return _C.conv2d_algorithm(input, weight, *args)
 
 
-def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
+                    output_mask=(True, True, True)):
     """Gradients of conv2d with respect to its input, weight and bias.
     NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
     DLPack): CUDA operands run on the GPU and give CuPy results on their device.
@@ -208,6 +209,9 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         conv2d's weight.
     stride, padding, dilation, groups
         As passed to conv2d (padding may be 'valid' or 'same').
+    output_mask : (bool, bool, bool), default (True, True, True)
+        Which of (grad_input, grad_weight, grad_bias) to compute, as torch's
+        convolution_backward; the others are returned as None and cost nothing.
 
     Returns
     -------
@@ -230,7 +234,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     stride, padding, dilation, groups = _conv_args(weight, stride, padding, dilation, groups, "conv2d_backward")
     return _dispatch.call(
         "conv2d_backward", _C.conv2d_backward, grad_output=grad_output, input=input, weight=weight, stride=stride,
-        padding=padding, dilation=dilation, groups=groups,
+        padding=padding, dilation=dilation, groups=groups, output_mask=_output_mask(output_mask, "conv2d_backward"),
     )
 
 
@@ -346,7 +350,8 @@ def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_paddin
     return _C.conv_transpose2d_algorithm(input, weight, *args)
 
 
-def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                              output_mask=(True, True, True)):
     """Gradients of conv_transpose2d with respect to its input, weight and bias.
     NumPy or CUDA arrays (CuPy, or any array with ``__cuda_array_interface__`` or
     DLPack): CUDA operands run on the GPU and give CuPy results on their device.
@@ -361,6 +366,9 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
         conv_transpose2d's weight.
     stride, padding, output_padding, groups, dilation
         As passed to conv_transpose2d.
+    output_mask : (bool, bool, bool), default (True, True, True)
+        Which of (grad_input, grad_weight, grad_bias) to compute; the others are
+        returned as None and cost nothing.
 
     Returns
     -------
@@ -386,7 +394,7 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     return _dispatch.call(
         "conv_transpose2d_backward", _C.conv_transpose2d_backward, grad_output=grad_output, input=input,
         weight=weight, stride=stride, padding=padding, output_padding=output_padding, groups=groups,
-        dilation=dilation,
+        dilation=dilation, output_mask=_output_mask(output_mask, "conv_transpose2d_backward"),
     )
 
 

@@ -200,18 +200,20 @@ class ConvOps:
         y = self._conv_forward(self.contiguous(input), self.contiguous(weight), g)
         return self._add_bias(y, bias, g["c_out"], g["ho"] * g["wo"])
 
-    def conv2d_backward(self, grad_output, input, weight, stride, padding, dilation, groups):
+    def conv2d_backward(self, grad_output, input, weight, stride, padding, dilation, groups,
+                        output_mask=(True, True, True)):
         op = "conv2d_backward"
         dtype = self.float_operands(op, grad_output=grad_output, input=input, weight=weight)
         g = _C.conv2d_geometry(op, input.shape, weight.shape, None, stride, padding, dilation, groups)
         _C.check_shape(op, "grad_output", grad_output.shape, (g["n"], g["c_out"], g["ho"], g["wo"]))
         gy = self.contiguous(grad_output)
-        gb = self._bias_grad(gy, g["n"], g["c_out"], g["ho"] * g["wo"])
+        want_gx, want_gw, want_gb = output_mask
+        gb = self._bias_grad(gy, g["n"], g["c_out"], g["ho"] * g["wo"]) if want_gb else None
         if _degenerate(g):
-            return self.xp.zeros(input.shape, dtype), self.xp.zeros(weight.shape, dtype), gb
-        x, w = self.contiguous(input), self.contiguous(weight)
-        gw = self._conv_backward_weight(x, gy, g, weight.shape)
-        gx = self._conv_backward_data(gy, w, g)
+            return (self.xp.zeros(input.shape, dtype) if want_gx else None,
+                    self.xp.zeros(weight.shape, dtype) if want_gw else None, gb)
+        gw = self._conv_backward_weight(self.contiguous(input), gy, g, weight.shape) if want_gw else None
+        gx = self._conv_backward_data(gy, self.contiguous(weight), g) if want_gx else None
         return gx, gw, gb
 
     def conv_transpose2d(self, input, weight, bias, stride, padding, output_padding, groups, dilation):
@@ -226,19 +228,20 @@ class ConvOps:
         return self._add_bias(y, bias, g["c_in"], g["h"] * g["w"])
 
     def conv_transpose2d_backward(self, grad_output, input, weight, stride, padding, output_padding, groups,
-                                  dilation):
+                                  dilation, output_mask=(True, True, True)):
         op = "conv_transpose2d_backward"
         dtype = self.float_operands(op, grad_output=grad_output, input=input, weight=weight)
         g = _C.conv_transpose2d_geometry(op, input.shape, weight.shape, None, stride, padding, output_padding,
                                          groups, dilation)
         _C.check_shape(op, "grad_output", grad_output.shape, (g["n"], g["c_in"], g["h"], g["w"]))
         gy = self.contiguous(grad_output)
-        gb = self._bias_grad(gy, g["n"], g["c_in"], g["h"] * g["w"])
+        want_gx, want_gw, want_gb = output_mask
+        gb = self._bias_grad(gy, g["n"], g["c_in"], g["h"] * g["w"]) if want_gb else None
         if _degenerate(g):
-            return self.xp.zeros(input.shape, dtype), self.xp.zeros(weight.shape, dtype), gb
-        x, w = self.contiguous(input), self.contiguous(weight)
-        gx = self._conv_forward(gy, w, g)
-        gw = self._conv_backward_weight(gy, x, g, weight.shape)
+            return (self.xp.zeros(input.shape, dtype) if want_gx else None,
+                    self.xp.zeros(weight.shape, dtype) if want_gw else None, gb)
+        gx = self._conv_forward(gy, self.contiguous(weight), g) if want_gx else None
+        gw = self._conv_backward_weight(gy, self.contiguous(input), g, weight.shape) if want_gw else None
         return gx, gw, gb
 
     def linear(self, input, weight, bias):
