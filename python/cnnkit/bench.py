@@ -1,7 +1,8 @@
 """Benchmarks of cnnkit's kernels on real layer shapes, side by side with PyTorch.
 
 The case lists (CONV_CASES, LAYER_CASES) and the benchmarks built from them
-(conv_benchmarks(), layer_benchmarks(): each case forward, and forward then backward)
+(conv_benchmarks(): each case forward, each backward pass alone (bwd-data, bwd-weight), and
+forward then backward; layer_benchmarks(): forward, and forward then backward)
 are shared by the pytest-benchmark suites in bench/ and by `cnnkit bench`, which
 calls run().
 
@@ -694,15 +695,21 @@ class Prepared:
         return info
 
 
+# A convolution's backward passes timed on their own: (mode, output_mask).
+CONV_BACKWARD_PASSES = {"bwd-data": (True, False, False), "bwd-weight": (False, True, False)}
+
+
 class Benchmark:
-    """A case in one mode: 'fwd' (forward) or 'fwd+bwd' (forward, then backward)."""
+    """A case in one mode: 'fwd' (forward), 'fwd+bwd' (forward, then backward) or, for
+    a convolution, one backward pass alone: 'bwd-data' (the input gradient) or
+    'bwd-weight' (the weight gradient)."""
 
     def __init__(self, case, mode):
-        assert mode in ("fwd", "fwd+bwd")
+        assert mode in ("fwd", "fwd+bwd") or (case.kind == "conv" and mode in CONV_BACKWARD_PASSES)
         self.case, self.mode = case, mode
         self.kind = case.kind
         self.backward = mode == "fwd+bwd"
-        self.id = f"{case.name}-{'fwd' if not self.backward else 'fwd_bwd'}"
+        self.id = f"{case.name}-{mode.replace('+', '_').replace('-', '_')}"
 
     def __repr__(self):
         return f"Benchmark({self.id})"
@@ -712,6 +719,8 @@ class Benchmark:
         """The cnnkit.functional names this benchmark calls."""
         if self.kind == "conv":
             fwd = "conv_transpose2d" if self.case.transposed else "conv2d"
+            if self.mode in CONV_BACKWARD_PASSES:
+                return (fwd + "_backward",)
             return (fwd, fwd + "_backward") if self.backward else (fwd,)
         return self.case.forward_needs + (self.case.backward_needs if self.backward else ())
 
@@ -722,6 +731,8 @@ class Benchmark:
     @property
     def output_names(self):
         if self.kind == "conv":
+            if self.mode in CONV_BACKWARD_PASSES:
+                return ("grad_input",) if self.mode == "bwd-data" else ("grad_weight",)
             return ("output", "grad_input", "grad_weight", "grad_bias") if self.backward else ("output",)
         return self.case.output_names(self.backward)
 
@@ -762,17 +773,35 @@ class Benchmark:
         fwd = F.conv_transpose2d if c.transposed else F.conv2d
         bwd = getattr(F, "conv_transpose2d_backward" if c.transposed else "conv2d_backward", None)
         algorithm = getattr(F, "conv_transpose2d_algorithm" if c.transposed else "conv2d_algorithm", None)
-        # the CPU's algorithms (the GPU's convolution is im2col + cuBLAS, or direct depthwise)
-        kernel = algorithm(x, w, **kw) if algorithm is not None and device[0] == "cpu" else None
+        # The CPU's algorithm of the timed pass (the GPU's convolution is im2col + cuBLAS, or
+        # direct depthwise): an input gradient runs the adjoint direction's algorithm on
+        # grad_output, a weight gradient the direct kernels or im2col + GEMM.
+        kernel = None
+        if algorithm is not None and device[0] == "cpu":
+            kernel = algorithm(x, w, **kw)
+            if self.mode == "bwd-data":
+                adjoint = F.conv2d_algorithm if c.transposed else F.conv_transpose2d_algorithm
+                kernel = adjoint(gy, w, **kw)
+            elif self.mode == "bwd-weight":
+                kernel = "direct" if kernel == "direct" else "gemm"
         xd, wd, bd, gyd = (_device.to_device(v, *device) for v in (x, w, b, gy))
 
+        mask = CONV_BACKWARD_PASSES.get(self.mode)
+        kept = None if mask is None else mask.index(True)  # the gradient a backward pass keeps
+
         def cnnkit_fn():
+            if mask is not None:
+                return (bwd(gyd, xd, wd, **kw, output_mask=mask)[kept],)
             y = fwd(xd, wd, bd, **kw)
             return (y, *bwd(gyd, xd, wd, **kw)) if backward else (y,)
 
         def torch_factory(torch):
             tf = torch.nn.functional
             op = tf.conv_transpose2d if c.transposed else tf.conv2d
+            if mask is not None:  # one pass of aten's backward, as autograd runs it
+                xt, wt, gyt = (torch.from_numpy(v) for v in (x, w, gy))
+                args = ([s, s], [p, p], [d, d], c.transposed, [0, 0], g, list(mask))
+                return lambda: (torch.ops.aten.convolution_backward(gyt, xt, wt, None, *args)[kept],)
             if not backward:
                 xt, wt, bt = (torch.from_numpy(v) for v in (x, w, b))
                 return lambda: (op(xt, wt, bt, **kw),)
@@ -788,6 +817,12 @@ class Benchmark:
             return step
 
         def reference():
+            if self.mode == "bwd-data":
+                return (_conv2d64(gy, w, s, p, d, g) if c.transposed else _conv2d_input_grad64(gy, w, x.shape, s, p, d, g),)
+            if self.mode == "bwd-weight":
+                if c.transposed:
+                    return (_conv2d_weight_grad64(x, gy, w_shape, s, p, d, g),)
+                return (_conv2d_weight_grad64(gy, x, w_shape, s, p, d, g),)
             bias = b.astype(np.float64)[:, None, None]
             if c.transposed:  # the adjoint of conv2d with this weight
                 y = _conv2d_input_grad64(x, w, gy.shape, s, p, d, g) + bias
@@ -804,12 +839,12 @@ class Benchmark:
             return y, gx, gw, gy.astype(np.float64).sum(axis=(0, 2, 3))
 
         gemm = c.gemm_shape(n)
-        flops = 2.0 * math.prod(gemm) * g * (3 if backward else 1)  # backward: two GEMMs of the forward's size
+        flops = 2.0 * math.prod(gemm) * g * (3 if backward else 1)  # each pass: a GEMM of the forward's size
         return Prepared(self, c.describe(n), cnnkit_fn, torch_factory, reference, flops, gemm, kernel)
 
 
 def conv_benchmarks():
-    return [Benchmark(c, m) for c in CONV_CASES for m in ("fwd", "fwd+bwd")]
+    return [Benchmark(c, m) for c in CONV_CASES for m in ("fwd", "bwd-data", "bwd-weight", "fwd+bwd")]
 
 
 def layer_benchmarks():
@@ -859,6 +894,30 @@ def copy_bandwidth(settings=FULL, xp=np, sync=None):
     return 2 * src.nbytes / t / 1e9
 
 
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo on Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def sgemm_gflops(settings=FULL):
+    """The machine's sgemm rate on cnnkit's threads: a square float32 GEMM (2048, or
+    1024 with --quick) through cnnkit._C.matmul, in GFLOPS."""
+    n = 1024 if settings is QUICK else 2048
+    rng = np.random.default_rng(1)
+    fn = _sgemm((n, n, n), rng, ("cpu", None))
+    (t,) = time_interleaved([fn], settings)
+    return 2.0 * n**3 / t / 1e9
+
+
 def _sgemm(gemm, rng, device):
     m, k, n = gemm
     a, b = (_device.to_device(rng.standard_normal(shape, F32), *device) for shape in ((m, k), (k, n)))
@@ -872,7 +931,7 @@ def _sgemm(gemm, rng, device):
 
 
 _COLUMNS = (
-    ("case", "<", 18), ("mode", "<", 7), ("shape", "<", 30), ("kernel", "<", 8), ("cnnkit ms", ">", 10),
+    ("case", "<", 18), ("mode", "<", 10), ("shape", "<", 30), ("kernel", "<", 8), ("cnnkit ms", ">", 10),
     ("torch ms", ">", 9),
     ("ratio", ">", 6), ("GFLOPS", ">", 7), ("GB/s", ">", 6), ("share", ">", 7), ("of", "<", 0),
 )
@@ -884,7 +943,7 @@ def _fmt(v, spec):
 
 def _row(r):
     if r["status"] != "ok":
-        return f"{r['case']:<18} {r['mode']:<7} {r['status']}: {r['message']}"
+        return f"{r['case']:<18} {r['mode']:<10} {r['status']}: {r['message']}"
     cells = (
         r["case"], r["mode"], r["shape"], r["kernel"] or "-", _fmt(r["cnnkit_ms"], ".3f"),
         _fmt(r["torch_ms"], ".3f"),
@@ -984,6 +1043,8 @@ def run(quick=False, threads=2, file=None, benchmarks=None, device="cpu"):
             env = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith(("OPENBLAS_", "OMP_")))
             out(f"cnnkit bench{quick_flag}: float32, {threads} threads, {_C.simd_level()}, "
                 f"{_C.blas_config()}{', ' + env if env else ''}")
+            out(f"machine: {cpu_model()}, SIMD {_C.simd_level()}, {os.cpu_count()} CPUs; "
+                f"sgemm {sgemm_gflops(settings):.0f} GFLOPS on {threads} threads (measured now)")
             torch_line = torch.__version__ if torch is not None else "not installed"
         else:
             name = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device(place[1]).id)["name"]
@@ -1012,6 +1073,8 @@ def run(quick=False, threads=2, file=None, benchmarks=None, device="cpu"):
         parts = []
         for label, pick in (
             ("conv fwd", lambda r: r["kind"] == "conv" and r["mode"] == "fwd"),
+            ("conv bwd-data", lambda r: r["kind"] == "conv" and r["mode"] == "bwd-data"),
+            ("conv bwd-weight", lambda r: r["kind"] == "conv" and r["mode"] == "bwd-weight"),
             ("conv fwd+bwd", lambda r: r["kind"] == "conv" and r["mode"] == "fwd+bwd"),
             ("layers", lambda r: r["kind"] == "layer"),
         ):
