@@ -296,7 +296,8 @@ class DataParallel:
         Raises
         ------
         RuntimeError
-            With overlap, if a module's backward ran twice in one step.
+            With overlap, if a module's backward ran twice in one step; if a
+            parameter's ``.grad`` was replaced by an array of another shape or dtype.
         """
         if self.comm.size == 1:
             return self.module.backward(grad_output)
