@@ -5,6 +5,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/counter_rng.h"
 #include "common/cpu_features.h"
 #include "common/threading.h"
 
@@ -19,21 +20,12 @@ constexpr int64_t kBlock = 256;
 
 // ---- Dropout
 
-// splitmix64's output for counter i of the stream seed: a counter-based generator,
-// so any element's draw is known without generating the ones before it.
-CNNKIT_INLINE uint64_t splitmix64(uint64_t seed, uint64_t i) {
-  uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
 // keep_below: (1 - p) * 2^53; the top 53 bits of the hash are uniform on [0, 2^53).
 template <class T>
 CNNKIT_INLINE void dropout_chunk(const T* x, T* y, uint8_t* keep, int64_t begin, int64_t n,
                                  uint64_t seed, int64_t keep_below, T scale) {
   for (int64_t i = 0; i < n; ++i) {
-    const bool k = static_cast<int64_t>(splitmix64(seed, uint64_t(begin + i)) >> 11) < keep_below;
+    const bool k = static_cast<int64_t>(cnnkit_splitmix64(seed, uint64_t(begin + i)) >> 11) < keep_below;
     keep[i] = k;
     // x * 0 rather than 0, so that NaN stays NaN as in torch.
     y[i] = x[i] * (k ? scale : T(0));

@@ -10,7 +10,7 @@ namespace {
 
 typedef unsigned long long u64;
 
-// splitmix64's output for counter i of the stream seed, as csrc/norm.cpp: a function of
+// splitmix64's output for counter i of the stream seed, as csrc/common/counter_rng.h: a function of
 // (seed, i) only, so any element's draw is known without the ones before it.
 __host__ __device__ __forceinline__ u64 splitmix64(u64 seed, u64 i) {
   u64 z = seed + (i + 1) * 0x9E3779B97F4A7C15ULL;

@@ -59,16 +59,12 @@ cdef int _run(int64_t n, int64_t grain, cnnkit_range_fn fn, void* ctx) except -1
 
 
 # ---------------------------------------------------------------------------
-# The counter-based generator of dropout's masks (csrc/norm.cpp, cuda/norm.cu):
-# splitmix64's output for counter i of the stream seed, so that a sample's draws are
-# known without drawing those of the samples before it.
+# The counter-based generator of dropout's masks, from the core's one home of it: a
+# sample's draws are known without drawing those of the samples before it.
 
 
-cdef inline uint64_t splitmix64(uint64_t seed, uint64_t i) noexcept nogil:
-    cdef uint64_t z = seed + (i + 1) * <uint64_t>0x9E3779B97F4A7C15
-    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
-    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
-    return z ^ (z >> 31)
+cdef extern from "common/counter_rng.h" nogil:
+    uint64_t splitmix64 "cnnkit_splitmix64"(uint64_t seed, uint64_t i)
 
 
 def counter_bits(uint64_t seed, const uint64_t[::1] counters):

@@ -56,7 +56,7 @@ def next_seed():
 
 def skip(seed, count):
     """The dropout seed whose draw i is draw i + count of seed: the kernels' counter-based
-    generator (splitmix64 in csrc/norm.cpp and cuda/norm.cu) draws seed + (i + 1) * gamma."""
+    generator (splitmix64 in csrc/common/counter_rng.h and cuda/norm.cu) draws seed + (i + 1) * gamma."""
     return (seed + count * 0x9E3779B97F4A7C15) % 2**64
 
 
