@@ -268,7 +268,7 @@ def test_random_skip_wraps():
 
 # -- SyncBatchNorm2d in one process equals BatchNorm2d ---------------------------------
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
-@pytest.mark.parametrize("affine, track", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("affine, track", [(True, True), (False, True), (True, False), (False, False)])
 def test_sync_batchnorm_is_batchnorm_in_one_process(dtype, tol, affine, track):
     rng = np.random.default_rng(1)
     plain = nn.BatchNorm2d(3, momentum=0.3, affine=affine, track_running_stats=track, dtype=dtype)
@@ -307,6 +307,15 @@ def test_sync_batchnorm_errors():
         layer(np.zeros((2, 4, 1, 1)))
     with pytest.raises(TypeError, match=r"SyncBatchNorm2d: input: expected float64"):
         layer(np.zeros((2, 3, 1, 1), np.float32))
+    with pytest.raises(ValueError, match=r"SyncBatchNorm2d: eps: expected a non-negative value, got -1.0"):
+        nn.SyncBatchNorm2d(3, eps=-1)
+    layer(np.arange(6.0).reshape(2, 3, 1, 1))
+    with pytest.raises(TypeError, match=r"SyncBatchNorm2d.backward: grad_output: expected a NumPy array of float64 "
+                                        r"\(the input's dtype\), got dtype float32"):
+        layer.backward(np.zeros((2, 3, 1, 1), np.float32))
+    with pytest.raises(TypeError, match=r"SyncBatchNorm2d.backward: grad_output: expected an array of shape "
+                                        r"\(2, 3, 1, 1\) \(forward's output\), got list"):
+        layer.backward([0.0])
 
     class DeviceArray:  # an array on a GPU, as cnnkit's layers recognise one
         __cuda_array_interface__ = {}

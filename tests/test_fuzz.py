@@ -1709,6 +1709,11 @@ def _layers():
                    momentum=_real(lambda f: VALID if 0 <= f <= 1 else RAISE),
                    dtype=dtype_role),
               _fa(zero={0: EITHER, 1: RAISE})),
+        Layer("SyncBatchNorm2d", nn.SyncBatchNorm2d, dict(num_features=3, **f64), img,
+              dict(num_features=_int(lo=1, big=MEMORY), eps=_real(eps_ok),
+                   momentum=_real(lambda f: VALID if 0 <= f <= 1 else RAISE),
+                   dtype=dtype_role),
+              _fa(zero={0: EITHER, 1: RAISE})),
         Layer("LocalResponseNorm", nn.LocalResponseNorm, dict(size=2), img,
               dict(size=_int(lo=1, big=VALID), alpha=_real(EITHER_NONFINITE), beta=_real(EITHER_NONFINITE),
                    k=_real(EITHER_NONFINITE)),
@@ -1718,7 +1723,7 @@ def _layers():
     ops = dict(Linear="linear", Conv2d="conv2d", ConvTranspose2d="conv_transpose2d", MaxPool2d="max_pool2d",
                AvgPool2d="avg_pool2d", LPPool2d="lp_pool2d", ReLU="relu", Sigmoid="sigmoid", Tanh="tanh",
                Softmax="softmax", LogSoftmax="log_softmax", Dropout="dropout", BatchNorm2d="batch_norm",
-               LocalResponseNorm="local_response_norm")
+               SyncBatchNorm2d="batch_norm", LocalResponseNorm="local_response_norm")
     for spec in layers:
         spec.ops = (spec.name,) + ((ops[spec.name],) if spec.name in ops else ())
         if spec.name in ("MaxPool2d", "AvgPool2d", "Dropout"):  # their backward kernels take one float operand

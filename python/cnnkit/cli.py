@@ -386,7 +386,7 @@ def train(args, out=None, err=None):
         schedule.step()
         if comm.size > 1:  # the epoch's figures over all ranks
             sums = np.array([total_loss, correct, seen], np.float64)
-            distributed.allreduce_sum(comm, sums)
+            distributed._allreduce_sum(comm, sums)
             total_loss, correct, seen = sums[0], int(sums[1]), int(sums[2])
         epoch_times.append(time.perf_counter() - start)
         progress.end_epoch(epoch, total_loss / seen, correct / seen, epoch_times[-1])

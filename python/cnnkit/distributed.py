@@ -97,7 +97,7 @@ def _mpi():
     return MPI
 
 
-def check_comm(comm, op):
+def _check_comm(comm, op):
     """comm itself, or init()'s when None; TypeError for anything but a SelfComm or an
     mpi4py intra-communicator."""
     if comm is None:
@@ -114,7 +114,7 @@ def check_comm(comm, op):
     return comm
 
 
-def allreduce_sum(comm, buffer):
+def _allreduce_sum(comm, buffer):
     """Sum a contiguous array over the ranks, in place (nothing to do alone)."""
     if comm.size > 1:
         mpi = _mpi()
@@ -190,7 +190,7 @@ class DataParallel:
         if not isinstance(model, Module):
             raise TypeError(f"DataParallel: model: expected a cnnkit.nn.Module, got {type(model).__name__}")
         self.module = model
-        self.comm = check_comm(comm, "DataParallel")
+        self.comm = _check_comm(comm, "DataParallel")
         self.bucket_bytes = positive(bucket_bytes, "DataParallel", "bucket_bytes")
         self.overlap = boolean(overlap, "DataParallel", "overlap")
         named = {}

@@ -1364,20 +1364,21 @@ class BatchNorm2d(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=np.float32):
         super().__init__()
-        self.num_features = _int_arg(num_features, "BatchNorm2d", "num_features")
-        self.eps = real(eps, "BatchNorm2d", "eps")
+        name = type(self).__name__  # SyncBatchNorm2d's too
+        self.num_features = _int_arg(num_features, name, "num_features")
+        self.eps = real(eps, name, "eps")
         if not self.eps >= 0:
-            raise ValueError(f"BatchNorm2d: eps: expected a non-negative value, got {self.eps}")
-        self.momentum = real(momentum, "BatchNorm2d", "momentum")
+            raise ValueError(f"{name}: eps: expected a non-negative value, got {self.eps}")
+        self.momentum = real(momentum, name, "momentum")
         if not 0 <= self.momentum <= 1:
-            raise ValueError(f"BatchNorm2d: momentum: expected a value in [0, 1], got {self.momentum}")
-        self.affine = boolean(affine, "BatchNorm2d", "affine")
-        self.track_running_stats = boolean(track_running_stats, "BatchNorm2d", "track_running_stats")
-        dtype = _float_dtype(dtype, "BatchNorm2d")
+            raise ValueError(f"{name}: momentum: expected a value in [0, 1], got {self.momentum}")
+        self.affine = boolean(affine, name, "affine")
+        self.track_running_stats = boolean(track_running_stats, name, "track_running_stats")
+        dtype = _float_dtype(dtype, name)
         n = self.num_features
 
         def vector(what, init):
-            return _allocate("BatchNorm2d", f"{what} (num_features,)", (n,), ("num_features",), dtype, init)
+            return _allocate(name, f"{what} (num_features,)", (n,), ("num_features",), dtype, init)
 
         self.weight = Parameter(vector("weight", np.ones)) if self.affine else None
         self.bias = Parameter(vector("bias", np.zeros)) if self.affine else None
@@ -1408,13 +1409,14 @@ class BatchNorm2d(Module):
         numpy.ndarray
             Of x's shape.
         """
-        _check_image(x, "BatchNorm2d")
+        name = type(self).__name__
+        _check_image(x, name)
         if x.shape[1] != self.num_features:
             raise ValueError(
-                f"BatchNorm2d: input: expected shape[1] == num_features = {self.num_features}, "
+                f"{name}: input: expected shape[1] == num_features = {self.num_features}, "
                 f"got shape {tuple(x.shape)}"
             )
-        _check_like(x, "BatchNorm2d", self._layer_array())
+        _check_like(x, name, self._layer_array())
         gamma = self.weight.data if self.affine else None
         beta = self.bias.data if self.affine else None
         use_batch_stats = self.training or not self.track_running_stats

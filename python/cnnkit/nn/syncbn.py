@@ -39,7 +39,7 @@ class SyncBatchNorm2d(BatchNorm2d):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  dtype=np.float32, comm=None):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
-        self.comm = distributed.check_comm(comm, "SyncBatchNorm2d")
+        self.comm = distributed._check_comm(comm, "SyncBatchNorm2d")
 
     def forward(self, x):
         """Normalise with the global batch's statistics (training) or the running ones.
@@ -67,9 +67,10 @@ class SyncBatchNorm2d(BatchNorm2d):
                 f"got shape {tuple(x.shape)}"
             )
         _check_like(x, "SyncBatchNorm2d", self._layer_array())
+        x = np.ascontiguousarray(x)  # sums in one order whatever the layout
         count = x.shape[0] * x.shape[2] * x.shape[3]
         sums = np.concatenate([[count], x.sum(axis=(0, 2, 3), dtype=np.float64)])
-        distributed.allreduce_sum(self.comm, sums)
+        distributed._allreduce_sum(self.comm, sums)
         total = sums[0]
         if total <= 1:
             raise ValueError(
@@ -80,7 +81,7 @@ class SyncBatchNorm2d(BatchNorm2d):
         # Two passes, as BatchNorm2d: the variance around the global mean.
         centred = np.subtract(x, mean[:, None, None], dtype=np.float64)
         var = np.square(centred).sum(axis=(0, 2, 3))
-        distributed.allreduce_sum(self.comm, var)
+        distributed._allreduce_sum(self.comm, var)
         var /= total
         invstd = 1 / np.sqrt(var + self.eps)
         xhat = np.multiply(centred, invstd[:, None, None], out=centred)
@@ -92,7 +93,7 @@ class SyncBatchNorm2d(BatchNorm2d):
             m = self.momentum
             self.running_mean[...] = (1 - m) * self.running_mean + m * mean
             self.running_var[...] = (1 - m) * self.running_var + m * var * (total / (total - 1))
-        self._save(xhat, invstd, count / total, count)
+        self._save(xhat, invstd, count / total, count, x.dtype)
         return y.astype(x.dtype, copy=False)
 
     def backward(self, grad_output):
@@ -113,12 +114,17 @@ class SyncBatchNorm2d(BatchNorm2d):
         saved = self._saved()
         if len(saved) == 1:  # eval mode: BatchNorm2d's forward saved its own
             return super().backward(grad_output)
-        xhat, invstd, weight, count = saved
+        xhat, invstd, weight, count, dtype = saved
+        if not isinstance(grad_output, np.ndarray) or grad_output.dtype != dtype:
+            got = f"dtype {grad_output.dtype}" if isinstance(grad_output, np.ndarray) else type(grad_output).__name__
+            raise TypeError(f"SyncBatchNorm2d.backward: grad_output: expected a NumPy array of {dtype} (the "
+                            f"input's dtype), got {got}")
+        grad_output = np.ascontiguousarray(grad_output)
         sum_g = grad_output.sum(axis=(0, 2, 3), dtype=np.float64)
         sum_gx = np.einsum("nchw,nchw->c", grad_output, xhat, dtype=np.float64)
         # Sums of the global loss's gradient: each rank's counts with its weight.
         sums = np.concatenate([weight * sum_g, weight * sum_gx])
-        distributed.allreduce_sum(self.comm, sums)
+        distributed._allreduce_sum(self.comm, sums)
         if self.affine:
             _accumulate(self.weight, sum_gx)
             _accumulate(self.bias, sum_g)
