@@ -63,6 +63,8 @@ def train(comm, optimizer, overlap=True):
     # Each rank starts from its own initialisation: DataParallel broadcasts rank 0's.
     cnnkit.manual_seed(comm.rank)
     model = network(comm)
+    for _, buffer in model.named_buffers():
+        buffer += comm.rank  # and its own running statistics: rank 0's are broadcast too
     dp = distributed.DataParallel(model, comm, bucket_bytes=BUCKET_BYTES, overlap=overlap)
     cnnkit.manual_seed(123)  # the same dropout seeds on every rank
     if optimizer == "sgd":
