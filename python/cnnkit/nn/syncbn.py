@@ -94,7 +94,7 @@ class SyncBatchNorm2d(BatchNorm2d):
             self.running_mean[...] = (1 - m) * self.running_mean + m * mean
             self.running_var[...] = (1 - m) * self.running_var + m * var * (total / (total - 1))
         self._save(xhat, invstd, count / total, count, x.dtype)
-        return y.astype(x.dtype, copy=False)
+        return y.astype(x.dtype, copy=y is xhat)  # never the saved xhat itself
 
     def backward(self, grad_output):
         """Backpropagate through the global statistics; adds this rank's sums to
