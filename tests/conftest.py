@@ -8,7 +8,7 @@
 - `workspace_bytes`: sets cnnkit's im2col workspace bound for one test and restores it.
 
 Test modules import the helpers with `from conftest import ...` (pytest puts tests/
-on sys.path, as it does for `import reference`).
+on sys.path); the references are cnnkit.reference.
 """
 
 import zlib

@@ -1,4 +1,4 @@
-"""cnnkit.classic against the NumPy references in tests/reference.py (always) and
+"""cnnkit.classic against the NumPy references in cnnkit.reference (always) and
 SciPy / scikit-learn (where installed): distances, kNN with its tie rules, Lloyd's
 k-means with scikit-learn's semantics, the linear losses' gradients by finite
 differences, the classifiers, splits and cross-validation; one result on any number
@@ -12,7 +12,7 @@ import pytest
 import cnnkit
 from cnnkit import _classic, classic
 
-import reference as ref
+from cnnkit import reference as ref
 from conftest import assert_close
 
 METRICS = ("l1", "l2", "sqeuclidean")

@@ -1,5 +1,5 @@
 """conv2d, conv_transpose2d and their backwards against the float64 references in
-tests/reference.py: seeded random sweeps, finite differences, torch cross-checks,
+cnnkit.reference: seeded random sweeps, finite differences, torch cross-checks,
 edge cases (empty batch, odd layouts, workspace chunking) and every error path."""
 
 import dataclasses
@@ -11,7 +11,7 @@ import cnnkit
 from cnnkit import _C
 from cnnkit import functional as F
 
-import reference as ref
+from cnnkit import reference as ref
 from conftest import assert_close, random_array
 
 # ---------------------------------------------------------------------------
@@ -115,7 +115,7 @@ class ConvCase:
         return op(x, w, b, **self.kwargs())
 
     def reference_grads(self, gy, x, w):
-        op = ref.conv_transpose2d_grads if self.transposed else ref.conv2d_grads
+        op = ref.conv_transpose2d_backward if self.transposed else ref.conv2d_backward
         return op(gy, x, w, **self.kwargs())
 
     def operands(self, rng, dtype):
@@ -293,7 +293,7 @@ def test_asymmetric_padding_through_C(dtype, rng):
         assert_close(_C.conv2d(x, w, b, (2, 1), pad, (1, 2), 1), expected, dtype, err_msg=str(pad))
         gy = random_array(rng, expected.shape, dtype)
         got = _C.conv2d_backward(gy, x, w, (2, 1), pad, (1, 2), 1)
-        want = ref.conv2d_grads(gy, x, w, stride=(2, 1), padding=pad, dilation=(1, 2))
+        want = ref.conv2d_backward(gy, x, w, stride=(2, 1), padding=pad, dilation=(1, 2))
         for g, e in zip(got, want):
             assert_close(g, e, dtype, err_msg=str(pad))
 
@@ -309,7 +309,7 @@ def test_im2col_strided_rows(dtype, rng, stride):
     assert_close(F.conv2d(x, w, b, stride=stride, padding=2), expected, dtype)
     gy = random_array(rng, expected.shape, dtype)
     got = F.conv2d_backward(gy, x, w, stride=stride, padding=2)
-    for g, e in zip(got, ref.conv2d_grads(gy, x, w, stride=stride, padding=2)):
+    for g, e in zip(got, ref.conv2d_backward(gy, x, w, stride=stride, padding=2)):
         assert_close(g, e, dtype)
 
 

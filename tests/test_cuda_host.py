@@ -1,7 +1,7 @@
 """The CUDA kernels run on the CPU: cuda/*.cu compiled with tests/cuda_host/shim.h and
 launched by the very backend that runs them on CuPy (cnnkit.cuda.Backend with
 xp = numpy and the host module in place of cupy.RawModule), over their whole grids with
-the backend's launch configurations. Results are compared with tests/reference.py and
+the backend's launch configurations. Results are compared with cnnkit.reference and
 with the CPU path (cnnkit.functional on NumPy), in float32 and float64.
 
 Also: the helpers of cuda/common.cuh and the shim itself (tests/cuda_host/selftest.cu),
@@ -22,7 +22,7 @@ from cnnkit import functional as F
 from cnnkit.cuda import Backend, _backend
 
 import cuda_host
-import reference as ref
+from cnnkit import reference as ref
 from conftest import assert_close, random_array
 
 
@@ -58,9 +58,9 @@ def last_launch(host):
 
 # name -> (reference forward, reference gradient, backward takes the output, kernel base names)
 ACTIVATIONS = {
-    "relu": (ref.relu, ref.relu_grad, False, ("relu_forward", "relu_backward")),
-    "sigmoid": (ref.sigmoid, ref.sigmoid_grad, True, ("sigmoid_forward", "sigmoid_backward")),
-    "tanh": (ref.tanh, ref.tanh_grad, True, ("tanh_forward", "tanh_backward")),
+    "relu": (ref.relu, ref.relu_backward, False, ("relu_forward", "relu_backward")),
+    "sigmoid": (ref.sigmoid, ref.sigmoid_backward, True, ("sigmoid_forward", "sigmoid_backward")),
+    "tanh": (ref.tanh, ref.tanh_backward, True, ("tanh_forward", "tanh_backward")),
 }
 NAMES = list(ACTIVATIONS)
 # Every rank; (5, 103) takes 3 blocks, the last one partly.

@@ -1,6 +1,6 @@
 """The convolution and linear kernels (cuda/im2col.cu, cuda/conv.cu) run on the CPU
 through the backend that runs them on CuPy (cnnkit.cuda.Backend over NumPy and the
-host-compiled kernels), against tests/reference.py (float64) and the CPU path
+host-compiled kernels), against cnnkit.reference (float64) and the CPU path
 (cnnkit.functional on NumPy), in float32 and float64: a random sweep over stride,
 padding (asymmetric too), dilation, groups, depthwise, transposed with output_padding,
 1x1, kernels as large as the input, empty and degenerate shapes, non-contiguous
@@ -16,7 +16,7 @@ from cnnkit import functional as F
 from cnnkit.cuda import Backend
 
 import cuda_host
-import reference as ref
+from cnnkit import reference as ref
 from conftest import assert_close, random_array
 from test_conv import ConvCase, _conv2d_case, _conv_transpose2d_case
 
@@ -134,7 +134,7 @@ def test_cuda_host_conv_asymmetric_padding(dtype, rng, backend):
         assert_close(y, ref.conv2d(x, w, bias, stride=(2, 1), padding=pad, dilation=(1, 2)), dtype)
         gy = random_array(rng, y.shape, dtype)
         got = backend.conv2d_backward(gy, x, w, (2, 1), pad, (1, 2), 1)
-        for g, e in zip(got, ref.conv2d_grads(gy, x, w, stride=(2, 1), padding=pad, dilation=(1, 2))):
+        for g, e in zip(got, ref.conv2d_backward(gy, x, w, stride=(2, 1), padding=pad, dilation=(1, 2))):
             assert_close(g, e, dtype, err_msg=str(pad))
 
 
@@ -378,7 +378,7 @@ def test_cuda_host_linear(case, dtype, rng, backend):
     gy = random_array(rng, lead + (out_f,), dtype)
     got = backend.linear_backward(gy, x, w)
     cpu = F.linear_backward(gy, x, w)
-    want = cpu if 0 in (in_f, out_f) else ref.linear_grads(gy, x, w)  # the reference needs features
+    want = cpu if 0 in (in_f, out_f) else ref.linear_backward(gy, x, w)  # the reference needs features
     for g, e, c in zip(got, want, cpu):
         assert g.flags.c_contiguous and g.dtype == dtype
         assert_close(g, np.asarray(e, np.float64), dtype)
@@ -391,7 +391,7 @@ def test_cuda_host_linear_non_contiguous(dtype, rng, backend):
     bias = _strided(random_array(rng, (4,), dtype))
     assert_close(backend.linear(x, w, bias), ref.linear(x, w, bias), dtype)
     gy = np.asfortranarray(random_array(rng, (6, 4), dtype))
-    for g, e in zip(backend.linear_backward(gy, x, w), ref.linear_grads(gy, x, w)):
+    for g, e in zip(backend.linear_backward(gy, x, w), ref.linear_backward(gy, x, w)):
         assert_close(g, e, dtype)
 
 

@@ -2,7 +2,7 @@
 over NumPy and the host build, as tests/test_cuda_host.py): dropout (masks identical to
 the CPU's for a seed, element for element, either dtype), batch_norm (training and eval,
 running stats updated in place, the float64 statistics) and local_response_norm (direct
-window sums: channels many orders apart) with their backwards, against tests/reference.py
+window sums: channels many orders apart) with their backwards, against cnnkit.reference
 and the CPU path; layouts, empty dims, NaN, errors and dispatch.
 """
 
@@ -14,7 +14,7 @@ from cnnkit import functional as F
 from cnnkit.cuda import Backend
 
 import cuda_host
-import reference as ref
+from cnnkit import reference as ref
 from conftest import assert_close, random_array
 from test_norm import LRN_RTOL, _assert_lrn_close, _wide_range
 
@@ -355,7 +355,7 @@ def test_cuda_host_lrn(shape, size, alpha, beta, k, rng, dtype, backend):
     assert_close(y, F.local_response_norm(x, size, alpha, beta, k).astype(np.float64), dtype)
     gy = random_array(rng, shape, dtype)
     gx = backend.local_response_norm_backward(gy, x, size, alpha, beta, k)
-    assert_close(gx, ref.local_response_norm_grad(gy, x, size, alpha, beta, k), dtype)
+    assert_close(gx, ref.local_response_norm_backward(gy, x, size, alpha, beta, k), dtype)
     assert_close(gx, F.local_response_norm_backward(gy, x, size, alpha, beta, k).astype(np.float64), dtype)
 
 
@@ -411,7 +411,7 @@ def test_cuda_host_lrn_wide_window_grid_stride_layouts_empty(rng, dtype, tiny_gr
     assert_close(tiny_grid.local_response_norm(x, 3, 1.0, 0.75, 1.0), ref.local_response_norm(x, 3, 1.0), dtype)
     gy = np.asfortranarray(random_array(rng, x.shape, dtype))
     assert_close(tiny_grid.local_response_norm_backward(gy, x, 3, 1.0, 0.75, 1.0),
-                 ref.local_response_norm_grad(gy, x, 3, 1.0), dtype)
+                 ref.local_response_norm_backward(gy, x, 3, 1.0), dtype)
     before = len(host.launches)
     for shape in [(0, 4, 3, 3), (2, 0, 3), (2, 3, 0)]:
         empty = np.zeros(shape, dtype)

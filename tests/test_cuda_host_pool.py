@@ -3,7 +3,7 @@ over NumPy and the host build, as tests/test_cuda_host.py): max_pool2d with swit
 (ties, NaN, padding, dilation, ceil_mode), its backward through the switches (equal to
 the CPU's element for element: same additions in the same order), max_unpool2d (last
 duplicate wins) and its backward, avg_pool2d (divisors) and lp_pool2d (every norm type)
-with their gather backwards, against tests/reference.py and the CPU path; layouts,
+with their gather backwards, against cnnkit.reference and the CPU path; layouts,
 empty batches, every error of tests/test_pool.py's tables, and dispatch.
 """
 
@@ -15,7 +15,7 @@ from cnnkit import functional as F
 from cnnkit.cuda import Backend
 
 import cuda_host
-import reference as ref
+from cnnkit import reference as ref
 from conftest import assert_close
 from test_pool import (BACKWARD_ERRORS, CASES, INF, POOL_ERRORS, UNPOOL_ERRORS, PoolCase, distinct, lp_input, ties)
 
@@ -93,7 +93,7 @@ def _cpu_results(case, x, xl, gy_max, gy_avg, gy_lp, dtype):
 def test_cuda_host_pool_sweep(case, dtype, rng, backends, monkeypatch):
     x = distinct(rng, case.x_shape, dtype)
     xl = lp_input(rng, case, dtype)
-    y_ref, s_ref = ref.max_pool2d(x, **case.max_kwargs())
+    y_ref, s_ref = ref.max_pool2d(x, **case.max_kwargs(), return_indices=True)
     gy_max = rng.standard_normal(y_ref.shape).astype(dtype)
     a_ref = ref.avg_pool2d(x, **case.avg_kwargs())
     gy_avg = rng.standard_normal(a_ref.shape).astype(dtype)
@@ -110,15 +110,15 @@ def test_cuda_host_pool_sweep(case, dtype, rng, backends, monkeypatch):
         assert_close(y, y_ref, dtype)
         # The same additions in the same order as the CPU's scatter.
         _same(got["max_back"], expected["max_back"])
-        assert_close(got["max_back"], ref._scatter_add(gy_max, s_ref, x.shape[2:]), dtype)
+        assert_close(got["max_back"], ref.max_pool2d_backward(gy_max, s_ref, x.shape), dtype)
         assert_close(got["avg"], a_ref, dtype)
         assert_close(got["avg"], expected["avg"], dtype)
-        g_ref = ref.avg_pool2d_grad(gy_avg, x.shape, **case.avg_kwargs())
+        g_ref = ref.avg_pool2d_backward(gy_avg, x.shape, **case.avg_kwargs())
         assert_close(got["avg_back"], g_ref, dtype)
         assert_close(got["avg_back"], expected["avg_back"], dtype)
         assert_close(got["lp"], l_ref, dtype)
         assert_close(got["lp"], expected["lp"], dtype)
-        assert_close(got["lp_back"], ref.lp_pool2d_grad(gy_lp, xl, case.norm_type, **case.lp_kwargs()), dtype)
+        assert_close(got["lp_back"], ref.lp_pool2d_backward(gy_lp, xl, case.norm_type, **case.lp_kwargs()), dtype)
         assert_close(got["lp_back"], expected["lp_back"], dtype)
 
 
@@ -141,7 +141,7 @@ def test_cuda_host_max_pool2d_ties_and_nan_are_the_cpus(case, nan_fraction, dtyp
     ye, se = cpu(F.max_pool2d, x, return_indices=True, **case.max_kwargs())
     _same(y, ye)
     _same(s, se)
-    y_ref, s_ref = ref.max_pool2d(x, **case.max_kwargs())
+    y_ref, s_ref = ref.max_pool2d(x, **case.max_kwargs(), return_indices=True)
     _same(s, s_ref)
     np.testing.assert_array_equal(y, y_ref.astype(dtype))  # NaN positions included
     _same(gpu.max_pool2d(x, **case.max_kwargs()), y)  # without switches: the same maxima
@@ -183,7 +183,7 @@ def test_cuda_host_max_pool2d_backward_equals_the_cpu(pattern, dtype, rng, gpu):
     gy = rng.standard_normal(s.shape).astype(dtype)
     got = gpu.max_pool2d_backward(gy, s, x.shape)
     _same(got, cpu(F.max_pool2d_backward, gy, s, x.shape))
-    assert_close(got, ref._scatter_add(gy, s, x.shape[2:]), dtype)
+    assert_close(got, ref.max_pool2d_backward(gy, s, x.shape), dtype)
 
 
 def test_cuda_host_max_unpool2d_duplicates_last_wins(dtype, rng, gpu):
@@ -192,11 +192,11 @@ def test_cuda_host_max_unpool2d_duplicates_last_wins(dtype, rng, gpu):
     for size in (None, (15, 13), [2, 3, 14, 12]):
         got = gpu.max_unpool2d(x, s, 2, output_size=size)
         _same(got, cpu(F.max_unpool2d, x, s, 2, output_size=size))
-        assert_close(got, ref.max_unpool2d(x, s, got.shape[2:]), dtype)
+        assert_close(got, ref.max_unpool2d(x, s, 2, output_size=size), dtype)
         gy = rng.standard_normal(got.shape).astype(dtype)
         back = gpu.max_unpool2d_backward(gy, s)
         _same(back, cpu(F.max_unpool2d_backward, gy, s))
-        _same(back, ref.max_unpool2d_grad(gy, s).astype(dtype))
+        _same(back, ref.max_unpool2d_backward(gy, s).astype(dtype))
 
 
 def test_cuda_host_unpool_of_pool(dtype, rng, gpu):
@@ -231,7 +231,7 @@ def test_cuda_host_lp_pool2d_norm_types(norm_type, dtype, rng, gpu):
     gy = rng.standard_normal(y.shape).astype(dtype)
     g = gpu.lp_pool2d_backward(gy, x, norm_type, **kw)
     assert_close(g, cpu(F.lp_pool2d_backward, gy, x, norm_type, **kw), dtype)
-    assert_close(g, ref.lp_pool2d_grad(gy, x, norm_type, **kw), dtype)
+    assert_close(g, ref.lp_pool2d_backward(gy, x, norm_type, **kw), dtype)
 
 
 def test_cuda_host_lp_pool2d_special_values(gpu):

@@ -1,7 +1,7 @@
 """The softmax family and loss kernels (cuda/softmax.cu) run on the CPU through the
 backend (Backend over NumPy and the host build, see tests/test_cuda_host.py): softmax
 and log_softmax along any dim with their backwards, cross_entropy (class-index check
-included) and mse_loss, against tests/reference.py and the CPU path, in float32 and
+included) and mse_loss, against cnnkit.reference and the CPU path, in float32 and
 float64; launch layouts, grid-stride loops, special values, layouts, empty arrays and
 the CPU's errors."""
 
@@ -17,7 +17,7 @@ from cnnkit.cuda import Backend
 from cnnkit.cuda._softmax import tile_shape
 
 import cuda_host
-import reference as ref
+from cnnkit import reference as ref
 from conftest import assert_close, random_array
 
 
@@ -38,8 +38,8 @@ def tiny_grid(host):
 
 
 SOFTMAX = {
-    "softmax": (ref.softmax, ref.softmax_grad),
-    "log_softmax": (ref.log_softmax, ref.log_softmax_grad),
+    "softmax": (ref.softmax, ref.softmax_backward),
+    "log_softmax": (ref.log_softmax, ref.log_softmax_backward),
 }
 NAMES = list(SOFTMAX)
 REDUCTIONS = ["mean", "sum", "none"]
@@ -208,7 +208,7 @@ def test_cuda_host_cross_entropy(reduction, n, c, rng, dtype, backend):
     assert_close(loss, np.asarray(ref.cross_entropy(x, t, reduction)), dtype)
     assert_close(loss, F.cross_entropy(x, t, reduction).astype(np.float64), dtype)
     g = backend.cross_entropy_backward(x, t, reduction)
-    assert_close(g, ref.cross_entropy_grad(x, t, reduction), dtype)
+    assert_close(g, ref.cross_entropy_backward(x, t, reduction), dtype)
     assert_close(g, F.cross_entropy_backward(x, t, reduction).astype(np.float64), dtype)
 
 
@@ -216,7 +216,7 @@ def test_cuda_host_cross_entropy(reduction, n, c, rng, dtype, backend):
 def test_cuda_host_cross_entropy_grid_stride(reduction, rng, dtype, tiny_grid, host):
     x, t = _ce(rng, 520, 2, dtype)  # 520 rows on 2 blocks; 3 blocks of targets and losses
     assert_close(tiny_grid.cross_entropy(x, t, reduction), np.asarray(ref.cross_entropy(x, t, reduction)), dtype)
-    assert_close(tiny_grid.cross_entropy_backward(x, t, reduction), ref.cross_entropy_grad(x, t, reduction), dtype)
+    assert_close(tiny_grid.cross_entropy_backward(x, t, reduction), ref.cross_entropy_backward(x, t, reduction), dtype)
     assert all(launch[1] in ((1,), (2,)) for launch in host.launches[-6:])
 
 
@@ -224,7 +224,7 @@ def test_cuda_host_cross_entropy_grid_stride(reduction, rng, dtype, tiny_grid, h
 def test_cuda_host_cross_entropy_any_integer_target(target_dtype, rng, dtype, backend):
     x, t = _ce(rng, 6, 4, dtype, target_dtype)
     assert_close(backend.cross_entropy(x, t, "mean"), np.asarray(ref.cross_entropy(x, t)), dtype)
-    assert_close(backend.cross_entropy_backward(x, t, "mean"), ref.cross_entropy_grad(x, t), dtype)
+    assert_close(backend.cross_entropy_backward(x, t, "mean"), ref.cross_entropy_backward(x, t), dtype)
 
 
 def test_cuda_host_cross_entropy_large_logits(dtype, backend):
@@ -233,7 +233,7 @@ def test_cuda_host_cross_entropy_large_logits(dtype, backend):
     np.testing.assert_allclose(backend.cross_entropy(x, t, "none"), ref.cross_entropy(x, t, "none"), rtol=1e-6)
     g = backend.cross_entropy_backward(x, t, "mean")
     assert np.all(np.isfinite(g))
-    assert_close(g, ref.cross_entropy_grad(x, t), dtype)
+    assert_close(g, ref.cross_entropy_backward(x, t), dtype)
 
 
 def test_cuda_host_cross_entropy_nan_logits(dtype, backend):
@@ -249,7 +249,7 @@ def test_cuda_host_cross_entropy_non_contiguous(rng, dtype, backend):
     x = _logits(rng, (10, 12), dtype)[::2, 1::2]
     t = rng.integers(0, 6, 10)[::2]
     assert_close(backend.cross_entropy(x, t, "none"), ref.cross_entropy(x, t, "none"), dtype)
-    assert_close(backend.cross_entropy_backward(np.asfortranarray(x), t, "mean"), ref.cross_entropy_grad(x, t), dtype)
+    assert_close(backend.cross_entropy_backward(np.asfortranarray(x), t, "mean"), ref.cross_entropy_backward(x, t), dtype)
 
 
 def test_cuda_host_cross_entropy_empty_batch(dtype, backend, host):
@@ -299,7 +299,7 @@ def test_cuda_host_mse_loss(reduction, shape, rng, dtype, backend):
     assert_close(loss, np.asarray(ref.mse_loss(x, t, reduction)), dtype)
     assert_close(loss, F.mse_loss(x, t, reduction).astype(np.float64), dtype)
     g = backend.mse_loss_backward(x, t, reduction)
-    assert_close(g, ref.mse_loss_grad(x, t, reduction), dtype)
+    assert_close(g, ref.mse_loss_backward(x, t, reduction), dtype)
     assert_close(g, F.mse_loss_backward(x, t, reduction).astype(np.float64), dtype)
 
 
@@ -308,14 +308,14 @@ def test_cuda_host_mse_loss_grid_stride(reduction, rng, dtype, tiny_grid, host):
     x, t = random_array(rng, (1500,), dtype), random_array(rng, (1500,), dtype)
     assert_close(tiny_grid.mse_loss(x, t, reduction), np.asarray(ref.mse_loss(x, t, reduction)), dtype)
     assert host.launches[-2 if reduction != "none" else -1][1] == (2,)
-    assert_close(tiny_grid.mse_loss_backward(x, t, reduction), ref.mse_loss_grad(x, t, reduction), dtype)
+    assert_close(tiny_grid.mse_loss_backward(x, t, reduction), ref.mse_loss_backward(x, t, reduction), dtype)
 
 
 def test_cuda_host_mse_loss_non_contiguous_and_empty(rng, dtype, backend):
     x = random_array(rng, (6, 8), dtype)[:, ::2]
     t = np.asfortranarray(random_array(rng, (6, 4), dtype))
     assert_close(backend.mse_loss(x, t, "none"), ref.mse_loss(x, t, "none"), dtype)
-    assert_close(backend.mse_loss_backward(x, t, "mean"), ref.mse_loss_grad(x, t), dtype)
+    assert_close(backend.mse_loss_backward(x, t, "mean"), ref.mse_loss_backward(x, t), dtype)
     empty = np.zeros((0, 3), dtype)
     mean = backend.mse_loss(empty, empty, "mean")
     assert mean.shape == () and mean.dtype == dtype and np.isnan(mean)

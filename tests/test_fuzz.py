@@ -68,7 +68,7 @@ from cnnkit import data, nn, optim
 from cnnkit import functional as F
 from cnnkit.nn import Parameter
 
-import reference
+from cnnkit import reference
 
 TIMEOUT_S = 20.0  # a case still running after this is a hang
 SLOW_S = 5.0  # a case that takes longer than this (all are milliseconds) fails as slow

@@ -1,5 +1,5 @@
 """dropout, batch_norm and local_response_norm with their backwards against the float64
-references in tests/reference.py: seeded masks, running statistics, large means,
+references in cnnkit.reference: seeded masks, running statistics, large means,
 channel windows, layouts, empty batches, finite differences, torch, errors."""
 
 import numpy as np
@@ -8,7 +8,7 @@ import pytest
 import cnnkit
 from cnnkit import functional as F
 
-import reference as ref
+from cnnkit import reference as ref
 from conftest import assert_close, random_array
 
 # ---- dropout
@@ -405,7 +405,7 @@ def test_lrn_forward_and_backward(shape, size, alpha, beta, k, rng, dtype):
     assert_close(y, ref.local_response_norm(x, size, alpha, beta, k), dtype)
     gy = random_array(rng, shape, dtype)
     gx = F.local_response_norm_backward(gy, x, size, alpha, beta, k)
-    assert_close(gx, ref.local_response_norm_grad(gy, x, size, alpha, beta, k), dtype)
+    assert_close(gx, ref.local_response_norm_backward(gy, x, size, alpha, beta, k), dtype)
 
 
 @pytest.mark.parametrize("shape, size, alpha, beta, k", LRN_PARAMS[:6])
@@ -439,7 +439,7 @@ def test_lrn_non_contiguous_and_empty(rng, dtype):
     x = random_array(rng, (3, 8, 6, 10), dtype)[:, ::2, :, 1::3]
     assert_close(F.local_response_norm(x, 3, 1.0), ref.local_response_norm(x, 3, 1.0), dtype)
     gy = np.asfortranarray(random_array(rng, x.shape, dtype))
-    assert_close(F.local_response_norm_backward(gy, x, 3, 1.0), ref.local_response_norm_grad(gy, x, 3, 1.0), dtype)
+    assert_close(F.local_response_norm_backward(gy, x, 3, 1.0), ref.local_response_norm_backward(gy, x, 3, 1.0), dtype)
     empty = np.zeros((0, 4, 3, 3), dtype)
     assert F.local_response_norm(empty, 3).shape == empty.shape
     assert F.local_response_norm_backward(empty, empty, 3).shape == empty.shape
@@ -481,7 +481,7 @@ def _lrn_grad_scale(grad_out, x, size, alpha, beta, k):
 
 def _assert_lrn_close(x, gy, y, gx, size, alpha, beta, k, rtol):
     np.testing.assert_allclose(y, ref.local_response_norm(x, size, alpha, beta, k), rtol=rtol, atol=0)
-    err = np.abs(gx - ref.local_response_norm_grad(gy, x, size, alpha, beta, k))
+    err = np.abs(gx - ref.local_response_norm_backward(gy, x, size, alpha, beta, k))
     bound = rtol * _lrn_grad_scale(gy, x, size, alpha, beta, k)
     worst = np.unravel_index(np.argmax(err - bound), err.shape)
     assert np.all(err <= bound), f"gradient error {err[worst]:.3g} > {bound[worst]:.3g} at {worst}"

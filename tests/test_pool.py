@@ -1,5 +1,5 @@
 """The pooling family (max_pool2d with switches, max_unpool2d, avg_pool2d, lp_pool2d and
-their backwards) against the float64 references in tests/reference.py: seeded sweeps
+their backwards) against the float64 references in cnnkit.reference: seeded sweeps
 with ties and NaNs (switches compared exactly), finite differences, torch cross-checks,
 edge cases (empty batch, odd layouts, threads) and every error path."""
 
@@ -13,7 +13,7 @@ import cnnkit
 from cnnkit import _C
 from cnnkit import functional as F
 
-import reference as ref
+from cnnkit import reference as ref
 from conftest import assert_close
 
 INF = float("inf")
@@ -171,7 +171,7 @@ def assert_c_contiguous(*arrays):
 def test_max_pool2d_sweep(case, dtype, rng):
     x = ties(rng, case.x_shape, dtype, nan_fraction=0.05)
     y, switches = F.max_pool2d(x, **case.max_kwargs(), return_indices=True)
-    want_y, want_s = ref.max_pool2d(x, **case.max_kwargs())
+    want_y, want_s = ref.max_pool2d(x, **case.max_kwargs(), return_indices=True)
     assert y.dtype == dtype and switches.dtype == np.int64
     assert_c_contiguous(y, switches)
     np.testing.assert_array_equal(y, want_y.astype(dtype))  # NaN where the reference has NaN
@@ -181,7 +181,7 @@ def test_max_pool2d_sweep(case, dtype, rng):
     gy = ties(rng, y.shape, dtype)
     gx = F.max_pool2d_backward(gy, switches, x.shape)
     assert gx.dtype == dtype
-    assert_close(gx, ref.max_pool2d_grad(gy, x, **case.max_kwargs()), dtype)
+    assert_close(gx, ref.max_pool2d_backward(gy, ref.max_pool2d(x, **case.max_kwargs(), return_indices=True)[1], x.shape), dtype)
 
 
 @pytest.mark.parametrize("case", CASE_PARAMS)
@@ -193,7 +193,7 @@ def test_avg_pool2d_sweep(case, dtype, rng):
     gy = rng.standard_normal(y.shape).astype(dtype)
     gx = F.avg_pool2d_backward(gy, x.shape, **case.avg_kwargs())
     assert_c_contiguous(gx)
-    assert_close(gx, ref.avg_pool2d_grad(gy, x.shape, **case.avg_kwargs()), dtype)
+    assert_close(gx, ref.avg_pool2d_backward(gy, x.shape, **case.avg_kwargs()), dtype)
 
 
 @pytest.mark.parametrize("case", CASE_PARAMS)
@@ -204,7 +204,7 @@ def test_lp_pool2d_sweep(case, dtype, rng):
     assert_close(y, ref.lp_pool2d(x, case.norm_type, **case.lp_kwargs()), dtype)
     gy = rng.standard_normal(y.shape).astype(dtype)
     gx = F.lp_pool2d_backward(gy, x, case.norm_type, **case.lp_kwargs())
-    assert_close(gx, ref.lp_pool2d_grad(gy, x, case.norm_type, **case.lp_kwargs()), dtype)
+    assert_close(gx, ref.lp_pool2d_backward(gy, x, case.norm_type, **case.lp_kwargs()), dtype)
 
 
 def test_sweep_covers_the_kernel_paths():
@@ -335,7 +335,7 @@ def test_max_unpool2d_duplicate_switches_last_wins():
     s = np.array([[[[0, 0, 2, 0]]]])
     y = F.max_unpool2d(x, s, (1, 2))
     np.testing.assert_array_equal(y, [[[[4, 0, 3, 0, 0, 0, 0, 0]]]])
-    np.testing.assert_array_equal(y, ref.max_unpool2d(x, s, (1, 8)))
+    np.testing.assert_array_equal(y, ref.max_unpool2d(x, s, (1, 2), output_size=(1, 8)))
     # the backward gathers: every duplicate reads its switch
     np.testing.assert_array_equal(F.max_unpool2d_backward(np.arange(8.0).reshape(1, 1, 1, 8), s), [[[[0, 0, 2, 0]]]])
 
@@ -349,7 +349,7 @@ def test_max_unpool2d_output_size(output_size, rng):
     s = rng.integers(0, out_hw[0] * out_hw[1], x.shape)
     y = F.max_unpool2d(x, s, 3, 2, 1, output_size)
     assert y.shape == (1, 2) + out_hw
-    np.testing.assert_array_equal(y, ref.max_unpool2d(x, s, out_hw))
+    np.testing.assert_array_equal(y, ref.max_unpool2d(x, s, 3, 2, 1, output_size))
     torch = pytest.importorskip("torch")
     want = torch.nn.functional.max_unpool2d(torch.from_numpy(x), torch.from_numpy(s), 3, 2, 1, output_size)
     np.testing.assert_array_equal(y, want.numpy())
@@ -362,7 +362,7 @@ def test_max_unpool2d_matches_torch_default_size(rng):
     want = torch.nn.functional.max_unpool2d(torch.from_numpy(y), torch.from_numpy(s), (2, 3), (2, 2), (1, 1))
     got = F.max_unpool2d(y, s, (2, 3), (2, 2), (1, 1))
     np.testing.assert_array_equal(got, want.numpy())
-    np.testing.assert_array_equal(got, ref.max_unpool2d(y, s, got.shape[2:]))
+    np.testing.assert_array_equal(got, ref.max_unpool2d(y, s, (2, 3), (2, 2), (1, 1)))
 
 
 # ---------------------------------------------------------------------------
@@ -482,7 +482,7 @@ def test_large_plane_switches_are_exact(rng):
     x = ties(rng, (1, 1, 67, 301), np.float64, nan_fraction=0.01)
     for kw in (dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2), dict(kernel_size=(3, 5), stride=(2, 2), dilation=(1, 2))):
         y, s = F.max_pool2d(x, **kw, return_indices=True)
-        want_y, want_s = ref.max_pool2d(x, **kw)
+        want_y, want_s = ref.max_pool2d(x, **kw, return_indices=True)
         np.testing.assert_array_equal(y, want_y)
         np.testing.assert_array_equal(s, want_s)
 

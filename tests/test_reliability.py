@@ -17,7 +17,7 @@ import cnnkit
 import cnnkit.functional as F
 from cnnkit import _C
 
-import reference
+from cnnkit import reference
 from conftest import assert_close
 
 ROOT = os.path.dirname(os.path.dirname(cnnkit.__file__))

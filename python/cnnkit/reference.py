@@ -1,8 +1,18 @@
-"""Naive NumPy references for cnnkit's tests.
+"""Naive NumPy float64 references for every op of cnnkit.functional.
 
-Every reference here accumulates in float64, is written from the op's definition
-(loops over kernel taps, einsum, scatter), and never calls cnnkit or torch: an op
-is never its own reference. Sections are one per op family; each is self-contained.
+For anyone testing a kernel (cnnkit's own tests and benchmarks use them too). Each
+reference accumulates in float64, is written from the op's definition (loops over
+kernel taps, einsum, scatter), and never calls cnnkit or torch: an op is never its
+own reference. Names and signatures are those of cnnkit.functional (arrays positional,
+options by the same keywords), with these differences:
+
+- conv2d also takes a 4-tuple padding (top, bottom, left, right);
+- batch_norm returns (y, new_running_mean, new_running_var) and never updates in place;
+  batch_norm_grads(grad_out, x, gamma, training, eps, running_mean, running_var)
+  stands for batch_norm_backward(grad_out, saved);
+- dropout(x, keep, p) takes the keep-mask instead of drawing it.
+
+Sections are one per op family, plus the classic methods (cnnkit.classic).
 """
 
 import numpy as np
@@ -112,7 +122,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y
 
 
-def conv2d_grads(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1):
     """(grad_input, grad_weight, grad_bias) of conv2d, scattering grad_out back
     through every kernel tap."""
     gy = np.asarray(grad_out, np.float64)
@@ -177,7 +187,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     return y
 
 
-def conv_transpose2d_grads(grad_out, x, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+def conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """(grad_input, grad_weight, grad_bias) of conv_transpose2d: grad_out is placed on
     the uncropped canvas and gathered back through every kernel tap."""
     gy = np.asarray(grad_out, np.float64)
@@ -214,7 +224,7 @@ def linear(x, weight, bias=None):
     return y
 
 
-def linear_grads(grad_out, x, weight):
+def linear_backward(grad_out, x, weight):
     """(grad_input, grad_weight, grad_bias) of linear, for any leading dims."""
     gy = np.asarray(grad_out, np.float64)
     x = np.asarray(x, np.float64)
@@ -237,7 +247,7 @@ def relu(x):
     return np.where(np.isnan(x) | (x > 0), x, 0.0)
 
 
-def relu_grad(grad_out, x):
+def relu_backward(grad_out, x):
     """grad_out where x > 0 or x is NaN (torch's threshold_backward: zero where x <= 0)."""
     x = np.asarray(x, np.float64)
     return np.where(x <= 0, 0.0, np.asarray(grad_out, np.float64))
@@ -250,7 +260,7 @@ def sigmoid(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def sigmoid_grad(grad_out, y):
+def sigmoid_backward(grad_out, y):
     """d sigmoid / dx = y (1 - y), given the output y."""
     y = np.asarray(y, np.float64)
     return np.asarray(grad_out, np.float64) * y * (1.0 - y)
@@ -260,7 +270,7 @@ def tanh(x):
     return np.tanh(np.asarray(x, np.float64))
 
 
-def tanh_grad(grad_out, y):
+def tanh_backward(grad_out, y):
     """d tanh / dx = 1 - y^2, given the output y."""
     y = np.asarray(y, np.float64)
     return np.asarray(grad_out, np.float64) * (1.0 - y * y)
@@ -290,14 +300,14 @@ def _jacobian_along(grad_out, jac, dim):
     return np.moveaxis(np.einsum("...j,...ji->...i", g, jac), -1, dim)
 
 
-def softmax_grad(grad_out, y, dim=-1):
+def softmax_backward(grad_out, y, dim=-1):
     """Through the full Jacobian d y_j / d x_i = y_j (delta_ij - y_i), given the output y."""
     s = np.moveaxis(np.asarray(y, np.float64), dim, -1)
     jac = s[..., :, None] * (np.eye(s.shape[-1]) - s[..., None, :])
     return _jacobian_along(grad_out, jac, dim)
 
 
-def log_softmax_grad(grad_out, y, dim=-1):
+def log_softmax_backward(grad_out, y, dim=-1):
     """Through the full Jacobian d y_j / d x_i = delta_ij - softmax_i, given the output y."""
     p = np.exp(np.moveaxis(np.asarray(y, np.float64), dim, -1))
     jac = np.eye(p.shape[-1]) - p[..., None, :]
@@ -320,7 +330,7 @@ def cross_entropy(logits, target, reduction="mean"):
     return _reduce(losses, reduction)
 
 
-def cross_entropy_grad(logits, target, reduction="mean"):
+def cross_entropy_backward(logits, target, reduction="mean"):
     """d loss / d logits for an upstream gradient of 1 (ones for 'none')."""
     p = softmax(logits, dim=1)
     onehot = np.zeros_like(p)
@@ -334,7 +344,7 @@ def mse_loss(x, target, reduction="mean"):
     return _reduce(d * d, reduction)
 
 
-def mse_loss_grad(x, target, reduction="mean"):
+def mse_loss_backward(x, target, reduction="mean"):
     d = np.asarray(x, np.float64) - np.asarray(target, np.float64)
     return 2.0 * d / d.size if reduction == "mean" else 2.0 * d
 
@@ -352,7 +362,7 @@ def dropout(x, keep, p):
 def _channel_view(x):
     """(N, C, ...) -> (N, C, S) and the axes that a per-channel statistic reduces."""
     x = np.asarray(x, np.float64)
-    return x.reshape(x.shape[0], x.shape[1], -1), (0, 2)
+    return x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:]))), (0, 2)
 
 
 def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
@@ -428,7 +438,7 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     return (x3 / _lrn_denominator(x3, size, alpha, k) ** beta).reshape(np.shape(x))
 
 
-def local_response_norm_grad(grad_out, x, size, alpha=1e-4, beta=0.75, k=1.0):
+def local_response_norm_backward(grad_out, x, size, alpha=1e-4, beta=0.75, k=1.0):
     """Chain rule over every pair (c, j) with j in c's window:
     dy_c/dx_j = [c == j] d_c^-beta - 2 alpha beta / size * x_c x_j d_c^(-beta-1)."""
     x3, _ = _channel_view(x)
@@ -483,10 +493,10 @@ def _first_inside(out, k, stride, pad, dilation, size):
     return first
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-    """(y, switches) with PyTorch's rule: starting from -inf at the window's first input
-    element, a tap takes the window when it is greater than the running maximum or NaN.
-    So on ties the first maximum wins, and among NaNs the last one."""
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """y, or (y, switches) with return_indices, by PyTorch's rule: starting from -inf at
+    the window's first input element, a tap takes the window when it is greater than the
+    running maximum or NaN. So on ties the first maximum wins, and among NaNs the last one."""
     x = np.asarray(x, dtype=np.float64)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _pool_params(kernel_size, stride, padding, dilation)
@@ -503,29 +513,34 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
             take = np.outer(rows_in, cols_in) & ((v > y) | np.isnan(v))
             y = np.where(take, v, y)
             switches = np.where(take, np.add.outer(rows * w, cols), switches)
-    return y, switches
+    return (y, switches) if return_indices else y
 
 
 def _scatter_add(values, switches, plane_shape):
     """Planes of plane_shape with values added at the switches of each (n, c) plane."""
     n, c = values.shape[:2]
     out = np.zeros((n * c, plane_shape[0] * plane_shape[1]))
-    flat = switches.reshape(n * c, -1) + np.arange(n * c)[:, None] * out.shape[1]
+    flat = switches.reshape(n * c, int(np.prod(switches.shape[2:]))) + np.arange(n * c)[:, None] * out.shape[1]
     np.add.at(out.reshape(-1), flat.reshape(-1), np.asarray(values, np.float64).reshape(-1))
     return out.reshape(n, c, *plane_shape)
 
 
-def max_pool2d_grad(grad_out, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+def max_pool2d_backward(grad_out, switches, input_shape):
     """Gradient of max_pool2d: each output's gradient goes to its window's winner."""
-    _, switches = max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
-    return _scatter_add(grad_out, switches, np.shape(x)[2:])
+    return _scatter_add(np.asarray(grad_out, np.float64), np.asarray(switches), tuple(input_shape)[2:])
 
 
-def max_unpool2d(x, switches, output_hw):
-    """Zeros of plane shape output_hw with x written at the switches, position by
-    position in row-major order, so that the last of duplicate switches wins."""
+def max_unpool2d(x, switches, kernel_size, stride=None, padding=0, output_size=None):
+    """Zeros of the plane shape output_size (its last two entries; by default
+    (H - 1) * stride - 2 * padding + kernel_size per axis) with x written at the switches,
+    position by position in row-major order, so that the last of duplicate switches wins."""
     x = np.asarray(x, dtype=np.float64)
     n, c = x.shape[:2]
+    if output_size is None:
+        (kh, kw), (sh, sw), (ph, pw), _ = _pool_params(kernel_size, stride, padding, 1)
+        output_hw = (unpool_out_size(x.shape[2], kh, sh, ph), unpool_out_size(x.shape[3], kw, sw, pw))
+    else:
+        output_hw = tuple(output_size)[-2:]
     out = np.zeros((n * c, output_hw[0] * output_hw[1]))
     planes = np.arange(n * c)
     xs, ss = x.reshape(n * c, -1), np.asarray(switches).reshape(n * c, -1)
@@ -534,7 +549,7 @@ def max_unpool2d(x, switches, output_hw):
     return out.reshape(n, c, *output_hw)
 
 
-def max_unpool2d_grad(grad_out, switches):
+def max_unpool2d_backward(grad_out, switches):
     """Gradient of max_unpool2d: grad_out read back at the switches."""
     g = np.asarray(grad_out, dtype=np.float64)
     n, c = g.shape[:2]
@@ -579,7 +594,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return total / div
 
 
-def avg_pool2d_grad(grad_out, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """Gradient of avg_pool2d: each output's gradient / divisor to every input of its window."""
     n, c, h, w = input_shape
     (kh, kw), (sh, sw), (ph, pw), (ho, wo), div = _avg_setup(input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad)
@@ -600,21 +615,21 @@ def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False):
     x = np.asarray(x, dtype=np.float64)
     if np.isinf(norm_type):
         sign = 1.0 if norm_type > 0 else -1.0
-        return sign * max_pool2d(sign * np.abs(x), kernel_size, stride, 0, 1, ceil_mode)[0]
+        return sign * max_pool2d(sign * np.abs(x), kernel_size, stride, 0, 1, ceil_mode)
     kh, kw = _pair(kernel_size)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = avg_pool2d(x**norm_type, kernel_size, stride, 0, ceil_mode, True) * kh * kw
         return (np.sign(out) * np.abs(out)) ** (1.0 / norm_type)
 
 
-def lp_pool2d_grad(grad_out, x, norm_type, kernel_size, stride=None, ceil_mode=False):
+def lp_pool2d_backward(grad_out, x, norm_type, kernel_size, stride=None, ceil_mode=False):
     """Gradient of lp_pool2d by the chain rule through its definition; windows whose
     power sum is zero pass no gradient, as in PyTorch."""
     x = np.asarray(x, dtype=np.float64)
     g = np.asarray(grad_out, dtype=np.float64)
     if np.isinf(norm_type):
         sign = 1.0 if norm_type > 0 else -1.0
-        _, switches = max_pool2d(sign * np.abs(x), kernel_size, stride, 0, 1, ceil_mode)
+        _, switches = max_pool2d(sign * np.abs(x), kernel_size, stride, 0, 1, ceil_mode, True)
         n, c = x.shape[:2]
         at_winner = np.take_along_axis(np.sign(x).reshape(n, c, -1), switches.reshape(n, c, -1), axis=2)
         return _scatter_add(g * at_winner.reshape(g.shape), switches, x.shape[2:])
@@ -624,7 +639,7 @@ def lp_pool2d_grad(grad_out, x, norm_type, kernel_size, stride=None, ceil_mode=F
         out = avg_pool2d(x**p, kernel_size, stride, 0, ceil_mode, True) * kh * kw
         # d/d(out) of out^(1/p), times d(out)/d(avg) = kH * kW.
         d_avg = np.where(out != 0, g * out ** (1.0 / p - 1.0) / p * kh * kw, 0.0)
-        return avg_pool2d_grad(d_avg, x.shape, kernel_size, stride, 0, ceil_mode, True) * p * x ** (p - 1)
+        return avg_pool2d_backward(d_avg, x.shape, kernel_size, stride, 0, ceil_mode, True) * p * x ** (p - 1)
 
 
 # ---------------------------------------------------------------------------
