@@ -24,7 +24,7 @@ import cnnkit
 # Modules walked for public names. Earlier modules win where one object has several
 # public names (cnnkit.gradcheck is also cnnkit.gradcheck.gradcheck).
 MODULES = ["cnnkit.functional", "cnnkit.optim", "cnnkit.gradcheck", "cnnkit.data", "cnnkit.classic", "cnnkit.nn",
-           "cnnkit.distributed", "cnnkit.models", "cnnkit.summary", "cnnkit"]
+           "cnnkit.distributed", "cnnkit.models", "cnnkit.summary", "cnnkit.testing", "cnnkit.testing.pytest", "cnnkit"]
 
 DOCTEST_MODULES = ["cnnkit.functional", "cnnkit.optim", "cnnkit.gradcheck", "cnnkit.data", "cnnkit.classic"]
 
