@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _C, _device
+from . import _C, _device, reference
 from . import functional as _functional
 
 F32 = np.float32
@@ -77,7 +77,8 @@ def import_torch():
     return torch
 
 
-# ---- float64 references (NumPy only, never cnnkit's kernels)
+# ---- float64 references of the convolutions (NumPy only, never cnnkit's kernels): im2col and
+# one GEMM per group, fast enough for real layer shapes; the other layers use cnnkit.reference
 
 
 def _im2col64(x, kh, kw, ho, wo, s, p, d):
@@ -128,58 +129,6 @@ def _conv2d_weight_grad64(gy, x, w_shape, s, p, d, g):
     cols = _im2col64(x, kh, kw, ho, wo, s, p, d).reshape(n, g, cg * kh * kw, ho * wo)
     gym = gy.astype(np.float64).reshape(n, g, o // g, ho * wo)
     return np.matmul(gym, cols.transpose(0, 1, 3, 2)).sum(axis=0).reshape(w_shape)
-
-
-def _max_pool64(x, k, s):
-    """Max pooling (no padding, floor mode) and its switches, the flat index h * W + w per plane."""
-    n, c, h, w = x.shape
-    ho, wo = _C.pool_out_size(h, k, s, 0, 1, False), _C.pool_out_size(w, k, s, 0, 1, False)
-    win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s][:, :, :ho, :wo]
-    win = win.reshape(n, c, ho, wo, k * k)
-    first_max = win.argmax(axis=-1)  # argmax takes the first maximum in row-major window order
-    y = np.take_along_axis(win, first_max[..., None], axis=-1)[..., 0].astype(np.float64)
-    rows = np.arange(ho)[:, None] * s + first_max // k
-    cols = np.arange(wo)[None, :] * s + first_max % k
-    return y, (rows * w + cols).astype(np.int64)
-
-
-def _max_pool_backward64(g, switches, x_shape):
-    n, c, h, w = x_shape
-    gx = np.zeros((n * c, h * w))
-    planes = np.arange(n * c)[:, None]
-    np.add.at(gx, (planes, switches.reshape(n * c, -1)), g.reshape(n * c, -1).astype(np.float64))
-    return gx.reshape(x_shape)
-
-
-def _softmax64(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _channel_window_sum(v, before, after):
-    """sum of v[:, c - before : c + after + 1] over channels (axis 1), zero outside."""
-    # a sum of shifted copies, not differences of a running sum, which cancel next to a
-    # large channel
-    c = v.shape[1]
-    pad = [(0, 0)] * v.ndim
-    pad[1] = (before, after)
-    padded = np.pad(v, pad)
-    return sum(padded[:, i : i + c] for i in range(before + after + 1))
-
-
-def _lrn64(x, size, alpha, beta, k):
-    """PyTorch's local response norm: x / (k + alpha / size * sum of x^2 over `size` channels) ** beta."""
-    x = x.astype(np.float64)
-    d = k + alpha / size * _channel_window_sum(x * x, size // 2, (size - 1) // 2)
-    return x * d**-beta, d
-
-
-def _lrn_backward64(g, x, size, alpha, beta, k):
-    _, d = _lrn64(x, size, alpha, beta, k)
-    x, g = x.astype(np.float64), g.astype(np.float64)
-    # x_j enters the window of every output i with i - size//2 <= j <= i + (size-1)//2.
-    t = _channel_window_sum(g * x * d ** (-beta - 1), (size - 1) // 2, size // 2)
-    return g * d**-beta - 2 * alpha * beta / size * x * t
 
 
 # ---- convolution cases
@@ -332,10 +281,10 @@ class MaxPool(LayerCase):
         return step
 
     def reference(self, a, backward):
-        y, switches = _max_pool64(a["x"], self.kernel, self.stride)
+        y, switches = reference.max_pool2d(a["x"], self.kernel, self.stride, return_indices=True)
         if not backward:
             return y, switches
-        return y, switches, _max_pool_backward64(a["g"], switches, a["x"].shape)
+        return y, switches, reference.max_pool2d_backward(a["g"], switches, a["x"].shape)
 
     def nbytes(self, a, backward):
         x, out = a["x"].nbytes, a["g"].size * (4 + 8)  # float32 output + int64 switches
@@ -420,7 +369,7 @@ class Softmax(LayerCase):
         return step
 
     def reference(self, a, backward):
-        y = _softmax64(a["x"].astype(np.float64))
+        y = reference.softmax(a["x"])
         if not backward:
             return (y,)
         g = a["g"].astype(np.float64)
@@ -467,7 +416,7 @@ class CrossEntropy(LayerCase):
     def reference(self, a, backward):
         x, t = a["x"].astype(np.float64), a["target"]
         n = x.shape[0]
-        p = _softmax64(x)
+        p = reference.softmax(x)
         loss = np.array(-np.log(p[np.arange(n), t]).mean())
         if not backward:
             return (loss,)
@@ -518,8 +467,8 @@ class LocalResponseNorm(LayerCase):
         return step
 
     def reference(self, a, backward):
-        y, _ = _lrn64(a["x"], *self.args)
-        return (y, _lrn_backward64(a["g"], a["x"], *self.args)) if backward else (y,)
+        y = reference.local_response_norm(a["x"], *self.args)
+        return (y, reference.local_response_norm_backward(a["g"], a["x"], *self.args)) if backward else (y,)
 
     def nbytes(self, a, backward):
         n = a["x"].nbytes
