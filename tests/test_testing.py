@@ -165,6 +165,19 @@ def test_catches_max_pool_dropping_nan():
     assert "NaN at" in message
 
 
+def test_catches_unpool_where_the_first_duplicate_wins():
+    def unpool(x, switches, kernel_size, stride=None, padding=0, output_size=None):
+        y = F.max_unpool2d(x, switches, kernel_size, stride, padding, output_size)
+        planes, per_plane = x.shape[0] * x.shape[1], x.shape[2] * x.shape[3]
+        flat, xs, ss = y.reshape(planes, -1), x.reshape(planes, per_plane), switches.reshape(planes, per_plane)
+        for k in reversed(range(per_plane)):
+            flat[np.arange(planes), ss[:, k]] = xs[:, k]
+        return y
+
+    _, case = _failure("max_unpool2d", unpool)
+    assert case.note == "duplicate switches (last wins)"
+
+
 def test_catches_relu_dropping_nan():
     message, case = _failure("relu", lambda x: np.fmax(x, 0).astype(x.dtype))
     assert case.note == "NaN, infinities, signed zeros and extreme values"
@@ -343,6 +356,8 @@ NAMED = {
     "conv2d": ["asymmetric padding", "'same' padding", "dilation with stride", "groups", "depthwise", "empty batch", "non-contiguous"],
     "conv_transpose2d": ["output_padding", "dilation with stride", "groups", "empty batch", "non-contiguous"],
     "max_pool2d": ["ties", "NaN in windows", "NaN and ties", "ceil_mode", "dilation with stride", "empty batch", "non-contiguous"],
+    "max_unpool2d": ["output_size", "duplicate switches", "empty batch", "non-contiguous"],
+    "lp_pool2d": ["norm_type inf", "ceil_mode", "empty batch", "non-contiguous"],
     "avg_pool2d": ["counted in the divisor", "left out of the divisor", "ceil_mode", "empty batch", "non-contiguous"],
     "softmax": ["huge logits", "NaN", "empty batch", "non-contiguous"],
     "log_softmax": ["huge logits", "NaN", "empty batch", "non-contiguous"],

@@ -543,7 +543,8 @@ def max_unpool2d(x, switches, kernel_size, stride=None, padding=0, output_size=N
         output_hw = tuple(output_size)[-2:]
     out = np.zeros((n * c, output_hw[0] * output_hw[1]))
     planes = np.arange(n * c)
-    xs, ss = x.reshape(n * c, -1), np.asarray(switches).reshape(n * c, -1)
+    plane = int(np.prod(x.shape[2:]))
+    xs, ss = x.reshape(n * c, plane), np.asarray(switches).reshape(n * c, plane)
     for k in range(xs.shape[1]):
         out[planes, ss[:, k]] = xs[:, k]
     return out.reshape(n, c, *output_hw)
@@ -554,7 +555,8 @@ def max_unpool2d_backward(grad_out, switches):
     g = np.asarray(grad_out, dtype=np.float64)
     n, c = g.shape[:2]
     s = np.asarray(switches)
-    return np.take_along_axis(g.reshape(n, c, -1), s.reshape(n, c, -1), axis=2).reshape(s.shape)
+    g3, s3 = g.reshape(n, c, int(np.prod(g.shape[2:]))), s.reshape(n, c, int(np.prod(s.shape[2:])))
+    return np.take_along_axis(g3, s3, axis=2).reshape(s.shape)
 
 
 def unpool_out_size(size, k, stride, pad):

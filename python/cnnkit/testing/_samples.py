@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import reference
+
 
 @dataclass
 class Sample:
@@ -162,6 +164,42 @@ def _max_pool2d(rng, dt):
     case("empty batch", _normal(rng, (0, 2, 6, 6), dt), 2)
     case("non-contiguous input", _noncontig(_normal(rng, (2, 3, 6, 7), dt)), (3, 2), stride=(2, 1))
     case("without return_indices", _normal(rng, (2, 2, 6, 6), dt), 2, return_indices=False)
+    return cases
+
+
+def _max_unpool2d(rng, dt):
+    def case(note, x_shape, k, stride=None, padding=0, output_size=None, layout=None, duplicates=False):
+        x = _normal(rng, x_shape, dt)
+        pooled, switches = reference.max_pool2d(x, k, stride, padding, return_indices=True)
+        if duplicates:
+            switches = rng.integers(0, 4, switches.shape)
+        y = pooled.astype(dt)
+        kw = dict(stride=stride, padding=padding, output_size=output_size)
+        return Sample((layout(y) if layout else y, switches, k), kw, note)
+
+    return [
+        case("random 0", (2, 3, 6, 6), 2),
+        case("random 1", (1, 2, 9, 7), 3, stride=2, padding=1),
+        case("output_size larger than the default", (2, 2, 7, 7), 2, output_size=(7, 7)),
+        case("output_size with batch and channels", (1, 3, 6, 8), (2, 3), stride=(2, 2), output_size=(1, 3, 7, 8)),
+        case("duplicate switches (last wins)", (2, 2, 4, 4), 2, duplicates=True),
+        case("empty batch", (0, 2, 6, 6), 2),
+        case("non-contiguous input", (2, 3, 8, 6), 2, layout=_noncontig),
+    ]
+
+
+def _lp_pool2d(rng, dt):
+    cases = []
+    for i, p in enumerate((2.0, 1.0, 3.0)):
+        x = _normal(rng, (2, int(rng.integers(1, 4)), *_pair(rng, 4, 8)), dt)
+        k = _pair(rng, 1, 3)
+        cases.append(Sample((x, p, k), dict(stride=None if i == 0 else _pair(rng, 1, 2), ceil_mode=bool(i % 2)), f"random {i}"))
+    cases += [
+        Sample((_normal(rng, (2, 2, 6, 6), dt), np.inf, 2), {}, "norm_type inf (max of |x|)"),
+        Sample((np.abs(_normal(rng, (1, 2, 7, 7), dt)), 2.0, 3), dict(stride=2, ceil_mode=True), "ceil_mode"),
+        Sample((_normal(rng, (0, 2, 6, 6), dt), 2.0, 2), {}, "empty batch"),
+        Sample((_noncontig(_normal(rng, (2, 3, 6, 7), dt)), 2.0, (2, 3)), dict(stride=1), "non-contiguous input"),
+    ]
     return cases
 
 
@@ -330,6 +368,8 @@ OPS = {
     "conv_transpose2d": _Spec(_conv_transpose2d, lambda c, g, _: ((g, *c.args[:2]), c.kwargs)),
     "linear": _Spec(_linear, lambda c, g, _: ((g, *c.args[:2]), {})),
     "max_pool2d": _Spec(_max_pool2d, _max_pool_back),
+    "max_unpool2d": _Spec(_max_unpool2d, lambda c, g, _: ((g, c.args[1]), {})),
+    "lp_pool2d": _Spec(_lp_pool2d, lambda c, g, _: ((g, *c.args), c.kwargs)),
     "avg_pool2d": _Spec(_avg_pool2d, lambda c, g, _: ((g, c.args[0].shape, *c.args[1:]), c.kwargs)),
     "relu": _Spec(_elementwise, _grad_x),
     "sigmoid": _Spec(_elementwise, _grad_y),
@@ -349,8 +389,8 @@ def sample_inputs(op, dtype=np.float64, seed=0):
     Parameters
     ----------
     op : str
-        The op's name: conv2d, conv_transpose2d, linear, max_pool2d, avg_pool2d,
-        relu, sigmoid, tanh, softmax, log_softmax, cross_entropy, mse_loss,
+        The op's name: conv2d, conv_transpose2d, linear, max_pool2d, max_unpool2d,
+        avg_pool2d, lp_pool2d, relu, sigmoid, tanh, softmax, log_softmax, cross_entropy, mse_loss,
         batch_norm or local_response_norm.
     dtype : float32 or float64, optional
         The dtype of the float arrays (targets stay int64).
