@@ -62,6 +62,28 @@ class _ArrayLike:
         return self.a if dtype is None else self.a.astype(dtype)
 
 
+# ops whose backward takes (grad_output, *the forward's arrays) -> the bias's axis in the output, if any
+_TORCH_BACKWARD = {"conv2d": 1, "conv_transpose2d": 1, "linear": -1, "relu": None, "local_response_norm": None}
+
+
+@pytest.mark.parametrize("op", sorted(_TORCH_BACKWARD))
+def test_check_op_passes_torch_autograd(op):
+    """The references' gradients agree with torch's autograd."""
+    torch = pytest.importorskip("torch")
+    forward = _torch_op(torch, op)
+
+    def backward(grad, *inputs, **kwargs):
+        leaves = [torch.from_numpy(np.array(a)).requires_grad_() if isinstance(a, np.ndarray) else a for a in inputs]
+        forward(*leaves, **kwargs).backward(torch.from_numpy(grad))
+        grads = [t.grad.numpy() for t in leaves if isinstance(t, torch.Tensor)]
+        bias_axis = _TORCH_BACKWARD[op]
+        if bias_axis is not None:  # the bias's gradient, which reference.*_backward always returns
+            grads.append(grad.sum(axis=tuple(i for i in range(grad.ndim) if i != bias_axis % grad.ndim)))
+        return tuple(grads) if len(grads) > 1 else grads[0]
+
+    assert "forward and backward" in check_op(op, forward, backward=backward)
+
+
 def test_check_op_takes_anything_asarray_takes():
     assert "passed" in check_op("relu", lambda x: _ArrayLike(F.relu(x)))
     assert "passed" in check_op("max_pool2d", lambda *a, **k: tuple(map(_ArrayLike, _outputs(F.max_pool2d(*a, **k)))))
