@@ -513,99 +513,11 @@ bool winograd_conv(const T* x, const T* w, const T* bias, T* y, const ConvGeomet
   return winograd_applies(g, sizeof(T), cap) && winograd_forward(x, w, bias, y, g, cap);
 }
 
-// ---- Dilated stride-1 layers by phases: output rows a, a + dh, a + 2*dh, ... read only
-// the padded input rows a + dh*t, so each of the dh x dw phases (a, b) is an undilated,
-// unpadded convolution between sub-grids. Stacked as a batch of n*dh*dw samples, laid
-// out [n][a][b], they make one undilated layer on the fast paths.
-
-// The undilated layer f of g's phases, where phases pay: every phase has a few outputs.
-bool dilated_phases(const ConvGeometry& g, ConvGeometry* f) {
-  if (g.sh != 1 || g.sw != 1 || (g.dh == 1 && g.dw == 1)) return false;
-  if (g.ho < 4 * g.dh || g.wo < 4 * g.dw) return false;
-  *f = g;
-  f->n = g.n * g.dh * g.dw;
-  f->ho = (g.ho - 1) / g.dh + 1;
-  f->wo = (g.wo - 1) / g.dw + 1;
-  f->h = f->ho + g.kh - 1;
-  f->w = f->wo + g.kw - 1;
-  f->ph = f->pw = 0;
-  f->dh = f->dw = 1;
-  return true;
-}
-
-// Splits n x c planes (rows, cols) into phase planes (prows, pcols): element (t, u) of
-// phase (a, b) is the plane's (a + dh*t - off_h, b + dw*u - off_w), zero outside it.
-template <class T>
-void split_phases(const T* src, int64_t n, int64_t c, int64_t rows, int64_t cols, int64_t off_h,
-                  int64_t off_w, const ConvGeometry& g, int64_t prows, int64_t pcols, T* dst) {
-  const int64_t phases = g.dh * g.dw;
-  parallel_for(n * phases * c, grain_for(prows * pcols, kGrainElems), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t ch = i % c, q = i / c, b = q % g.dw, a = q / g.dw % g.dh, s = q / phases;
-      const T* plane = src + (s * c + ch) * rows * cols;
-      int64_t lo, hi;
-      valid_range(b - off_w, g.dw, cols, pcols, &lo, &hi);
-      for (int64_t t = 0; t < prows; ++t) {
-        T* out = dst + (i * prows + t) * pcols;
-        const int64_t r = a + g.dh * t - off_h;
-        if (r < 0 || r >= rows) {
-          std::fill(out, out + pcols, T(0));
-          continue;
-        }
-        const T* in = plane + r * cols + b - off_w;
-        std::fill(out, out + lo, T(0));
-        for (int64_t u = lo; u < hi; ++u) out[u] = in[u * g.dw];
-        std::fill(out + hi, out + pcols, T(0));
-      }
-    }
-  });
-}
-
-// The inverse of split_phases on the planes' own elements: (i, j) of each plane from
-// phase ((i + off_h) % dh, (j + off_w) % dw) at ((i + off_h) / dh, (j + off_w) / dw).
-template <class T>
-void merge_phases(const T* src, int64_t n, int64_t c, int64_t rows, int64_t cols, int64_t off_h,
-                  int64_t off_w, const ConvGeometry& g, int64_t prows, int64_t pcols, T* dst) {
-  parallel_for(n * c, grain_for(rows * cols, kGrainElems), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t s = i / c, ch = i % c;
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t a = (r + off_h) % g.dh, t = (r + off_h) / g.dh;
-        T* out = dst + (i * rows + r) * cols;
-        for (int64_t j = 0; j < cols; ++j) {
-          const int64_t b = (j + off_w) % g.dw, u = (j + off_w) / g.dw;
-          out[j] = src[(((s * g.dh + a) * g.dw + b) * c + ch) * prows * pcols + t * pcols + u];
-        }
-      }
-    }
-  });
-}
-
-// The transposed direction of a dilated layer (the input gradient, or a dilated
-// conv_transpose2d) on the phases' Winograd path: gy's phases in, x's phases out.
-template <class T>
-bool winograd_dilated_transpose(const T* gy, const T* w, const T* bias, T* gx,
-                                const ConvGeometry& g) {
-  ConvGeometry f;
-  const int64_t cap = workspace_bytes;
-  if (!dilated_phases(g, &f) || !winograd_transpose_applies(f, sizeof(T), cap)) return false;
-  auto gy_phases = uninitialized<T>(f.n * f.c_out * f.plane_out());
-  auto gx_phases = uninitialized<T>(f.n * f.c_in * f.plane_in());
-  split_phases(gy, g.n, g.c_out, g.ho, g.wo, 0, 0, g, f.ho, f.wo, gy_phases.get());
-  if (!winograd_transpose_forward(gy_phases.get(), w, static_cast<const T*>(nullptr),
-                                  gx_phases.get(), f, cap))
-    return false;
-  merge_phases(gx_phases.get(), g.n, g.c_in, g.h, g.w, g.ph, g.pw, g, f.h, f.w, gx);
-  if (bias) add_bias(gx, bias, g.n, g.c_in, g.plane_in());
-  return true;
-}
-
 template <class T>
 bool winograd_conv_transpose(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
   const int64_t cap = workspace_bytes;
-  if (winograd_transpose_applies(g, sizeof(T), cap))
-    return winograd_transpose_forward(x, w, bias, y, g, cap);
-  return winograd_dilated_transpose(x, w, bias, y, g);
+  return winograd_transpose_applies(g, sizeof(T), cap) &&
+         winograd_transpose_forward(x, w, bias, y, g, cap);
 }
 
 }  // namespace
@@ -621,10 +533,7 @@ const char* conv2d_algorithm(const ConvGeometry& g, int64_t elem_bytes) {
 
 const char* conv_transpose2d_algorithm(const ConvGeometry& g, int64_t elem_bytes) {
   if (use_direct(g)) return "direct";
-  ConvGeometry f;
-  if (winograd_transpose_applies(g, elem_bytes, workspace_bytes) ||
-      (dilated_phases(g, &f) && winograd_transpose_applies(f, elem_bytes, workspace_bytes)))
-    return "winograd";
+  if (winograd_transpose_applies(g, elem_bytes, workspace_bytes)) return "winograd";
   return "gemm";
 }
 

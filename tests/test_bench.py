@@ -39,7 +39,8 @@ def test_the_kernel_column_is_the_timed_pass(table):
     assert kernels["tiny_3x3", "fwd"] == "winograd"
     assert kernels["tiny_3x3", "bwd-data"] == "winograd"  # the transposed direction's Winograd
     assert kernels["tiny_3x3", "bwd-weight"] == "gemm"
-    assert kernels["tiny_dilated", "bwd-data"] == "winograd"  # by output phases
+    assert kernels["tiny_dilated", "fwd"] == "winograd"
+    assert kernels["tiny_dilated", "bwd-data"] == "gemm"  # dilated transposed: im2col + GEMM + col2im
     assert {kernels["tiny_depthwise", m] for m in MODES} == {"direct"}
 
 

@@ -655,11 +655,6 @@ WINOGRAD_CASES = [
     ConvCase("T-7x7-s2", 1, 16, 4, 6, 7, 7, 7, stride=2, padding=3, transposed=True, output_padding=1),
     ConvCase("T-10x10-s2", 3, 16, 17, 4, 5, 10, 10, stride=2, padding=3, transposed=True, output_padding=1),
     ConvCase("T-rect", 2, 16, 16, 9, 9, 4, 6, stride=(2, 3), padding=(1, 2), transposed=True, output_padding=(1, 2)),
-    # Dilated transposed (and so a dilated convolution's input gradient): the dh x dw
-    # phases of the output are one undilated transposed layer.
-    ConvCase("T-3x3-d2", 2, 16, 16, 9, 10, 3, 3, padding=1, dilation=2, transposed=True),
-    ConvCase("T-3x3-d-rect", 1, 16, 24, 8, 13, 3, 3, padding=(1, 2), dilation=(2, 3), transposed=True, bias=False),
-    ConvCase("T-4x4-d2", 1, 32, 16, 11, 8, 4, 4, padding=3, dilation=2, transposed=True),
 ]
 
 
@@ -713,7 +708,6 @@ def test_winograd_backward_finite_differences(case, gx_algorithm, rng):
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in WINOGRAD_CASES[::2]])
-@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")  # torch's copy
 def test_winograd_matches_torch(case, dtype, rng):
     torch = pytest.importorskip("torch")
     x, w, b = case.operands(rng, dtype)
@@ -858,9 +852,7 @@ def test_conv2d_algorithm(name, x_shape, w_shape, kwargs, algorithm):
         ("4x4-s2", (2, 64, 14, 14), (64, 32, 4, 4), dict(stride=2, padding=1), "winograd"),
         ("3x3-s2", (2, 64, 14, 14), (64, 32, 3, 3), dict(stride=2, padding=1), "gemm"),
         ("2x2-s1", (2, 64, 14, 14), (64, 32, 2, 2), {}, "gemm"),
-        ("dilated", (2, 64, 14, 14), (64, 32, 3, 3), dict(dilation=2), "winograd"),  # by output phases
-        ("dilated-few-rows", (2, 64, 7, 14), (64, 32, 3, 3), dict(dilation=2), "gemm"),  # 4 rows per phase
-        ("dilated-strided", (2, 64, 14, 14), (64, 32, 3, 3), dict(dilation=2, stride=2), "gemm"),
+        ("dilated", (2, 64, 14, 14), (64, 32, 3, 3), dict(dilation=2), "gemm"),
         ("grouped", (2, 64, 14, 14), (64, 16, 4, 4), dict(stride=2, groups=2), "gemm"),
         ("uneven-phases", (2, 64, 14, 14), (64, 32, 3, 5), dict(stride=2), "gemm"),
         ("15-in-channels", (2, 15, 14, 14), (15, 32, 4, 4), dict(stride=2), "gemm"),
