@@ -64,7 +64,7 @@ import numpy as np
 import pytest
 
 import cnnkit
-from cnnkit import data, nn, optim
+from cnnkit import classic, data, nn, optim
 from cnnkit import functional as F
 from cnnkit.nn import Parameter
 
@@ -2448,6 +2448,87 @@ def _build_data():
                                           seed=dl_seed)))
 
 
+def _relabel(ms, changes):
+    """ms with the mutations named in changes (label -> M) replaced."""
+    return [changes.get(m.label, m) for m in ms]
+
+
+def _classic_matrix(v, optional=False, single=False, no_samples=VALID):
+    """A classic method's data matrix: array-likes are taken (a list is valid), scalars
+    are 0-d arrays (a ValueError), NaN and infinity are refused; huge finite values may
+    overflow to an infinite distance."""
+    ms = farray(v, zero={0: no_samples, 1: RAISE}, optional=optional, nan=RAISE, ndim_exc=(VE,), single=single)
+    scalar = lambda label, value: M(label, const(value), RAISE, exc=(VE, TE))  # noqa: E731
+    return _relabel(ms, {"list": M("list", lambda x: x.tolist(), VALID, SAME),
+                         "huge-values": M("huge-values", _huge_values, VALID, _huge_values),
+                         "True": scalar("True", True), "pyfloat": scalar("pyfloat", 1.5),
+                         "pyint": scalar("pyint", 1), "str": M("str", const("x"), RAISE, exc=(TE, VE))})
+
+
+def _build_classic():
+    def pd_base():
+        return dict(A=_normal((5, 3), 11), B=_normal((4, 3), 12), metric="l2")
+
+    def metric_role(v):
+        ms = [M(m, const(m), VALID, const(m)) for m in ("l1", "sqeuclidean")]
+        return ms + [M("L2", const("L2"), RAISE, exc=(VE,)), M("None", const(None), RAISE, exc=(TE, VE)),
+                     M("int", const(2), RAISE, exc=(TE, VE)), M("cosine", const("cosine"), RAISE, exc=(VE,))]
+
+    add("classic.pairwise_distances",
+        cases_for("classic.pairwise_distances", "pairwise_distances",
+                  lambda kw: classic.pairwise_distances(**kw), pd_base,
+                  dict(A=_classic_matrix, B=lambda v: _classic_matrix(v, optional=True), metric=metric_role)))
+
+    def km_base():
+        return dict(X=_normal((12, 3), 13), n_clusters=3)
+
+    def km_call(kw):
+        m = classic.KMeans(n_clusters=kw["n_clusters"], seed=0).fit(kw["X"])
+        return m.cluster_centers_, m.labels_, m.inertia_
+
+    add("classic.KMeans",
+        cases_for("classic.KMeans", ("KMeans", "KMeans.fit"), km_call, km_base,
+                  dict(X=lambda v: _classic_matrix(v, single=True, no_samples=RAISE),  # fewer samples than clusters
+                       n_clusters=_int(lo=1, big=RAISE, big_exc=(VE,), type_exc=(TE, VE))),
+                  lite_ints=True))
+
+    def aug_base():
+        return dict(images=_rng(14).integers(0, 256, (3, 2, 6, 7)).astype(np.uint8), crop=4, padding=1,
+                    flip=True, mean=0.5, std=0.25, seed=3)
+
+    def images_role(v):
+        ms = _not_an_array(False) + _layouts(v)
+        ms += [M(f"dtype-{d}", lambda x, d=d: x.astype(d), RAISE, exc=(TE,)) for d in ("float32", "int64", "bool")]
+        ms += [M("ndim3", lambda x: x[0], RAISE, exc=(VE,)), M("ndim5", lambda x: x[None], RAISE, exc=(VE,)),
+               M("zero-axis0", lambda x: x[:0], VALID, lambda x: x[:0]),
+               M("zero-axis2", lambda x: x[:, :, :0], RAISE, exc=(VE,), relational=True)]
+        return _relabel(ms, {"list": M("list", lambda x: x.tolist(), EITHER, SAME, exc=(TE,))})
+
+    def real_role(positive):
+        def role(v):
+            bad = RAISE if positive else EITHER
+            return [M("None", const(None), VALID), M("str", const("x"), RAISE, exc=(TE,)),
+                    M("nan", const(math.nan), RAISE, exc=(VE,)), M("inf", const(math.inf), RAISE, exc=(VE,)),
+                    M("zero", const(0.0), bad, const(0.0), exc=(VE,)), M("negative", const(-1.0), bad, const(-1.0), exc=(VE,)),
+                    M("per-channel", const((v, v)), VALID, SAME),
+                    M("wrong-length", const((v, v, v)), RAISE, exc=(VE,)),
+                    M("np.float32", lambda x: np.float32(x), VALID, SAME)]
+        return role
+
+    def seed_role(v):
+        return [M("None", const(None), VALID), M("str", const("x"), RAISE, exc=(TE,)),
+                M("1.5", const(1.5), RAISE, exc=(TE,)), M("np.int64", const(np.int64(v)), VALID, SAME),
+                M("-1", const(-1), EITHER, exc=(VE,)), M("2^64", const(2**64), EITHER, exc=(VE, TE))]
+
+    add("data.augment",
+        cases_for("data.augment", "augment", lambda kw: data.augment(**kw), aug_base,
+                  dict(images=images_role,
+                       crop=_int(lo=1, hi=8, pair=True, big=RAISE, big_exc=(VE,), type_exc=(TE, VE)),
+                       padding=_int(lo=0, pair=True, big=EITHER, big_exc=(VE,), type_exc=(TE, VE)),  # zeros
+                       flip=flagarg, mean=real_role(False), std=real_role(True), seed=seed_role),
+                  lite_ints=True))
+
+
 # ---------------------------------------------------------------------------------------
 # The tests
 
@@ -2455,7 +2536,7 @@ def _build_data():
 for _build in (_build_conv2d, _build_conv_transpose2d, _build_linear, _build_pools, _build_elementwise,
                _build_softmax, _build_losses, _build_dropout, _build_batch_norm, _build_lrn, _build_toplevel,
                _build_gradcheck, _build_summary, _build_nn, _build_nn_extras, _build_nn_losses, _build_optim,
-               _build_data):
+               _build_data, _build_classic):
     _build()
 del _build
 
