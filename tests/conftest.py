@@ -62,3 +62,24 @@ def num_threads():
     saved = cnnkit.get_num_threads()
     yield cnnkit.set_num_threads
     cnnkit.set_num_threads(saved)
+
+
+# ---- the CUDA backend on the host-executed kernels (tests/cuda_host)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    """The backend as it runs on CuPy, over NumPy arrays and the host-compiled kernels."""
+    import cuda_host
+    from cnnkit.cuda import Backend
+
+    return Backend(np, cuda_host.host_module)
+
+
+@pytest.fixture(scope="module")
+def tiny_grid():
+    """A backend whose grids are capped at 2 blocks, so that every grid-stride loop loops."""
+    import cuda_host
+    from cnnkit.cuda import Backend
+
+    return Backend(np, cuda_host.host_module, max_blocks=2)

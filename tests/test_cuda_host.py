@@ -19,9 +19,10 @@ import pytest
 import cnnkit
 from cnnkit import _dispatch
 from cnnkit import functional as F
-from cnnkit.cuda import Backend, _backend
+from cnnkit.cuda import _backend
 
 import cuda_host
+from cuda_host import error_of
 from cnnkit import reference as ref
 from conftest import assert_close, random_array
 
@@ -36,17 +37,6 @@ def host():
 def selftest():
     return cuda_host.host_module("selftest")
 
-
-@pytest.fixture(scope="module")
-def backend():
-    """The backend as it runs on CuPy, over NumPy arrays and the host-compiled kernels."""
-    return Backend(np, cuda_host.host_module)
-
-
-@pytest.fixture(scope="module")
-def tiny_grid():
-    """A backend whose grids are capped at 2 blocks, so that every grid-stride loop loops."""
-    return Backend(np, cuda_host.host_module, max_blocks=2)
 
 
 def last_launch(host):
@@ -212,13 +202,6 @@ def test_cuda_host_inputs_not_modified(name, rng, dtype, backend):
     np.testing.assert_array_equal(x, saved)
 
 
-def _message(fn, *args):
-    try:
-        fn(*args)
-    except (TypeError, ValueError) as e:
-        return type(e), str(e)
-    pytest.fail(f"{fn} accepted {args!r}")
-
 
 @pytest.mark.parametrize("name", NAMES)
 def test_cuda_host_errors_are_the_cpu_ones(name, backend):
@@ -236,7 +219,7 @@ def test_cuda_host_errors_are_the_cpu_ones(name, backend):
         (f"{name}_backward", (f64, "x")),
     ]
     for op, args in cases:
-        assert _message(getattr(backend, op), *args) == _message(getattr(F, op), *args), (op, args)
+        assert error_of(getattr(backend, op), *args) == error_of(getattr(F, op), *args), (op, args)
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,23 +13,13 @@ import pytest
 import cnnkit
 from cnnkit import _C, _dispatch
 from cnnkit import functional as F
-from cnnkit.cuda import Backend
 
 import cuda_host
+from cuda_host import error_of
 from cnnkit import reference as ref
 from conftest import assert_close, random_array
 from test_conv import ConvCase, _conv2d_case, _conv_transpose2d_case
 
-
-@pytest.fixture(scope="module")
-def backend():
-    return Backend(np, cuda_host.host_module)
-
-
-@pytest.fixture(scope="module")
-def tiny_grid():
-    """Grids capped at 2 blocks: every grid-stride loop loops."""
-    return Backend(np, cuda_host.host_module, max_blocks=2)
 
 
 def _launches(family):
@@ -405,13 +395,6 @@ def test_cuda_host_bias_grad_reduces_long_rows(dtype, rng, tiny_grid):
 # Errors: _C's messages; dispatch of mixed operands
 
 
-def _message(fn, *args):
-    try:
-        fn(*args)
-    except (TypeError, ValueError) as e:
-        return type(e), str(e)
-    pytest.fail(f"{fn} accepted {args!r}")
-
 
 def test_cuda_host_conv_errors_are_the_cpu_ones(backend):
     f32, f64 = np.zeros((2, 3, 5, 5), np.float32), np.zeros((2, 3, 5, 5))
@@ -446,7 +429,7 @@ def test_cuda_host_conv_errors_are_the_cpu_ones(backend):
         ("linear_backward", (np.zeros((2, 4), np.float32), np.zeros((2, 3)), np.zeros((4, 3)))),
     ]
     for op, args in cases:
-        assert _message(getattr(backend, op), *args) == _message(getattr(_C, op), *args), (op, args)
+        assert error_of(getattr(backend, op), *args) == error_of(getattr(_C, op), *args), (op, args)
 
 
 class FakeCudaArray:

@@ -11,9 +11,9 @@ import pytest
 
 import cnnkit
 from cnnkit import functional as F
-from cnnkit.cuda import Backend
 
 import cuda_host
+from cuda_host import error_of
 from cnnkit import reference as ref
 from conftest import assert_close, random_array
 from test_norm import LRN_RTOL, _assert_lrn_close, _wide_range
@@ -26,23 +26,6 @@ def host():
     return cuda_host.host_module("norm")
 
 
-@pytest.fixture(scope="module")
-def backend(host):
-    return Backend(np, cuda_host.host_module)
-
-
-@pytest.fixture(scope="module")
-def tiny_grid(host):
-    """Grids capped at 2 blocks: every grid-stride loop (over elements or channels) loops."""
-    return Backend(np, cuda_host.host_module, max_blocks=2)
-
-
-def _message(fn, *args):
-    try:
-        fn(*args)
-    except (TypeError, ValueError) as e:
-        return type(e), str(e)
-    pytest.fail(f"{fn} accepted {args!r}")
 
 
 KERNELS = {
@@ -143,7 +126,7 @@ def test_cuda_host_dropout_errors_are_the_cpu_ones(backend):
         ("dropout_backward", (np.zeros((2, 3), np.int32), np.ones((2, 3), bool), 0.5)),
     ]
     for op, args in cases:
-        assert _message(getattr(backend, op), *args) == _message(getattr(cnnkit._C, op), *args), (op, args)
+        assert error_of(getattr(backend, op), *args) == error_of(getattr(cnnkit._C, op), *args), (op, args)
 
 
 # ---- batch_norm
@@ -319,7 +302,7 @@ def test_cuda_host_batch_norm_errors_are_the_cpu_ones(backend):
         (np.zeros((4, 3)), np.ones(3, np.float32), None, None, None, True, 0.1, 1e-5),
     ]
     for args in cases:
-        assert _message(backend.batch_norm, *args) == _message(cnnkit._C.batch_norm, *args), args
+        assert error_of(backend.batch_norm, *args) == error_of(cnnkit._C.batch_norm, *args), args
     x = np.zeros((4, 3)) + np.arange(4)[:, None]
     _, saved = F.batch_norm(x, None, None)
     bcases = [
@@ -330,7 +313,7 @@ def test_cuda_host_batch_norm_errors_are_the_cpu_ones(backend):
         (np.zeros((4, 3)), saved.input, None, saved.mean, "x", *saved[4:]),
     ]
     for args in bcases:
-        assert _message(backend.batch_norm_backward, *args) == _message(cnnkit._C.batch_norm_backward, *args), args
+        assert error_of(backend.batch_norm_backward, *args) == error_of(cnnkit._C.batch_norm_backward, *args), args
 
 
 # ---- local_response_norm
@@ -442,7 +425,7 @@ def test_cuda_host_lrn_errors_are_the_cpu_ones(backend):
         ("local_response_norm_backward", (x, np.zeros((2, 3)), 2, 1e-4, 0.75, 1.0)),
     ]
     for op, args in cases:
-        assert _message(getattr(backend, op), *args) == _message(getattr(cnnkit._C, op), *args), (op, args)
+        assert error_of(getattr(backend, op), *args) == error_of(getattr(cnnkit._C, op), *args), (op, args)
 
 
 # ---- dispatch (no GPU needed)

@@ -13,10 +13,10 @@ import pytest
 import cnnkit
 from cnnkit import _dispatch
 from cnnkit import functional as F
-from cnnkit.cuda import Backend
 from cnnkit.cuda._softmax import tile_shape
 
 import cuda_host
+from cuda_host import error_of
 from cnnkit import reference as ref
 from conftest import assert_close, random_array
 
@@ -25,16 +25,6 @@ from conftest import assert_close, random_array
 def host():
     return cuda_host.host_module("softmax")
 
-
-@pytest.fixture(scope="module")
-def backend(host):
-    return Backend(np, cuda_host.host_module)
-
-
-@pytest.fixture(scope="module")
-def tiny_grid(host):
-    """Grids capped at 2 blocks: every grid-stride loop over tiles, rows and items loops."""
-    return Backend(np, cuda_host.host_module, max_blocks=2)
 
 
 SOFTMAX = {
@@ -276,15 +266,15 @@ def test_cuda_host_class_index_errors_name_the_first(n, bad, backend, tiny_grid)
         for op in ("cross_entropy", "cross_entropy_backward"):
             with pytest.raises(ValueError, match=re.escape(f"{op}: {msg}")):
                 getattr(b, op)(x, t, "mean")
-    assert _message(backend.cross_entropy, x, t, "sum") == _message(F.cross_entropy, x, t, "sum")
+    assert error_of(backend.cross_entropy, x, t, "sum") == error_of(F.cross_entropy, x, t, "sum")
 
 
 def test_cuda_host_class_index_errors_of_small_and_unsigned_dtypes(backend):
     x = np.zeros((3, 4))
     for t in (np.array([-1, 0, 1], np.int8), np.array([0, 255, 1], np.uint8), np.array([0, 1, 2**64 - 1], np.uint64)):
-        assert _message(backend.cross_entropy, x, t, "mean") == _message(F.cross_entropy, x, t, "mean")
+        assert error_of(backend.cross_entropy, x, t, "mean") == error_of(F.cross_entropy, x, t, "mean")
     no_classes = np.zeros((2, 0))
-    assert _message(backend.cross_entropy, no_classes, np.zeros(2, np.int64), "none") == _message(
+    assert error_of(backend.cross_entropy, no_classes, np.zeros(2, np.int64), "none") == error_of(
         F.cross_entropy, no_classes, np.zeros(2, np.int64), "none")
 
 
@@ -337,13 +327,6 @@ def test_cuda_host_inputs_not_modified(rng, backend):
 # ---- errors: the CPU path's
 
 
-def _message(fn, *args):
-    try:
-        fn(*args)
-    except (TypeError, ValueError, IndexError) as e:
-        return type(e), str(e)
-    pytest.fail(f"{fn} accepted {args!r}")
-
 
 def test_cuda_host_errors_are_the_cpu_ones(backend):
     x, t = np.zeros((3, 4)), np.array([0, 1, 2])
@@ -372,7 +355,7 @@ def test_cuda_host_errors_are_the_cpu_ones(backend):
         ]
     for op, args in cases:
         # functional normalises dim and reduction before _C; the backend gets them as _C does
-        assert _message(getattr(backend, op), *args) == _message(getattr(cnnkit._C, op), *args), (op, args)
+        assert error_of(getattr(backend, op), *args) == error_of(getattr(cnnkit._C, op), *args), (op, args)
 
 
 # ---- dispatch in cnnkit.functional (no GPU needed)

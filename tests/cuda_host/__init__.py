@@ -253,3 +253,15 @@ class HostFunction:
                     raise AssertionError(f"{name}: wrote to argument {i}, which it takes as const")
             else:
                 a.reshape(-1).view(np.uint8)[:] = data
+
+
+def error_of(fn, *args):
+    """(type, message) of the error fn(*args) raises, to compare the backend's errors
+    with the CPU's; the calling test fails if fn returns."""
+    import pytest
+
+    try:
+        fn(*args)
+    except (TypeError, ValueError, IndexError) as e:
+        return type(e), str(e)
+    pytest.fail(f"{fn} accepted {args!r}")
