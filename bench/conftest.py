@@ -10,12 +10,25 @@ BENCHMARKS; the `prepared` fixture gives each one, with its inputs, once per mod
 so that a case's cnnkit and torch tests share the inputs and the float64 reference.
 """
 
+import time
+
 import pytest
 
 import cnnkit
 from cnnkit import bench
 
 THREADS = 2
+
+
+def best_time(fn, repeats):
+    """The fastest of `repeats` timed calls of fn, after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def pytest_addoption(parser):

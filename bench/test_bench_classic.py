@@ -22,7 +22,7 @@ import pytest
 import cnnkit
 from cnnkit import classic
 
-from conftest import THREADS
+from conftest import THREADS, best_time
 
 sklearn_neighbors = pytest.importorskip("sklearn.neighbors")
 sklearn_cluster = pytest.importorskip("sklearn.cluster")
@@ -105,24 +105,14 @@ def test_kmeans_fit(benchmark, kmeans_data, dtype, who):
     benchmark.pedantic(cn if who == "cnnkit" else sk, rounds=5, warmup_rounds=1)
 
 
-def _best(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def _turns(a, b, rounds=3, repeats=3):
     """Best times of a and b, timed in alternating rounds (fair to both on a busy machine)."""
     ta = tb = float("inf")
     for _ in range(rounds):
         time.sleep(0.15)  # let the other library's spinning threads go to sleep
-        ta = min(ta, _best(a, repeats))
+        ta = min(ta, best_time(a, repeats))
         time.sleep(0.15)
-        tb = min(tb, _best(b, repeats))
+        tb = min(tb, best_time(b, repeats))
     return ta, tb
 
 

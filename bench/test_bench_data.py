@@ -22,7 +22,6 @@ ratios with the targets (>= 10x the per-sample loop, >= 2x vectorised NumPy):
     PYTHONPATH=python python -m pytest bench/test_bench_data.py -s
 """
 
-import time
 
 import numpy as np
 import pytest
@@ -30,7 +29,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from cnnkit import data
 
-from conftest import THREADS
+from conftest import THREADS, best_time
 
 N, C, SIZE, PAD = 256, 3, 32, 4
 MEAN = np.array(data.CIFAR10_MEAN, np.float32)
@@ -137,22 +136,12 @@ def test_augment(benchmark, batch, who):
     benchmark(prepared(who, batch))
 
 
-def _best(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def test_ratios(batch):
     fns = {who: prepared(who, batch) for who in IMPLEMENTATIONS}
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(3):  # in turns: fair to each on a busy machine
         for who, fn in fns.items():
-            best[who] = min(best[who], _best(fn, 5 if who == "numpy-per-sample" else 30))
+            best[who] = min(best[who], best_time(fn, 5 if who == "numpy-per-sample" else 30))
     vectorised = min(best["numpy-vectorised-windows"], best["numpy-vectorised-gather"])
     print(f"\naugment of a CIFAR batch of {N} (crop {SIZE}, padding {PAD}, flip, normalise); cnnkit on "
           f"{THREADS} threads")
