@@ -22,7 +22,6 @@ ratios with the targets (>= 10x the per-sample loop, >= 2x vectorised NumPy):
     PYTHONPATH=python python -m pytest bench/test_bench_data.py -s
 """
 
-
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
