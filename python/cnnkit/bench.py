@@ -6,8 +6,8 @@ forward then backward; layer_benchmarks(): forward, and forward then backward)
 are shared by the pytest-benchmark suites in bench/ and by `cnnkit bench`, which
 calls run().
 
-Every benchmark first checks cnnkit's result against a float64 NumPy reference
-written here (a correctness gate: a wrong kernel is never timed). It then times
+Every benchmark first checks cnnkit's result against its float64 NumPy reference
+in cnnkit.reference (a correctness gate: a wrong kernel is never timed). It then times
 cnnkit and, where it is installed, torch in the same run, in turns, and reports the
 median per call after warm-up. Yardsticks are measured in the same run: for a
 convolution, a bare sgemm (cnnkit._C.matmul) of the shape its forward pass lowers
@@ -75,60 +75,6 @@ def import_torch():
     except ImportError:
         return None
     return torch
-
-
-# ---- float64 references of the convolutions (NumPy only, never cnnkit's kernels): im2col and
-# one GEMM per group, fast enough for real layer shapes; the other layers use cnnkit.reference
-
-
-def _im2col64(x, kh, kw, ho, wo, s, p, d):
-    """(N, C, H, W) -> float64 columns (N, C, kh, kw, ho, wo) of a strided, padded, dilated window."""
-    n, c = x.shape[:2]
-    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p, p), (p, p)))
-    cols = np.empty((n, c, kh, kw, ho, wo))
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, :, i, j] = xp[:, :, i * d : i * d + s * (ho - 1) + 1 : s, j * d : j * d + s * (wo - 1) + 1 : s]
-    return cols
-
-
-def _col2im64(cols, image_shape, s, p, d):
-    """Adjoint of _im2col64: sums columns (N, C, kh, kw, ho, wo) back into an (N, C, H, W) image."""
-    n, c, kh, kw, ho, wo = cols.shape
-    h, w = image_shape[2:]
-    xp = np.zeros((n, c, h + 2 * p, w + 2 * p))
-    for i in range(kh):
-        for j in range(kw):
-            xp[:, :, i * d : i * d + s * (ho - 1) + 1 : s, j * d : j * d + s * (wo - 1) + 1 : s] += cols[:, :, i, j]
-    return xp[:, :, p : p + h, p : p + w]
-
-
-def _conv2d64(x, w, s, p, d, g):
-    """Convolution without bias in float64: im2col, then one matmul per group."""
-    n, _, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    ho, wo = _C.conv_out_size(h, kh, s, p, p, d), _C.conv_out_size(wd, kw, s, p, p, d)
-    cols = _im2col64(x, kh, kw, ho, wo, s, p, d).reshape(n, g, cg * kh * kw, ho * wo)
-    wm = w.astype(np.float64).reshape(g, o // g, cg * kh * kw)
-    return np.matmul(wm, cols).reshape(n, o, ho, wo)
-
-
-def _conv2d_input_grad64(gy, w, x_shape, s, p, d, g):
-    """Gradient of _conv2d64 with respect to its input, of shape x_shape."""
-    n, o, ho, wo = gy.shape
-    _, cg, kh, kw = w.shape
-    wm = w.astype(np.float64).reshape(g, o // g, cg * kh * kw)
-    gcols = np.matmul(wm.transpose(0, 2, 1), gy.astype(np.float64).reshape(n, g, o // g, ho * wo))
-    return _col2im64(gcols.reshape(n, g * cg, kh, kw, ho, wo), x_shape, s, p, d)
-
-
-def _conv2d_weight_grad64(gy, x, w_shape, s, p, d, g):
-    """Gradient of _conv2d64 with respect to its weight, of shape w_shape."""
-    n, o, ho, wo = gy.shape
-    _, cg, kh, kw = w_shape
-    cols = _im2col64(x, kh, kw, ho, wo, s, p, d).reshape(n, g, cg * kh * kw, ho * wo)
-    gym = gy.astype(np.float64).reshape(n, g, o // g, ho * wo)
-    return np.matmul(gym, cols.transpose(0, 1, 3, 2)).sum(axis=0).reshape(w_shape)
 
 
 # ---- convolution cases
@@ -765,31 +711,17 @@ class Benchmark:
 
             return step
 
-        def reference():
-            if self.mode == "bwd-data":
-                return (_conv2d64(gy, w, s, p, d, g) if c.transposed else _conv2d_input_grad64(gy, w, x.shape, s, p, d, g),)
-            if self.mode == "bwd-weight":
-                if c.transposed:
-                    return (_conv2d_weight_grad64(x, gy, w_shape, s, p, d, g),)
-                return (_conv2d_weight_grad64(gy, x, w_shape, s, p, d, g),)
-            bias = b.astype(np.float64)[:, None, None]
-            if c.transposed:  # the adjoint of conv2d with this weight
-                y = _conv2d_input_grad64(x, w, gy.shape, s, p, d, g) + bias
-            else:
-                y = _conv2d64(x, w, s, p, d, g) + bias
-            if not backward:
-                return (y,)
-            if c.transposed:
-                gx = _conv2d64(gy, w, s, p, d, g)
-                gw = _conv2d_weight_grad64(x, gy, w_shape, s, p, d, g)
-            else:
-                gx = _conv2d_input_grad64(gy, w, x.shape, s, p, d, g)
-                gw = _conv2d_weight_grad64(gy, x, w_shape, s, p, d, g)
-            return y, gx, gw, gy.astype(np.float64).sum(axis=(0, 2, 3))
+        def reference_fn():
+            ref_fwd = reference.conv_transpose2d if c.transposed else reference.conv2d
+            ref_bwd = reference.conv_transpose2d_backward if c.transposed else reference.conv2d_backward
+            if mask is not None:
+                return (ref_bwd(gy, x, w, **kw, output_mask=mask)[kept],)
+            y = ref_fwd(x, w, b, **kw)
+            return (y, *ref_bwd(gy, x, w, **kw)) if backward else (y,)
 
         gemm = c.gemm_shape(n)
         flops = 2.0 * math.prod(gemm) * g * (3 if backward else 1)  # each pass: a GEMM of the forward's size
-        return Prepared(self, c.describe(n), cnnkit_fn, torch_factory, reference, flops, gemm, kernel)
+        return Prepared(self, c.describe(n), cnnkit_fn, torch_factory, reference_fn, flops, gemm, kernel)
 
 
 def conv_benchmarks():

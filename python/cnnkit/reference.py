@@ -2,7 +2,7 @@
 
 For anyone testing a kernel (cnnkit's own tests and benchmarks use them too). Each
 reference accumulates in float64, is written from the op's definition (loops over
-kernel taps, einsum, scatter), and never calls cnnkit or torch: an op is never its
+kernel taps, one matmul each; einsum; scatter), and never calls cnnkit or torch: an op is never its
 own reference. Names and signatures are those of cnnkit.functional (arrays positional,
 options by the same keywords), with these differences:
 
@@ -101,50 +101,84 @@ def _grouped(a, groups):
     return a.reshape(a.shape[0], groups, a.shape[1] // groups, *a.shape[2:])
 
 
+def _flat(a):
+    """(N, G, C, H, W) -> (N, G, C, H*W): a tap's plane as the columns of a matmul."""
+    return a.reshape(*a.shape[:3], a.shape[3] * a.shape[4])
+
+
+def _mask(output_mask):
+    mask = tuple(bool(m) for m in output_mask)
+    if len(mask) != 3:
+        raise ValueError(f"output_mask: expected 3 booleans, got {output_mask!r}")
+    return mask
+
+
+def _masked(output_mask, *grads):
+    """The gradients output_mask asks for, None for the others."""
+    return tuple(g if m else None for g, m in zip(grads, _mask(output_mask)))
+
+
+# Each convolution below is a sum over the kernel taps (i, j): tap (i, j) multiplies
+# the weight slice w[..., i, j] with the input plane it reads (a strided slice of the
+# padded input), one batched matmul over all samples and groups per tap.
+
+
+def _ieee():
+    """NaN and infinities spread as IEEE arithmetic says, without matmul's warnings."""
+    return np.errstate(invalid="ignore", over="ignore")
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Cross-correlation, as torch.nn.functional.conv2d; padding may be a 4-tuple
-    (top, bottom, left, right)."""
+    (top, bottom, left, right):
+    y[n, o, h, w] = sum_{c, i, j} x_pad[n, c, h*sh + i*dh, w*sw + j*dw] * weight[o, c, i, j]
+    over the input channels c of o's group."""
     x = np.asarray(x, np.float64)
     weight = np.asarray(weight, np.float64)
     stride, dil, (t, b, l, r), (ho, wo) = _conv_setup(x.shape, weight.shape, stride, padding, dilation)
     n, c_out, (kh, kw) = x.shape[0], weight.shape[0], weight.shape[2:]
-    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
+    xpg = _grouped(np.pad(x, ((0, 0), (0, 0), (t, b), (l, r))), groups)  # (N, G, C_in/G, Hp, Wp)
     wg = weight.reshape(groups, c_out // groups, *weight.shape[1:])  # (G, C_out/G, C_in/G, kH, kW)
-    y = np.zeros((n, groups, c_out // groups, ho, wo))
-    for i in range(kh):
-        for j in range(kw):
-            rows, cols = _tap(i, j, dil, stride, (ho, wo))
-            patch = _grouped(xp[:, :, rows, cols], groups)  # (N, G, C_in/G, Ho, Wo)
-            y += np.einsum("ngchw,goc->ngohw", patch, wg[:, :, :, i, j])
+    y = np.zeros((n, groups, c_out // groups, ho * wo))
+    with _ieee():
+        for i in range(kh):
+            for j in range(kw):
+                rows, cols = _tap(i, j, dil, stride, (ho, wo))
+                y += wg[:, :, :, i, j] @ _flat(xpg[:, :, :, rows, cols])
     y = y.reshape(n, c_out, ho, wo)
     if bias is not None:
         y += np.asarray(bias, np.float64)[None, :, None, None]
     return y
 
 
-def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1):
-    """(grad_input, grad_weight, grad_bias) of conv2d, scattering grad_out back
-    through every kernel tap."""
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, output_mask=(True, True, True)):
+    """(grad_input, grad_weight, grad_bias) of conv2d, those not in output_mask None:
+    grad_out is scattered back through every kernel tap (grad_input) and correlated
+    with the plane each tap reads (grad_weight)."""
+    want_x, want_w, _ = _mask(output_mask)
     gy = np.asarray(grad_out, np.float64)
     x = np.asarray(x, np.float64)
     weight = np.asarray(weight, np.float64)
     stride, dil, (t, b, l, r), (ho, wo) = _conv_setup(x.shape, weight.shape, stride, padding, dilation)
     n, c_in, h, w = x.shape
     c_out, (kh, kw) = weight.shape[0], weight.shape[2:]
-    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
-    gxp = np.zeros_like(xp)
+    xpg = _grouped(np.pad(x, ((0, 0), (0, 0), (t, b), (l, r))), groups)
+    gxpg = np.zeros_like(xpg)
     wg = weight.reshape(groups, c_out // groups, *weight.shape[1:])
-    gyg = _grouped(gy, groups)  # (N, G, C_out/G, Ho, Wo)
-    gw = np.zeros((groups, c_out // groups) + weight.shape[1:])
-    for i in range(kh):
-        for j in range(kw):
-            rows, cols = _tap(i, j, dil, stride, (ho, wo))
-            contrib = np.einsum("ngohw,goc->ngchw", gyg, wg[:, :, :, i, j])
-            gxp[:, :, rows, cols] += contrib.reshape(n, c_in, ho, wo)
-            patch = _grouped(xp[:, :, rows, cols], groups)
-            gw[:, :, :, i, j] = np.einsum("ngohw,ngchw->goc", gyg, patch)
-    gx = gxp[:, :, t : t + h, l : l + w]
-    return gx.copy(), gw.reshape(weight.shape), gy.sum(axis=(0, 2, 3))
+    gyg = _grouped(gy, groups).reshape(n, groups, c_out // groups, ho * wo)
+    gw = np.zeros_like(wg)
+    with _ieee():
+        for i in range(kh):
+            for j in range(kw):
+                rows, cols = _tap(i, j, dil, stride, (ho, wo))
+                if want_x:
+                    contrib = np.swapaxes(wg[:, :, :, i, j], 1, 2) @ gyg  # (N, G, C_in/G, Ho*Wo)
+                    gxpg[:, :, :, rows, cols] += contrib.reshape(n, groups, c_in // groups, ho, wo)
+                if want_w:
+                    patch = _flat(xpg[:, :, :, rows, cols])
+                    gw[:, :, :, i, j] = (gyg @ np.swapaxes(patch, 2, 3)).sum(axis=0)
+    gx = gxpg.reshape(n, c_in, *xpg.shape[3:])[:, :, t : t + h, l : l + w].copy()
+    return _masked(output_mask, gx, gw.reshape(weight.shape), gy.sum(axis=(0, 2, 3)))
 
 
 def _transpose_setup(x_shape, w_shape, stride, padding, output_padding, dilation):
@@ -175,21 +209,26 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     n, c_in, h, w = x.shape
     cog, (kh, kw) = weight.shape[1], weight.shape[2:]
     wg = weight.reshape(groups, c_in // groups, cog, kh, kw)
-    xg = _grouped(x, groups)  # (N, G, C_in/G, H, W)
+    xg = _flat(_grouped(x, groups))  # (N, G, C_in/G, H*W)
     full = np.zeros((n, groups, cog) + canvas)
-    for i in range(kh):
-        for j in range(kw):
-            rows, cols = _tap(i, j, dil, stride, (h, w))
-            full[:, :, :, rows, cols] += np.einsum("ngchw,gco->ngohw", xg, wg[:, :, :, i, j])
+    with _ieee():
+        for i in range(kh):
+            for j in range(kw):
+                rows, cols = _tap(i, j, dil, stride, (h, w))
+                contrib = np.swapaxes(wg[:, :, :, i, j], 1, 2) @ xg  # (N, G, C_out/G, H*W)
+                full[:, :, :, rows, cols] += contrib.reshape(n, groups, cog, h, w)
     y = full.reshape(n, groups * cog, *canvas)[:, :, ph : ph + ho, pw : pw + wo].copy()
     if bias is not None:
         y += np.asarray(bias, np.float64)[None, :, None, None]
     return y
 
 
-def conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """(grad_input, grad_weight, grad_bias) of conv_transpose2d: grad_out is placed on
-    the uncropped canvas and gathered back through every kernel tap."""
+def conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                              output_mask=(True, True, True)):
+    """(grad_input, grad_weight, grad_bias) of conv_transpose2d, those not in
+    output_mask None: grad_out is placed on the uncropped canvas and gathered back
+    through every kernel tap."""
+    want_x, want_w, _ = _mask(output_mask)
     gy = np.asarray(grad_out, np.float64)
     x = np.asarray(x, np.float64)
     weight = np.asarray(weight, np.float64)
@@ -199,19 +238,22 @@ def conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, output_p
     n, c_in, h, w = x.shape
     cog, (kh, kw) = weight.shape[1], weight.shape[2:]
     wg = weight.reshape(groups, c_in // groups, cog, kh, kw)
-    xg = _grouped(x, groups)
+    xg = _flat(_grouped(x, groups))
     full = np.zeros((n, groups * cog) + canvas)
     full[:, :, ph : ph + ho, pw : pw + wo] = gy
     fullg = _grouped(full, groups)  # (N, G, C_out/G, canvas)
-    gx = np.zeros((n, groups, c_in // groups, h, w))
+    gx = np.zeros(xg.shape)
     gw = np.zeros_like(wg)
-    for i in range(kh):
-        for j in range(kw):
-            rows, cols = _tap(i, j, dil, stride, (h, w))
-            g_tap = fullg[:, :, :, rows, cols]  # (N, G, C_out/G, H, W)
-            gx += np.einsum("ngohw,gco->ngchw", g_tap, wg[:, :, :, i, j])
-            gw[:, :, :, i, j] = np.einsum("ngchw,ngohw->gco", xg, g_tap)
-    return gx.reshape(x.shape), gw.reshape(weight.shape), gy.sum(axis=(0, 2, 3))
+    with _ieee():
+        for i in range(kh):
+            for j in range(kw):
+                rows, cols = _tap(i, j, dil, stride, (h, w))
+                g_tap = _flat(fullg[:, :, :, rows, cols])  # (N, G, C_out/G, H*W)
+                if want_x:
+                    gx += wg[:, :, :, i, j] @ g_tap
+                if want_w:
+                    gw[:, :, :, i, j] = (xg @ np.swapaxes(g_tap, 2, 3)).sum(axis=0)
+    return _masked(output_mask, gx.reshape(x.shape), gw.reshape(weight.shape), gy.sum(axis=(0, 2, 3)))
 
 
 def linear(x, weight, bias=None):
