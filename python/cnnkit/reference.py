@@ -10,7 +10,7 @@ options by the same keywords), with these differences:
 - batch_norm returns (y, new_running_mean, new_running_var) and never updates in place;
   batch_norm_grads(grad_out, x, gamma, training, eps, running_mean, running_var)
   stands for batch_norm_backward(grad_out, saved);
-- dropout(x, keep, p) takes the keep-mask instead of drawing it.
+- dropout(x, keep, p) takes the keep-mask instead of drawing it, and returns y alone.
 
 Sections are one per op family, plus the classic methods (cnnkit.classic).
 """
@@ -397,8 +397,18 @@ def mse_loss_backward(x, target, reduction="mean"):
 
 
 def dropout(x, keep, p):
-    """Inverted dropout with a given keep-mask: x * keep / (1 - p)."""
-    return np.asarray(x, np.float64) * np.asarray(keep, np.float64) / (1.0 - p)
+    """Inverted dropout with a given keep-mask: x * keep / (1 - p), so that a dropped
+    NaN or infinity gives NaN; x itself where keep is None (eval mode)."""
+    x = np.asarray(x, np.float64)
+    if keep is None:
+        return x
+    with np.errstate(invalid="ignore"):
+        return x * np.asarray(keep, np.float64) / (1.0 - p)
+
+
+def dropout_backward(grad_out, keep, p):
+    """Gradient of dropout: the same map, grad_out * keep / (1 - p)."""
+    return dropout(grad_out, keep, p)
 
 
 def _channel_view(x):

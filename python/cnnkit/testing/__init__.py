@@ -11,7 +11,7 @@
 
 import numpy as np
 
-from ._samples import OPS, RTOL, Sample, _float_dtype, sample_inputs
+from ._samples import OPS, RTOL, Sample, _float_dtype, _to_numpy, sample_inputs
 from .. import reference
 
 __all__ = ["Sample", "assert_close", "check_op", "sample_inputs", "tolerance", "RTOL"]
@@ -38,15 +38,6 @@ def tolerance(dtype, expected):
     finite = np.abs(np.asarray(expected, np.float64))
     finite = finite[np.isfinite(finite)]
     return rtol, rtol * (float(finite.max()) if finite.size else 0.0)
-
-
-def _to_numpy(a):
-    """a as a NumPy array: CuPy arrays through .get(), torch tensors through .cpu()."""
-    if hasattr(a, "get") and hasattr(a, "__cuda_array_interface__"):
-        a = a.get()
-    elif hasattr(a, "detach") and hasattr(a, "cpu"):
-        a = a.detach().cpu().numpy()
-    return np.asarray(a)
 
 
 def _where(flat_index, shape):
@@ -148,6 +139,8 @@ def _compare(what, got, want, dtype, text, scale=0.0):
     if len(got) < len(want):
         raise AssertionError(f"{text}\n  {what} gave {len(got)} results, expected {len(want)}")
     for k, (g, w) in enumerate(zip(got, want)):
+        if w is None:  # a gradient the reference leaves out (batch_norm without gamma or beta)
+            continue
         name = what if len(want) == 1 else f"{what}[{k}]"
         rtol, atol = tolerance(dtype, w)
         try:
@@ -163,6 +156,14 @@ def _call(what, f, args, kwargs, text):
         raise AssertionError(f"{text}\n  {what} raised {type(e).__name__}: {e}") from e
 
 
+def _read(what, f, args, text):
+    """f(*args), a spec's reading of fn's result: its AssertionError names the case."""
+    try:
+        return f(*args)
+    except AssertionError as e:
+        raise AssertionError(f"{text}\n  {what}: {e}") from None
+
+
 def check_op(op, fn, dtypes=(np.float32, np.float64), backward=None):
     """Check an implementation of a cnnkit.functional op against cnnkit.reference.
 
@@ -173,13 +174,18 @@ def check_op(op, fn, dtypes=(np.float32, np.float64), backward=None):
     fn : callable
         The implementation, with the op's signature: called as fn(*case.args,
         **case.kwargs) on NumPy arrays; its results may be anything np.asarray takes
-        (CuPy and torch results are moved to the host).
+        (CuPy and torch results are moved to the host). batch_norm's fn updates the
+        running statistics in place and returns y or (y, saved). dropout's fn returns
+        (y, mask) and y is checked against reference.dropout with that mask, which
+        must be bool of the input's shape (None in eval mode) and, on a large input,
+        keep about 1 - p of the elements.
     dtypes : dtype or sequence of dtypes, optional
         The dtypes to run, float32 and/or float64; results must keep the dtype.
     backward : callable, optional
         The op's backward, with the signature of cnnkit.functional's op_backward
         (max_pool2d_backward gets the reference's switches; sigmoid, tanh and the
-        softmax family get the reference's output). Not available for batch_norm.
+        softmax family get the reference's output; batch_norm_backward gets fn's
+        second result, the saved state, whatever it is, and dropout_backward fn's mask).
 
     Returns
     -------
@@ -191,7 +197,7 @@ def check_op(op, fn, dtypes=(np.float32, np.float64), backward=None):
     AssertionError
         At the first failing case, naming the case's note, dtype and arguments.
     ValueError
-        For an unknown op, or a backward for an op that has none here.
+        For an unknown op.
     TypeError
         If fn or backward is not callable, or a dtype is not float32 or float64.
     """
@@ -200,11 +206,8 @@ def check_op(op, fn, dtypes=(np.float32, np.float64), backward=None):
         raise ValueError(f"check_op: op: expected one of {', '.join(sorted(OPS))}, got {op!r}")
     if not callable(fn):
         raise TypeError(f"check_op: fn: expected a callable, got {type(fn).__name__}")
-    if backward is not None:
-        if not callable(backward):
-            raise TypeError(f"check_op: backward: expected a callable, got {type(backward).__name__}")
-        if spec.backward_args is None:
-            raise ValueError(f"check_op: backward: {op} has no backward check")
+    if backward is not None and not callable(backward):
+        raise TypeError(f"check_op: backward: expected a callable, got {type(backward).__name__}")
     if isinstance(dtypes, (str, type, np.dtype)):
         dtypes = (dtypes,)
     dtypes = [_float_dtype(d, "dtypes") for d in dtypes]
@@ -216,13 +219,19 @@ def check_op(op, fn, dtypes=(np.float32, np.float64), backward=None):
     for dtype in dtypes:
         for index, case in enumerate(sample_inputs(op, dtype)):
             text = _case_text(op, dtype, case)
-            want = tuple(o for o in _outputs(ref_fwd(*case.args, **case.kwargs)) if o is not None)
+            if spec.expected is None:  # before fn, which may update arguments in place (running statistics)
+                want = tuple(o for o in _outputs(ref_fwd(*case.args, **case.kwargs)) if o is not None)
             got = _call(op, fn, case.args, case.kwargs, text)
+            if spec.expected is not None:
+                want = _read(op, spec.expected, (case, got), text)
             _compare(op, spec.actual(got, case) if spec.actual else got, want, dtype, text)
             if backward is not None:
                 grad = np.random.default_rng(index).standard_normal(np.shape(want[0])).astype(dtype)
-                args, kwargs = spec.backward_args(case, grad, ref_fwd)
-                want_b = _outputs(ref_bwd(*args, **kwargs))
+                args, kwargs = _read(op, spec.backward_args, (case, grad, ref_fwd, got), text)
+                if spec.reference_grads is not None:
+                    want_b = spec.reference_grads(case, grad)
+                else:
+                    want_b = _outputs(ref_bwd(*args, **kwargs))
                 got_b = _call(op + " backward", backward, args, kwargs, text)
                 # gradients that cancel are judged on the scale of the upstream gradient
                 scale = float(np.max(np.abs(grad), initial=0.0)) if args[0] is grad else 0.0

@@ -331,6 +331,25 @@ def _batch_norm(rng, dt):
     return cases
 
 
+def _dropout(rng, dt):
+    def case(note, x, p, training=True):
+        return Sample((x,), dict(p=p, training=training, seed=int(rng.integers(0, 2**63))), note)
+
+    special = np.tile(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, 30.0, -1e4], dt), 8)
+    return [
+        case("random 0", _normal(rng, (3, 4), dt), 0.5),
+        case("random 1", _normal(rng, (2, 3, 4, 5), dt), 0.2),
+        case("random 2", _normal(rng, (7,), dt), 0.8),
+        case("p = 0 (nothing dropped)", _normal(rng, (4, 6), dt), 0.0),
+        case("large p (0.95)", _normal(rng, (5, 40), dt), 0.95),
+        case("NaN and infinities (dropped as x * 0: NaN stays NaN)", special, 0.5),
+        case("eval mode (the identity, no mask)", _normal(rng, (3, 5), dt), 0.5, training=False),
+        case("many elements (the share kept is 1 - p)", _normal(rng, (64, 100), dt), 0.3),
+        case("empty batch", _normal(rng, (0, 5), dt), 0.5),
+        case("non-contiguous input", _noncontig(_normal(rng, (2, 3, 5, 4), dt)), 0.4),
+    ]
+
+
 def _local_response_norm(rng, dt):
     cases = [
         Sample((_normal(rng, (2, int(rng.integers(1, 8)), 3, 3), dt, 2.0), size), {}, f"random {i}")
@@ -356,44 +375,99 @@ def _local_response_norm(rng, dt):
 @dataclass
 class _Spec:
     make: object  # (rng, dtype) -> [Sample]
-    backward_args: object = None  # (case, grad, reference forward) -> (args, kwargs)
+    backward_args: object  # (case, grad, reference forward, fn's result) -> (args, kwargs)
     actual: object = None  # (result, case) -> the outputs to compare; default: the result's
+    expected: object = None  # (case, fn's result) -> the reference outputs, where they depend on fn's result
+    reference_grads: object = None  # (case, grad) -> the reference gradients, where its backward's arguments differ
+
+
+def _to_numpy(a):
+    """a as a NumPy array: CuPy arrays through .get(), torch tensors through .cpu()."""
+    if hasattr(a, "get") and hasattr(a, "__cuda_array_interface__"):
+        a = a.get()
+    elif hasattr(a, "detach") and hasattr(a, "cpu"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _second(result, what):
+    """The second result of fn (batch_norm's saved, dropout's mask)."""
+    if not isinstance(result, (tuple, list)) or len(result) < 2:
+        raise AssertionError(f"gave 1 result, expected 2 (y, {what})")
+    return result[1]
+
+
+def _first(result, case):
+    return (result[0] if isinstance(result, (tuple, list)) else result,)
 
 
 def _bn_actual(result, case):
-    y = result[0] if isinstance(result, (tuple, list)) else result
-    return (y,) + tuple(case.kwargs[k] for k in ("running_mean", "running_var") if k in case.kwargs)
+    return _first(result, case) + tuple(case.kwargs[k] for k in ("running_mean", "running_var") if k in case.kwargs)
 
 
-def _grad_x(case, grad, _):
+def _bn_grads(case, grad):
+    x, gamma, beta = case.args
+    kw = {k: case.kwargs[k] for k in ("training", "eps", "running_mean", "running_var") if k in case.kwargs}
+    gx, g_gamma, g_beta = reference.batch_norm_grads(grad, x, gamma, **kw)
+    return gx, None if gamma is None else g_gamma, None if beta is None else g_beta
+
+
+def _dropout_mask(case, result):
+    """fn's mask as a NumPy array: bool, of the input's shape (None in eval mode), and
+    on a large input keeping 1 - p of the elements to within 6 standard deviations."""
+    x, p = case.args[0], case.kwargs["p"]
+    if not case.kwargs["training"]:
+        mask = result[1] if isinstance(result, (tuple, list)) and len(result) > 1 else None
+        if mask is not None:
+            raise AssertionError(f"eval mode gave a mask of type {type(mask).__name__}, expected None")
+        return None
+    mask = _to_numpy(_second(result, "mask"))
+    if mask.dtype != np.bool_ or mask.shape != x.shape:
+        raise AssertionError(f"mask: {mask.dtype} of shape {mask.shape}, expected bool of shape {x.shape}")
+    if mask.size >= 1000:
+        kept, sd = mask.mean(), np.sqrt(p * (1 - p) / mask.size)
+        if abs(kept - (1 - p)) > 6 * sd:
+            raise AssertionError(f"mask keeps {kept:.4f} of {mask.size} elements, expected 1 - p = {1 - p:g}")
+    return mask
+
+
+def _grad_x(case, grad, *_):
     return (grad, *case.args), case.kwargs
 
 
-def _grad_y(case, grad, ref):
+def _grad_y(case, grad, ref, _):
     return (grad, np.asarray(ref(*case.args, **case.kwargs), grad.dtype)), case.kwargs
 
 
-def _max_pool_back(case, grad, ref):
+def _max_pool_back(case, grad, ref, _):
     kwargs = dict(case.kwargs, return_indices=True)
     return (grad, ref(*case.args, **kwargs)[1], case.args[0].shape), {}
 
 
 OPS = {
-    "conv2d": _Spec(_conv2d, lambda c, g, _: ((g, *c.args[:2]), c.kwargs)),
-    "conv_transpose2d": _Spec(_conv_transpose2d, lambda c, g, _: ((g, *c.args[:2]), c.kwargs)),
-    "linear": _Spec(_linear, lambda c, g, _: ((g, *c.args[:2]), {})),
+    "conv2d": _Spec(_conv2d, lambda c, g, *_: ((g, *c.args[:2]), c.kwargs)),
+    "conv_transpose2d": _Spec(_conv_transpose2d, lambda c, g, *_: ((g, *c.args[:2]), c.kwargs)),
+    "linear": _Spec(_linear, lambda c, g, *_: ((g, *c.args[:2]), {})),
     "max_pool2d": _Spec(_max_pool2d, _max_pool_back),
-    "max_unpool2d": _Spec(_max_unpool2d, lambda c, g, _: ((g, c.args[1]), {})),
-    "lp_pool2d": _Spec(_lp_pool2d, lambda c, g, _: ((g, *c.args), c.kwargs)),
-    "avg_pool2d": _Spec(_avg_pool2d, lambda c, g, _: ((g, c.args[0].shape, *c.args[1:]), c.kwargs)),
+    "max_unpool2d": _Spec(_max_unpool2d, lambda c, g, *_: ((g, c.args[1]), {})),
+    "lp_pool2d": _Spec(_lp_pool2d, _grad_x),
+    "avg_pool2d": _Spec(_avg_pool2d, lambda c, g, *_: ((g, c.args[0].shape, *c.args[1:]), c.kwargs)),
     "relu": _Spec(_elementwise, _grad_x),
     "sigmoid": _Spec(_elementwise, _grad_y),
     "tanh": _Spec(_elementwise, _grad_y),
     "softmax": _Spec(_softmax, _grad_y),
     "log_softmax": _Spec(_softmax, _grad_y),
-    "cross_entropy": _Spec(_cross_entropy, lambda c, g, _: (c.args, c.kwargs)),
-    "mse_loss": _Spec(_mse_loss, lambda c, g, _: (c.args, c.kwargs)),
-    "batch_norm": _Spec(_batch_norm, None, _bn_actual),
+    "cross_entropy": _Spec(_cross_entropy, lambda c, *_: (c.args, c.kwargs)),
+    "mse_loss": _Spec(_mse_loss, lambda c, *_: (c.args, c.kwargs)),
+    "dropout": _Spec(
+        _dropout,
+        lambda c, g, _, got: ((g, _dropout_mask(c, got), c.kwargs["p"]), {}),
+        _first,
+        lambda c, got: (reference.dropout(c.args[0], _dropout_mask(c, got), c.kwargs["p"]),),
+    ),
+    "batch_norm": _Spec(
+        _batch_norm, lambda c, g, _, got: ((g, _second(got, "saved")), {}), _bn_actual, reference_grads=_bn_grads
+    ),
     "local_response_norm": _Spec(_local_response_norm, _grad_x),
 }
 
@@ -406,7 +480,7 @@ def sample_inputs(op, dtype=np.float64, seed=0):
     op : str
         The op's name: conv2d, conv_transpose2d, linear, max_pool2d, max_unpool2d,
         avg_pool2d, lp_pool2d, relu, sigmoid, tanh, softmax, log_softmax, cross_entropy, mse_loss,
-        batch_norm or local_response_norm.
+        dropout, batch_norm or local_response_norm.
     dtype : float32 or float64, optional
         The dtype of the float arrays (targets stay int64).
     seed : int, optional
