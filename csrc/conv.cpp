@@ -513,6 +513,13 @@ bool winograd_conv(const T* x, const T* w, const T* bias, T* y, const ConvGeomet
   return winograd_applies(g, sizeof(T), cap) && winograd_forward(x, w, bias, y, g, cap);
 }
 
+// The weight gradient of g's direction for image-side x and column-side gy.
+template <class T>
+bool winograd_weight(const T* x, const T* gy, T* gw, const ConvGeometry& g) {
+  const int64_t cap = workspace_bytes;
+  return winograd_applies(g, sizeof(T), cap) && winograd_weight_grad(x, gy, gw, g, cap);
+}
+
 template <class T>
 bool winograd_conv_transpose(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
   const int64_t cap = workspace_bytes;
@@ -569,6 +576,7 @@ void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
     direct_backward(gy, x, w, gx, gw, g);
   } else {
     if (gx && winograd_conv_transpose(gy, w, static_cast<const T*>(nullptr), gx, g)) gx = nullptr;
+    if (gw && winograd_weight(x, gy, gw, g)) gw = nullptr;
     if (gx || gw) gemm_conv<T>(x, w, gy, nullptr, gx, gw, g);
   }
   if (gb) sum_channels(gy, gb, g.n, g.c_out, g.plane_out());
@@ -603,6 +611,7 @@ void conv_transpose2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw
     if (gw) direct_backward<T>(x, gy, w, nullptr, gw, g);
   } else {
     if (gx && winograd_conv(gy, w, static_cast<const T*>(nullptr), gx, g)) gx = nullptr;
+    if (gw && winograd_weight(gy, x, gw, g)) gw = nullptr;
     if (gx || gw) gemm_conv<T>(gy, w, x, gx, nullptr, gw, g);
   }
   if (gb) sum_channels(gy, gb, g.n, g.c_in, g.plane_in());

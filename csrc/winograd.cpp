@@ -73,6 +73,21 @@ struct F5x5_2x2 {
                                            {0, 1, 1, 16, 16, 1}};
 };
 
+// The weight gradient runs the forward's transforms backwards: A = AT^T takes output
+// gradient tiles to the transform domain, and G^T takes the products back to filters.
+template <size_t R, size_t C>
+struct Transposed {
+  double m[C][R] = {};
+  constexpr explicit Transposed(const double (&a)[R][C]) {
+    for (size_t i = 0; i < R; ++i)
+      for (size_t j = 0; j < C; ++j) m[j][i] = a[i][j];
+  }
+};
+template <class W>
+constexpr Transposed<W::m, kAlpha> kA{W::AT};
+template <class W>
+constexpr Transposed<kAlpha, W::r> kGT{W::G};
+
 // Tiles are transformed this many at a time, in vectors across tiles.
 constexpr int64_t kChunk = 64;
 // Tile blocks: transformed input and products of at most this many bytes per pass.
@@ -297,6 +312,81 @@ CNNKIT_INLINE void filter_chunk(const T* w, int64_t f0, int64_t n, int64_t filte
               strided<kAlpha>(u + i * kAlpha * filters + f0, filters), n);
 }
 
+// The adjoint of scatter_row: dst[c][i] = src[d * (M * (jj0 + i) + c)] for the tiles
+// i < n of one phase run, zero past last.
+template <int M, class T>
+CNNKIT_INLINE void gather_row(const T* src, int64_t d, int64_t jj0, int64_t n, int64_t last,
+                              const std::array<T*, M>& dst) {
+  const int64_t full =
+      last >= M - 1 ? std::clamp<int64_t>((last - M + 1) / M + 1 - jj0, 0, n) : 0;
+  const T* q = src + d * M * jj0;
+  if (d == 1) {
+#pragma omp simd
+    for (int64_t i = 0; i < full; ++i)
+#pragma GCC unroll 8
+      for (int c = 0; c < M; ++c) dst[c][i] = q[M * i + c];
+  } else {
+    for (int64_t i = 0; i < full; ++i)
+      for (int c = 0; c < M; ++c) dst[c][i] = q[d * (M * i + c)];
+  }
+  for (int64_t i = full; i < n; ++i)
+    for (int c = 0; c < M; ++c) dst[c][i] = M * (jj0 + i) + c <= last ? q[d * (M * i + c)] : T(0);
+}
+
+// The adjoint of output_chunk: output channel kc's gradient tiles [k0, k1) of a block
+// of tile rows, clipped to the plane (zero outside), taken to the transform domain
+// (A gy A^T): point p of tile k goes to z[p * ldz + k].
+template <class W, class T>
+CNNKIT_INLINE void grad_chunk(const T* gy, const ConvGeometry& g, const Tiles& tl, int64_t r0,
+                              int64_t k0, int64_t k1, int64_t kc, T* z, int64_t ldz) {
+  constexpr int M = W::m;
+  T in[M][M][kChunk], half[M][kAlpha][kChunk];
+  const int64_t n = k1 - k0;
+  for (int64_t k = k0; k < k1;) {
+    const Run r = run_at(tl, k, k1);
+    const int64_t len = r.j1 - r.j0, at = k - k0;
+    k += len;
+    const int64_t img = (r0 + r.row) / tl.tiles_y(), y0 = tl.ys[(r0 + r.row) % tl.tiles_y()];
+    const T* plane = gy + (img * g.c_out + kc) * g.plane_out() + r.phase;
+    for (int a = 0; a < M; ++a) {
+      const auto dst = strided<M>(&in[a][0][at], kChunk);
+      if (y0 + g.dh * a < g.ho)
+        gather_row<M>(plane + (y0 + g.dh * a) * g.wo, g.dw, r.j0 - tl.starts[r.phase], len,
+                      (g.wo - 1 - r.phase) / g.dw, dst);
+      else
+        for (auto* o : dst) std::fill(o, o + len, T(0));
+    }
+  }
+  for (int a = 0; a < M; ++a)
+    transform(kA<W>.m, strided<M, const T*>(&in[a][0][0], kChunk),
+              strided<kAlpha>(&half[a][0][0], kChunk), n);
+  for (int u = 0; u < kAlpha; ++u)
+    transform(kA<W>.m, strided<M, const T*>(&half[0][u][0], kAlpha * kChunk),
+              strided<kAlpha>(z + u * ldz + k0, kAlpha * ldz), n);
+}
+
+// The adjoint of filter_chunk: filters [f0, f0 + n) of gw (each r x r) from their
+// transform-domain gradients s (point p of filter f at s[p * filters + f]), G^T s G.
+// Returns NaN if a result is not finite, else zero.
+template <class W, class T>
+CNNKIT_INLINE T filter_grad_chunk(const T* s, int64_t f0, int64_t n, int64_t filters, T* gw) {
+  constexpr int R = W::r;
+  T half[R][kAlpha][kChunk], k[R * R][kChunk];
+  for (int b = 0; b < kAlpha; ++b)
+    transform(kGT<W>.m, strided<kAlpha>(s + b * filters + f0, kAlpha * filters),
+              strided<R>(&half[0][b][0], kAlpha * kChunk), n);
+  for (int i = 0; i < R; ++i)
+    transform(kGT<W>.m, strided<kAlpha, const T*>(&half[i][0][0], kChunk),
+              strided<R>(&k[i * R][0], kChunk), n);
+  T probe = 0;
+  for (int64_t j = 0; j < n; ++j)
+    for (int t = 0; t < R * R; ++t) {
+      gw[(f0 + j) * R * R + t] = k[t][j];
+      probe += k[t][j] * T(0);
+    }
+  return probe;
+}
+
 #define CNNKIT_WINOGRAD_DISPATCH(W, T)                                                        \
   CNNKIT_MULTIVERSION void input_chunk_mv(W, const T* x, const ConvGeometry& g,               \
                                           const Tiles& tl, int64_t r0, int64_t k0, int64_t k1, \
@@ -311,6 +401,15 @@ CNNKIT_INLINE void filter_chunk(const T* w, int64_t f0, int64_t n, int64_t filte
   CNNKIT_MULTIVERSION void filter_chunk_mv(W, const T* w, int64_t f0, int64_t n,              \
                                            int64_t filters, T* u) {                           \
     filter_chunk<W>(w, f0, n, filters, u);                                                    \
+  }                                                                                           \
+  CNNKIT_MULTIVERSION void grad_chunk_mv(W, const T* gy, const ConvGeometry& g,               \
+                                         const Tiles& tl, int64_t r0, int64_t k0, int64_t k1,   \
+                                         int64_t kc, T* z, int64_t ldz) {                     \
+    grad_chunk<W>(gy, g, tl, r0, k0, k1, kc, z, ldz);                                         \
+  }                                                                                           \
+  CNNKIT_MULTIVERSION T filter_grad_chunk_mv(W, const T* s, int64_t f0, int64_t n,            \
+                                             int64_t filters, T* gw) {                        \
+    return filter_grad_chunk<W>(s, f0, n, filters, gw);                                       \
   }
 CNNKIT_WINOGRAD_DISPATCH(F4x4_3x3, float)
 CNNKIT_WINOGRAD_DISPATCH(F4x4_3x3, double)
@@ -339,6 +438,17 @@ int64_t tile_side(const ConvGeometry& g) {
   return 0;
 }
 
+// Tile rows per pass: as many as fit in budget_bytes (at most kBlockBytes), in passes of
+// equal size.
+int64_t rows_per_pass(const ConvGeometry& g, const Tiles& tl, int64_t elem_bytes,
+                      int64_t budget_bytes) {
+  const int64_t total_rows = g.n * tl.tiles_y();
+  const int64_t max_rows = std::clamp<int64_t>(
+      std::min(kBlockBytes, budget_bytes) / elem_bytes / row_elems(g, tl.tiles_x), 1, total_rows);
+  const int64_t passes = (total_rows + max_rows - 1) / max_rows;
+  return (total_rows + passes - 1) / passes;
+}
+
 template <class W, class T>
 bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
              int64_t workspace_bytes) {
@@ -346,13 +456,8 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
   const int64_t total_rows = g.n * tl.tiles_y();
   if (total_rows == 0) return true;
   const int64_t cig = g.c_in_g(), cog = g.c_out_g(), filters = g.c_out * cig;
-  // Tile rows per pass, as many as fit beside the filters, in passes of equal size.
-  const int64_t budget =
-      std::min(kBlockBytes, workspace_bytes - filter_elems(g) * int64_t(sizeof(T)));
-  const int64_t max_rows = std::clamp<int64_t>(
-      budget / int64_t(sizeof(T)) / row_elems(g, tl.tiles_x), 1, total_rows);
-  const int64_t passes = (total_rows + max_rows - 1) / max_rows;
-  const int64_t block_rows = (total_rows + passes - 1) / passes;
+  const int64_t block_rows = rows_per_pass(
+      g, tl, sizeof(T), workspace_bytes - filter_elems(g) * int64_t(sizeof(T)));
   T* u = workspace<T>(0, filter_elems(g) + block_rows * row_elems(g, tl.tiles_x));
   T* v = u + filter_elems(g);
   T* m = v + kPoints * g.c_in * block_rows * tl.tiles_x;
@@ -375,8 +480,8 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                        g.c_in * tiles, row.data());
       }
     });
-    gemm_batch<T>(kPoints * g.groups, cog, tiles, cig, u, cig, cog * cig, v, tiles, cig * tiles,
-                  m, tiles, cog * tiles);
+    gemm_batch<T>(kPoints * g.groups, false, cog, tiles, cig, u, cig, cog * cig, v, tiles,
+                  cig * tiles, T(0), m, tiles, cog * tiles);
     parallel_for(g.c_out * chunks, grain, [&](int64_t i0, int64_t i1) {
       T probe = 0;
       for (int64_t i = i0; i < i1; ++i) {
@@ -389,6 +494,82 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
     if (!finite) return false;
   }
   return true;
+}
+
+// s[point][k][c] (+)= the transform-domain weight gradient of x and gy: for each point,
+// the sum over tiles of the transformed output gradient times the transformed input,
+// one batched GEMM per block of tile rows. accumulate adds to what s holds; the tiles
+// take at most workspace_bytes.
+template <class W, class T>
+void weight_grad_core(const T* x, const T* gy, T* s, bool accumulate, const ConvGeometry& g,
+                      int64_t workspace_bytes) {
+  const Tiles tl(g, W::m);
+  const int64_t total_rows = g.n * tl.tiles_y();
+  const int64_t cig = g.c_in_g(), cog = g.c_out_g();
+  if (total_rows == 0) {
+    if (!accumulate) std::fill(s, s + filter_elems(g), T(0));
+    return;
+  }
+  const int64_t block_rows = rows_per_pass(g, tl, sizeof(T), workspace_bytes);
+  T* v = workspace<T>(0, block_rows * row_elems(g, tl.tiles_x));
+  T* z = v + kPoints * g.c_in * block_rows * tl.tiles_x;
+  const int64_t grain = grain_for(kPoints * kChunk, kGrainElems);
+  for (int64_t r0 = 0; r0 < total_rows; r0 += block_rows) {
+    const int64_t tiles = std::min(block_rows, total_rows - r0) * tl.tiles_x;
+    const int64_t chunks = (tiles + kChunk - 1) / kChunk;
+    parallel_for((g.c_in + g.c_out) * chunks, grain, [&](int64_t i0, int64_t i1) {
+      std::vector<T> row(tl.offsets.back());
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t c = i / chunks, k0 = i % chunks * kChunk, k1 = std::min(tiles, k0 + kChunk);
+        if (c < g.c_in)
+          input_chunk_mv(W{}, x, g, tl, r0, k0, k1, c, v + c * tiles, g.c_in * tiles, row.data());
+        else
+          grad_chunk_mv(W{}, gy, g, tl, r0, k0, k1, c - g.c_in, z + (c - g.c_in) * tiles,
+                        g.c_out * tiles);
+      }
+    });
+    gemm_batch<T>(kPoints * g.groups, true, cog, cig, tiles, z, tiles, cog * tiles, v, tiles,
+                  cig * tiles, accumulate || r0 > 0 ? T(1) : T(0), s, cig, cog * cig);
+  }
+}
+
+// gw (c_out x c_in_g x r x r) = G^T s G for every filter. False if a result is not finite.
+template <class W, class T>
+bool weight_grad_finish(const T* s, T* gw, const ConvGeometry& g) {
+  const int64_t filters = g.c_out * g.c_in_g();
+  const int64_t chunks = (filters + kChunk - 1) / kChunk;
+  std::atomic<bool> finite{true};
+  parallel_for(chunks, grain_for(kPoints * kChunk, kGrainElems), [&](int64_t c0, int64_t c1) {
+    T probe = 0;
+    for (int64_t c = c0; c < c1; ++c)
+      probe += filter_grad_chunk_mv(W{}, s, c * kChunk, std::min(kChunk, filters - c * kChunk),
+                                    filters, gw);
+    if (probe != T(0)) finite = false;
+  });
+  return finite;
+}
+
+// The stride-1 path's transform-domain weight gradient of every sample, into s
+// (filter_elems(g)), and the filters from it.
+template <class T>
+void core_weight_sums(const T* x, const T* gy, T* s, bool accumulate, const ConvGeometry& g,
+                      int64_t workspace_bytes) {
+  switch (tile_side(g)) {
+    case F4x4_3x3::m: return weight_grad_core<F4x4_3x3>(x, gy, s, accumulate, g, workspace_bytes);
+    case F2x2_5x5::m: return weight_grad_core<F2x2_5x5>(x, gy, s, accumulate, g, workspace_bytes);
+    case F3x3_4x4::m: return weight_grad_core<F3x3_4x4>(x, gy, s, accumulate, g, workspace_bytes);
+    default: return weight_grad_core<F5x5_2x2>(x, gy, s, accumulate, g, workspace_bytes);
+  }
+}
+
+template <class T>
+bool core_weight_filters(const T* s, T* gw, const ConvGeometry& g) {
+  switch (tile_side(g)) {
+    case F4x4_3x3::m: return weight_grad_finish<F4x4_3x3>(s, gw, g);
+    case F2x2_5x5::m: return weight_grad_finish<F2x2_5x5>(s, gw, g);
+    case F3x3_4x4::m: return weight_grad_finish<F3x3_4x4>(s, gw, g);
+    default: return weight_grad_finish<F5x5_2x2>(s, gw, g);
+  }
 }
 
 // ---- Rearranged layers: both forms below stack the stride phases of a kernel as
@@ -609,6 +790,49 @@ bool stacked_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom
   return true;
 }
 
+// The adjoint of stacked_filters for the space-to-depth form: each tap of g's kernel is
+// one tap of the dense stacked filters wf (t x t taps); the others are padding.
+template <class T>
+void unstack_filters(const T* wf, const ConvGeometry& g, int64_t t, T* gw) {
+  const int64_t phases = g.c_in * g.sh * g.sw;
+  parallel_for(g.c_out * g.c_in, grain_for(g.kh * g.kw, kGrainElems), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t o = i / g.c_in, c = i % g.c_in;
+      for (int64_t ki = 0; ki < g.kh; ++ki)
+        for (int64_t kj = 0; kj < g.kw; ++kj) {
+          const int64_t ch = (c * g.sh + ki % g.sh) * g.sw + kj % g.sw;
+          gw[(i * g.kh + ki) * g.kw + kj] =
+              wf[((o * phases + ch) * t + ki / g.sh) * t + kj / g.sw];
+        }
+    }
+  });
+}
+
+// The weight gradient of a strided layer through its space-to-depth form, some samples
+// at a time: their transform-domain sums add up, and the filters come once at the end.
+template <class T>
+bool stacked_weight_grad(const T* x, const T* gy, T* gw, const ConvGeometry& g,
+                         int64_t workspace_bytes) {
+  const int64_t e = sizeof(T);
+  const ConvGeometry f1 = phase_form(g, 1);
+  const int64_t sample = f1.c_in * f1.plane_in(), filters = dense_filter_elems(f1);
+  const int64_t sums = filter_elems(f1);
+  const int64_t nb =
+      samples_per_pass(g.n, sample * e, filters * e, core_bytes(f1, e), workspace_bytes);
+  const int64_t rest = workspace_bytes - (sums + filters + nb * sample) * e;
+  T* s = workspace<T>(1, sums + filters + nb * sample);
+  T* wf = s + sums;
+  T* buf = wf + filters;
+  for (int64_t n0 = 0; n0 < g.n; n0 += nb) {
+    const ConvGeometry f = phase_form(g, std::min(nb, g.n - n0));
+    space_to_depth(x + n0 * g.c_in * g.plane_in(), g, f, buf);
+    core_weight_sums(buf, gy + n0 * g.c_out * g.plane_out(), s, n0 > 0, f, rest);
+  }
+  if (!core_weight_filters(s, wf, f1)) return false;
+  unstack_filters(wf, g, f1.kh, gw);
+  return true;
+}
+
 // Whether Winograd saves enough over the GEMM path for g, run as the stride-1 layer f
 // (g itself, or a stacked form). 36*sh*sw / (m*m*kH*kW) of a direct convolution's
 // multiplies are left, counting the zero taps a stacked form pads in: measured on
@@ -650,6 +874,16 @@ bool winograd_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeo
   return core_forward(x, w, bias, y, g, workspace_bytes);
 }
 
+template <class T>
+bool winograd_weight_grad(const T* x, const T* gy, T* gw, const ConvGeometry& g,
+                          int64_t workspace_bytes) {
+  if (has_phase_form(g)) return stacked_weight_grad(x, gy, gw, g, workspace_bytes);
+  const int64_t sums = filter_elems(g);
+  T* s = workspace<T>(1, sums);
+  core_weight_sums(x, gy, s, false, g, workspace_bytes - sums * int64_t(sizeof(T)));
+  return core_weight_filters(s, gw, g);
+}
+
 template bool winograd_forward<float>(const float*, const float*, const float*, float*,
                                       const ConvGeometry&, int64_t);
 template bool winograd_forward<double>(const double*, const double*, const double*, double*,
@@ -658,5 +892,10 @@ template bool winograd_transpose_forward<float>(const float*, const float*, cons
                                                 const ConvGeometry&, int64_t);
 template bool winograd_transpose_forward<double>(const double*, const double*, const double*,
                                                  double*, const ConvGeometry&, int64_t);
+
+template bool winograd_weight_grad<float>(const float*, const float*, float*, const ConvGeometry&,
+                                          int64_t);
+template bool winograd_weight_grad<double>(const double*, const double*, double*,
+                                           const ConvGeometry&, int64_t);
 
 }  // namespace cnnkit

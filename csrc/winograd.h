@@ -25,6 +25,13 @@ template <class T>
 bool winograd_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                       int64_t workspace_bytes);
 
+// gw = conv2d's weight gradient for input x and output gradient gy, on the path
+// winograd_forward takes for g (valid where winograd_applies), within workspace_bytes of
+// scratch. Returns false, with gw unfinished, when a result comes out NaN or infinite.
+template <class T>
+bool winograd_weight_grad(const T* x, const T* gy, T* gw, const ConvGeometry& g,
+                          int64_t workspace_bytes);
+
 // The same for conv_transpose2d; g is the adjoint geometry (see conv.h).
 bool winograd_transpose_applies(const ConvGeometry& g, int64_t elem_bytes,
                                 int64_t workspace_bytes);

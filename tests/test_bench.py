@@ -38,7 +38,7 @@ def test_the_kernel_column_is_the_timed_pass(table):
     kernels = {(r["case"], r["mode"]): r["kernel"] for r in table[0]}
     assert kernels["tiny_3x3", "fwd"] == "winograd"
     assert kernels["tiny_3x3", "bwd-data"] == "winograd"  # the transposed direction's Winograd
-    assert kernels["tiny_3x3", "bwd-weight"] == "gemm"
+    assert kernels["tiny_3x3", "bwd-weight"] == "winograd"  # the forward's path
     assert kernels["tiny_dilated", "fwd"] == "winograd"
     assert kernels["tiny_dilated", "bwd-data"] == "gemm"  # dilated transposed: im2col + GEMM + col2im
     assert {kernels["tiny_depthwise", m] for m in MODES} == {"direct"}

@@ -707,6 +707,7 @@ def test_winograd_backward_finite_differences(case, gx_algorithm, rng):
     _fd_check(gw, lambda w_: np.sum(case.forward(x, w_, b) * gy), w, "grad_weight")
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in WINOGRAD_CASES[::2]])
 def test_winograd_matches_torch(case, dtype, rng):
     torch = pytest.importorskip("torch")
@@ -727,6 +728,37 @@ def test_winograd_float32_error_is_near_im2col(k, rng):
     want = ref.conv2d(x.astype(np.float64), w.astype(np.float64), None, padding=k // 2)
     err = np.abs(F.conv2d(x, w, padding=k // 2) - want).max() / np.abs(want).max()
     assert err < 2e-5
+
+
+@pytest.mark.parametrize("kind", ["w3-grouped", "w4-padded", "w5-partial-tiles", "w3-dilated", "s-alexnet-conv1"])
+def test_winograd_weight_gradient_runs_in_the_transform_domain(kind, rng, workspace_bytes):
+    """A Winograd layer's weight gradient takes the same path. On small integers im2col
+    + GEMM is exact whatever its blocking, while the transforms' fractions (1/6, 1/24)
+    round: an inexact result shows the path was taken, within the README's bound."""
+    case = WINOGRAD_CASE_BY_KIND[kind]
+    x = rng.integers(-2, 3, case.x_shape).astype(np.float32)
+    w = rng.integers(-2, 3, case.weight_shape).astype(np.float32)
+    gy = rng.integers(-2, 3, case.out_shape).astype(np.float32)
+    want = case.reference_grads(gy, x, w)[1]
+    got = case.backward(gy, x, w)[1]
+    assert not np.array_equal(got, want)
+    assert np.abs(got - want).max() < 2e-5 * np.abs(want).max()
+    workspace_bytes(1024)  # too small for Winograd
+    assert _algorithm(case, x, w) != "winograd"
+    np.testing.assert_array_equal(case.backward(gy, x, w)[1], want)
+
+
+@pytest.mark.parametrize("k", [3, 4, 5])
+def test_winograd_weight_gradient_float32_error_on_a_deep_layer(k, rng):
+    """Sums over N x H x W = 288 tiles' worth of outputs per weight: within 2e-5 of the
+    largest entry, as the forward."""
+    x = rng.standard_normal((2, 256, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((32, 256, k, k)).astype(np.float32)
+    gy = rng.standard_normal(F.conv2d(x, w, padding=k // 2).shape).astype(np.float32)
+    assert F.conv2d_algorithm(x, w, padding=k // 2) == "winograd"
+    want = ref.conv2d_backward(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=k // 2)[1]
+    got = F.conv2d_backward(gy, x, w, padding=k // 2, output_mask=(False, True, False))[1]
+    assert np.abs(got - want).max() / np.abs(want).max() < 2e-5
 
 
 def test_winograd_asymmetric_padding_through_C(dtype, rng):
@@ -776,6 +808,26 @@ def test_winograd_non_finite_values_spread_as_in_a_direct_convolution(operand, k
     assert_close(y[finite], want[finite], dtype)
 
 
+@pytest.mark.parametrize("kind", ["w3-partial-tiles", "s-alexnet-conv1", "T-4x4-s2"])
+@pytest.mark.parametrize("operand", ["input", "grad_output"])
+def test_winograd_weight_gradient_non_finite_values_as_in_a_direct_convolution(operand, kind, dtype, rng):
+    """A NaN or infinity would spoil whole filters in the transform domain; the weight
+    gradient then falls back to im2col, so it reaches only the taps that read it."""
+    case = WINOGRAD_CASE_BY_KIND[kind]
+    x, w, _ = case.operands(rng, dtype)
+    gy = random_array(rng, case.out_shape, dtype)
+    if operand == "input":
+        x[0, 1, 2, 3] = np.nan
+    else:
+        gy[1, 2, 1, 1] = np.inf
+    got, want = case.backward(gy, x, w)[1], case.reference_grads(gy, x, w)[1]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    assert 0 < np.count_nonzero(~np.isfinite(want)) < want.size
+    finite = np.isfinite(want)
+    assert_close(got[finite], want[finite], dtype)
+
+
 def _winograd_bytes(c_in, c_out, k, tiles_x, rows, dtype):
     """Workspace of the transformed filters plus `rows` rows of tiles (36 points each)."""
     return 36 * (c_out * c_in + rows * (c_in + c_out) * tiles_x) * np.dtype(dtype).itemsize
@@ -786,9 +838,11 @@ def test_winograd_passes_within_the_workspace(rows, dtype, rng, workspace_bytes)
     """A bound that holds only a few rows of tiles splits the batch into passes."""
     case = ConvCase("w3-passes", 3, 16, 24, 10, 17, 3, 3, padding=1)  # 3 x 3 rows of 5 tiles
     x, w, b = case.operands(rng, dtype)
+    gy = random_array(rng, case.out_shape, dtype)
     workspace_bytes(_winograd_bytes(16, 24, 3, 5, rows, dtype))
     assert F.conv2d_algorithm(x, w, padding=1) == "winograd"
     assert_close(case.forward(x, w, b), case.reference(x, w, b), dtype)
+    assert_close(case.backward(gy, x, w)[1], case.reference_grads(gy, x, w)[1], dtype)
 
 
 @pytest.mark.parametrize("kind", ["s-alexnet-conv1", "T-4x4-s2"])
@@ -806,9 +860,12 @@ def test_winograd_rearranged_forms_run_in_passes(kind, dtype, rng, workspace_byt
             break
         smallest, cap = cap, int(cap * 0.9)
     assert smallest is not None and smallest < 1 << 20
+    gy = random_array(rng, case.out_shape, dtype)
+    want_gw = case.reference_grads(gy, x, w)[1]
     for cap in (64 << 20, smallest):
         workspace_bytes(cap)
         assert_close(case.forward(x, w, b), want, dtype, err_msg=str(cap))
+        assert_close(case.backward(gy, x, w)[1], want_gw, dtype, err_msg=f"grad_weight, {cap}")
 
 
 def test_winograd_falls_back_when_the_workspace_is_too_small(dtype, rng, workspace_bytes):

@@ -74,25 +74,25 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a
 }
 
 template <class T>
-void gemm_batch(int64_t count, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
-                int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T* c, int64_t ldc,
-                int64_t stride_c) {
+void gemm_batch(int64_t count, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,
+                int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta,
+                T* c, int64_t ldc, int64_t stride_c) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
-    for (int64_t i = 0; i < count; ++i) scale_c(m, n, T(0), c + i * stride_c, ldc);
+    for (int64_t i = 0; i < count; ++i) scale_c(m, n, beta, c + i * stride_c, ldc);
     return;
   }
   if (count < 2 * get_num_threads()) {
     for (int64_t i = 0; i < count; ++i)
-      gemm<T>(false, false, m, n, k, T(1), a + i * stride_a, lda, b + i * stride_b, ldb, T(0),
+      gemm<T>(false, trans_b, m, n, k, T(1), a + i * stride_a, lda, b + i * stride_b, ldb, beta,
               c + i * stride_c, ldc);
     return;
   }
   const int64_t grain = std::max<int64_t>(1, kMinWork / std::max<int64_t>(1, m * n * k));
   parallel_for(count, grain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
-      gemm_serial(false, false, m, n, k, T(1), a + i * stride_a, lda, b + i * stride_b, ldb,
-                  T(0), c + i * stride_c, ldc);
+      gemm_serial(false, trans_b, m, n, k, T(1), a + i * stride_a, lda, b + i * stride_b, ldb,
+                  beta, c + i * stride_c, ldc);
   });
 }
 
@@ -100,10 +100,11 @@ template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const fl
                           const float*, int64_t, float, float*, int64_t);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,
                            int64_t, const double*, int64_t, double, double*, int64_t);
-template void gemm_batch<float>(int64_t, int64_t, int64_t, int64_t, const float*, int64_t,
-                                int64_t, const float*, int64_t, int64_t, float*, int64_t, int64_t);
-template void gemm_batch<double>(int64_t, int64_t, int64_t, int64_t, const double*, int64_t,
-                                 int64_t, const double*, int64_t, int64_t, double*, int64_t,
-                                 int64_t);
+template void gemm_batch<float>(int64_t, bool, int64_t, int64_t, int64_t, const float*, int64_t,
+                                int64_t, const float*, int64_t, int64_t, float, float*, int64_t,
+                                int64_t);
+template void gemm_batch<double>(int64_t, bool, int64_t, int64_t, int64_t, const double*, int64_t,
+                                 int64_t, const double*, int64_t, int64_t, double, double*,
+                                 int64_t, int64_t);
 
 }  // namespace cnnkit

@@ -13,12 +13,12 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
-// count independent products C_i = A_i * B_i (row-major, no transposes), where
+// count independent products C_i = A_i * op(B_i) + beta * C_i (row-major), where
 // operand i starts stride_* elements after operand i - 1. Whole products are
 // spread over the threads when there are enough of them, else each is split.
 template <class T>
-void gemm_batch(int64_t count, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
-                int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T* c, int64_t ldc,
-                int64_t stride_c);
+void gemm_batch(int64_t count, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,
+                int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta,
+                T* c, int64_t ldc, int64_t stride_c);
 
 }  // namespace cnnkit

@@ -168,7 +168,8 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
     (cnnkit.set_workspace_bytes), never on the values: a conv2d call that would run
     'winograd' but whose input or weight holds a NaN or an infinity runs gemm instead,
     so that they reach only the outputs whose windows hold them. conv2d_backward's
-    input gradient takes conv_transpose2d's path for grad_output.
+    input gradient takes conv_transpose2d's path for grad_output, and its weight
+    gradient this path (on 'winograd', in the transform domain).
 
     Parameters
     ----------
@@ -323,9 +324,11 @@ def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_paddin
 
     Named as by conv2d_algorithm ('direct', 'winograd' or 'gemm'): 'winograd' runs the
     stride-1 convolution of its stacked output phases (groups 1, dilation 1, a kernel
-    of 2 to 5 taps per stride phase). conv_transpose2d_backward's input gradient takes
-    conv2d's path for grad_output. As for conv2d_algorithm, the choice depends on the
-    shapes, dtype, arguments and workspace size, not on the values.
+    of 2 to 5 taps per stride phase). conv_transpose2d_backward's input gradient and
+    weight gradient take conv2d's path for grad_output (the weight gradient is the
+    convolution's, with the roles of input and grad_output swapped). As for
+    conv2d_algorithm, the choice depends on the shapes, dtype, arguments and
+    workspace size, not on the values.
 
     Parameters
     ----------
