@@ -13,6 +13,7 @@ import cnnkit
 from cnnkit import functional as F
 
 from conftest import assert_close, random_array
+from cuda_host.device import FAMILY_OPS, check_on_device
 
 cupy = pytest.importorskip("cupy")
 if not cnnkit.cuda.is_available():
@@ -154,3 +155,10 @@ def test_cuda_kernels_compile_once_per_device():
     F.relu(cupy.zeros(3, cupy.float32))
     assert b.kernel("activation", "relu_forward", np.float32) is k
     assert cnnkit.cuda.backend() is b
+
+
+@pytest.mark.parametrize("op", FAMILY_OPS["activation"])
+def test_cuda_activation_check_op(op):
+    """cnnkit.testing.check_op on CuPy arrays (relu, sigmoid and tanh): every sample
+    case, float32 and float64, forward and backward."""
+    assert "forward and backward" in check_on_device(cupy, op)

@@ -9,6 +9,7 @@ import cnnkit
 from cnnkit import functional as F
 
 from conftest import assert_close, random_array
+from cuda_host.device import FAMILY_OPS, check_on_device
 
 cupy = pytest.importorskip("cupy")
 if not cnnkit.cuda.is_available():
@@ -71,3 +72,10 @@ def test_cuda_conv_errors_are_the_cpu_ones():
     assert str(gpu.value) == str(cpu.value)
     with pytest.raises(TypeError, match="expected a cupy.ndarray like input, got numpy.ndarray"):
         F.conv2d(cupy.asarray(x), w)
+
+
+@pytest.mark.parametrize("op", FAMILY_OPS["conv"])
+def test_cuda_conv_check_op(op):
+    """cnnkit.testing.check_op on CuPy arrays (conv2d, conv_transpose2d and linear): every sample
+    case, float32 and float64, forward and backward."""
+    assert "forward and backward" in check_on_device(cupy, op)

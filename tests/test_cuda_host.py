@@ -20,8 +20,10 @@ import cnnkit
 from cnnkit import _dispatch
 from cnnkit import functional as F
 from cnnkit.cuda import _backend
+from cnnkit.testing import OPS
 
 import cuda_host
+from cuda_host.device import FAMILY_OPS, check_on_device, standin_gpu
 from cuda_host import error_of
 from cnnkit import reference as ref
 from conftest import assert_close, random_array
@@ -472,3 +474,28 @@ def test_cuda_dispatch_routes_cuda_operands_to_the_backend(monkeypatch):
     assert calls[-1][1] == (a, [1.0])
     with pytest.raises(ValueError, match=r"^tanh_backward: output: expected an array on CUDA device 0 like grad_output, got one on device 1$"):
         F.tanh_backward(a, _FakeCupy.ndarray(1))
+
+
+# ---- cnnkit.testing: its samples and reference checks, through dispatch on the stand-in GPU
+
+
+@pytest.mark.parametrize("op", FAMILY_OPS["activation"])
+def test_cuda_host_activation_check_op(op, monkeypatch):
+    """check_op over relu, sigmoid and tanh: every sample case, float32 and float64, forward and backward."""
+    with standin_gpu(monkeypatch, max_blocks=2) as gpu:  # few blocks: each costs a barrier round on the host
+        assert "forward and backward" in check_on_device(gpu, op)
+
+
+def test_cuda_host_check_op_covers_every_op():
+    ops = [op for family in FAMILY_OPS.values() for op in family]
+    assert sorted(ops) == sorted(OPS)
+    assert set(FAMILY_OPS) <= set(cnnkit.cuda.families())
+
+
+def test_cuda_host_check_op_runs_the_kernels(monkeypatch):
+    """A wrong backend op fails check_on_device: the samples run on the device, not the CPU path."""
+    with standin_gpu(monkeypatch, max_blocks=2) as gpu:
+        backend = cnnkit.cuda.backend()
+        monkeypatch.setattr(backend, "relu", backend.sigmoid)
+        with pytest.raises(AssertionError, match=r"check_op\('relu'\) float32 case 'random 0'"):
+            check_on_device(gpu, "relu")

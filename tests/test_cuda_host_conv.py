@@ -15,6 +15,7 @@ from cnnkit import _C, _dispatch
 from cnnkit import functional as F
 
 import cuda_host
+from cuda_host.device import FAMILY_OPS, check_on_device, standin_gpu
 from cuda_host import error_of
 from cnnkit import reference as ref
 from conftest import assert_close, random_array
@@ -464,3 +465,13 @@ def test_cuda_dispatch_conv_numpy_path_unchanged():
     assert F.linear(np.ones((2, 3, 4)), np.ones((5, 4))).shape == (2, 3, 5)  # leading dims still flattened
     with pytest.raises(TypeError, match=r"^conv2d: input: expected a numpy.ndarray of float32 or float64, got list"):
         F.conv2d([1.0], np.ones((1, 1, 1, 1)))
+
+
+# ---- cnnkit.testing: its samples and reference checks, through dispatch on the stand-in GPU
+
+
+@pytest.mark.parametrize("op", FAMILY_OPS["conv"])
+def test_cuda_host_conv_check_op(op, monkeypatch):
+    """check_op over conv2d, conv_transpose2d and linear: every sample case, float32 and float64, forward and backward."""
+    with standin_gpu(monkeypatch, max_blocks=2) as gpu:  # few blocks: each costs a barrier round on the host
+        assert "forward and backward" in check_on_device(gpu, op)

@@ -13,6 +13,7 @@ import cnnkit
 from cnnkit import functional as F
 
 import cuda_host
+from cuda_host.device import FAMILY_OPS, check_on_device, standin_gpu
 from cuda_host import error_of
 from cnnkit import reference as ref
 from conftest import assert_close, random_array
@@ -458,3 +459,13 @@ def test_cuda_dispatch_norm_ops_numpy_path_unchanged(rng):
     assert isinstance(saved, F.BatchNormSaved) and type(saved.mean) is np.ndarray
     assert type(F.batch_norm_backward(y, saved)[0]) is np.ndarray
     assert type(F.local_response_norm(x, 3)) is np.ndarray
+
+
+# ---- cnnkit.testing: its samples and reference checks, through dispatch on the stand-in GPU
+
+
+@pytest.mark.parametrize("op", FAMILY_OPS["norm"])
+def test_cuda_host_norm_check_op(op, monkeypatch):
+    """check_op over dropout, batch_norm and local_response_norm: every sample case, float32 and float64, forward and backward."""
+    with standin_gpu(monkeypatch, max_blocks=2) as gpu:  # few blocks: each costs a barrier round on the host
+        assert "forward and backward" in check_on_device(gpu, op)

@@ -15,6 +15,7 @@ from cnnkit import functional as F
 from cnnkit.cuda import Backend
 
 import cuda_host
+from cuda_host.device import FAMILY_OPS, check_on_device, standin_gpu
 from cnnkit import reference as ref
 from conftest import assert_close
 from test_pool import (BACKWARD_ERRORS, CASES, INF, POOL_ERRORS, UNPOOL_ERRORS, PoolCase, distinct, lp_input, ties)
@@ -373,3 +374,13 @@ def test_cuda_dispatch_pool_ops_numpy_path_unchanged(rng):
               F.avg_pool2d(x, 2), F.avg_pool2d_backward(y, x.shape, 2), F.lp_pool2d(x, 2, 2),
               F.lp_pool2d_backward(y, x, 2, 2)):
         assert type(a) is np.ndarray
+
+
+# ---- cnnkit.testing: its samples and reference checks, through dispatch on the stand-in GPU
+
+
+@pytest.mark.parametrize("op", FAMILY_OPS["pool"])
+def test_cuda_host_pool_check_op(op, monkeypatch):
+    """check_op over the pools and max_unpool2d: every sample case, float32 and float64, forward and backward."""
+    with standin_gpu(monkeypatch, max_blocks=2) as gpu:  # few blocks: each costs a barrier round on the host
+        assert "forward and backward" in check_on_device(gpu, op)

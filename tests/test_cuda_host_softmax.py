@@ -16,6 +16,7 @@ from cnnkit import functional as F
 from cnnkit.cuda._softmax import tile_shape
 
 import cuda_host
+from cuda_host.device import FAMILY_OPS, check_on_device, standin_gpu
 from cuda_host import error_of
 from cnnkit import reference as ref
 from conftest import assert_close, random_array
@@ -385,3 +386,13 @@ def test_cuda_dispatch_softmax_family_mixed_operands():
         F.softmax(cuda, 1.0)
     with pytest.raises(TypeError, match="mse_loss: reduction: expected 'mean', 'sum' or 'none', got NoneType"):
         F.mse_loss(cuda, cuda, None)
+
+
+# ---- cnnkit.testing: its samples and reference checks, through dispatch on the stand-in GPU
+
+
+@pytest.mark.parametrize("op", FAMILY_OPS["softmax"])
+def test_cuda_host_softmax_check_op(op, monkeypatch):
+    """check_op over the softmax family and the losses: every sample case, float32 and float64, forward and backward."""
+    with standin_gpu(monkeypatch, max_blocks=2) as gpu:  # few blocks: each costs a barrier round on the host
+        assert "forward and backward" in check_on_device(gpu, op)

@@ -11,6 +11,7 @@ import cnnkit
 from cnnkit import functional as F
 
 from conftest import assert_close, random_array
+from cuda_host.device import FAMILY_OPS, check_on_device
 
 cupy = pytest.importorskip("cupy")
 if not cnnkit.cuda.is_available():
@@ -107,3 +108,10 @@ def test_cuda_norm_errors_are_the_cpu_ones():
         assert message(fn, *gargs, **kw) == message(fn, *args, **kw), fn.__name__
     with pytest.raises(ValueError, match=r"batch_norm: running_mean: expected a writeable, aligned C-contiguous array"):
         F.batch_norm(gpu(np.zeros((4, 3))), None, None, gpu(np.zeros(6))[::2], gpu(np.ones(3)))
+
+
+@pytest.mark.parametrize("op", FAMILY_OPS["norm"])
+def test_cuda_norm_check_op(op):
+    """cnnkit.testing.check_op on CuPy arrays (dropout, batch_norm and local_response_norm): every sample
+    case, float32 and float64, forward and backward."""
+    assert "forward and backward" in check_on_device(cupy, op)

@@ -11,6 +11,7 @@ import cnnkit
 from cnnkit import functional as F
 
 from conftest import assert_close
+from cuda_host.device import FAMILY_OPS, check_on_device
 from test_pool import CASES, INF, distinct, lp_input, ties
 
 cupy = pytest.importorskip("cupy")
@@ -123,3 +124,10 @@ def test_cuda_bad_switch_is_the_cpus_error():
         F.max_unpool2d(gpu(g), gpu(s), 2)
     with pytest.raises(TypeError, match="max_pool2d_backward: switches: expected a cupy.ndarray like grad_output"):
         F.max_pool2d_backward(gpu(g), s, (2, 3, 6, 6))
+
+
+@pytest.mark.parametrize("op", FAMILY_OPS["pool"])
+def test_cuda_pool_check_op(op):
+    """cnnkit.testing.check_op on CuPy arrays (the pools and max_unpool2d): every sample
+    case, float32 and float64, forward and backward."""
+    assert "forward and backward" in check_on_device(cupy, op)

@@ -11,6 +11,7 @@ import cnnkit
 from cnnkit import functional as F
 
 from conftest import assert_close, random_array
+from cuda_host.device import FAMILY_OPS, check_on_device
 
 cupy = pytest.importorskip("cupy")
 if not cnnkit.cuda.is_available():
@@ -140,3 +141,10 @@ def test_cuda_mse_loss_empty_and_errors(dtype):
         F.mse_loss(cupy.zeros((3, 4)), cupy.zeros(4))
     with pytest.raises(TypeError, match="mse_loss: target: expected dtype float64 to match input, got float32"):
         F.mse_loss(cupy.zeros((3, 4)), cupy.zeros((3, 4), cupy.float32))
+
+
+@pytest.mark.parametrize("op", FAMILY_OPS["softmax"])
+def test_cuda_softmax_check_op(op):
+    """cnnkit.testing.check_op on CuPy arrays (the softmax family and the losses): every sample
+    case, float32 and float64, forward and backward."""
+    assert "forward and backward" in check_on_device(cupy, op)

@@ -79,6 +79,29 @@ def test_check_op_passes_torch_autograd(op):
     assert "forward and backward" in check_op(op, forward, backward=backward)
 
 
+class _CupyLike:
+    """A device array as CuPy's: np.asarray refuses it, .get() copies it to the host."""
+
+    __cuda_array_interface__ = {}
+
+    def __init__(self, a):
+        self.a = a
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("implicit conversion to a NumPy array is not allowed")
+
+    def get(self):
+        return self.a.copy()
+
+
+def test_check_op_reads_device_arrays_through_get():
+    def to_device(result):
+        return tuple(None if r is None else _CupyLike(r) for r in _outputs(result))
+
+    assert "passed" in check_op("max_pool2d", lambda *a, **k: to_device(F.max_pool2d(*a, **k)))
+    assert "passed" in check_op("dropout", lambda *a, **k: to_device(F.dropout(*a, **k)), backward=F.dropout_backward)
+
+
 def test_check_op_takes_anything_asarray_takes():
     assert "passed" in check_op("relu", lambda x: _ArrayLike(F.relu(x)))
     assert "passed" in check_op("max_pool2d", lambda *a, **k: tuple(map(_ArrayLike, _outputs(F.max_pool2d(*a, **k)))))

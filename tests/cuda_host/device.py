@@ -5,6 +5,9 @@ memory", run by cnnkit.cuda.Backend on the host-compiled kernels (tests/cuda_hos
         x = gpu.asarray(host_array)              # one host-to-device copy, counted
         y = cnnkit.functional.relu(x)            # dispatched to the backend, as on CuPy
         gpu.transfers                            # [("H->D", "asarray", shape), ...]
+        check_on_device(gpu, "relu")             # cnnkit.testing.check_op on the device
+
+check_on_device and FAMILY_OPS serve the GPU tests too, with xp = cupy.
 
 DeviceArray is an ndarray subclass (the host kernels take its memory as it is), made to
 behave as a cupy.ndarray where it matters for host/device traffic:
@@ -23,7 +26,9 @@ import numpy as np
 
 import cnnkit
 from cnnkit import _dispatch
+from cnnkit import functional as F
 from cnnkit.cuda import Backend
+from cnnkit.testing import check_op
 
 from . import host_module
 
@@ -209,3 +214,45 @@ def standin_gpu(monkeypatch, max_blocks=None):
         yield gpu
     finally:
         DeviceArray.transfers = None
+
+
+def on_device(xp, fn):
+    """fn (an op of cnnkit.functional) on device arrays of xp (cupy, or the stand-in),
+    for cnnkit.testing.check_op: host array arguments go to the device, those that fn
+    updates in place (batch_norm's running statistics) come back; results stay on the
+    device, where check_op reads them (.get())."""
+
+    def run(*args, **kwargs):
+        moved = []
+
+        def to_device(v):
+            if type(v) is not np.ndarray:
+                return v
+            d = xp.asarray(v)
+            moved.append((v, d))
+            return d
+
+        result = fn(*map(to_device, args), **{k: to_device(v) for k, v in kwargs.items()})
+        for host, device in moved:
+            back = xp.asnumpy(device)
+            if not np.array_equal(back, host, equal_nan=True):
+                host[...] = back
+        return result
+
+    return run
+
+
+# The ops of cnnkit.testing by the kernel family (cuda/<family>.cu) that runs them.
+FAMILY_OPS = {
+    "activation": ("relu", "sigmoid", "tanh"),
+    "conv": ("conv2d", "conv_transpose2d", "linear"),
+    "pool": ("max_pool2d", "max_unpool2d", "avg_pool2d", "lp_pool2d"),
+    "softmax": ("softmax", "log_softmax", "cross_entropy", "mse_loss"),
+    "norm": ("dropout", "batch_norm", "local_response_norm"),
+}
+
+
+def check_on_device(xp, op):
+    """cnnkit.testing.check_op of cnnkit.functional's op and its backward on xp's device,
+    in float32 and float64; returns check_op's report."""
+    return check_op(op, on_device(xp, getattr(F, op)), backward=on_device(xp, getattr(F, op + "_backward")))
