@@ -426,6 +426,33 @@ def test_check_op_errors():
         check_op("relu", F.relu, dtypes=())
 
 
+# ---- the references' options
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_reference_conv_backward_output_mask(op):
+    """Only the requested gradients, as cnnkit.functional's; the others None."""
+    case = next(c for c in sample_inputs(op) if c.note == "groups")
+    x, w, _ = case.args
+    gy = np.random.default_rng(0).standard_normal(getattr(ref, op)(x, w, **case.kwargs).shape)
+    backward = getattr(ref, op + "_backward")
+    full = backward(gy, x, w, **case.kwargs)
+    for k in range(3):
+        mask = tuple(i == k for i in range(3))
+        got = backward(gy, x, w, **case.kwargs, output_mask=mask)
+        assert [g is None for g in got] == [not m for m in mask]
+        np.testing.assert_array_equal(got[k], full[k])
+    with pytest.raises(ValueError, match="output_mask: expected 3 booleans"):
+        backward(gy, x, w, **case.kwargs, output_mask=(True, False))
+
+
+def test_reference_dropout_eval_and_backward():
+    x, keep = np.array([1.0, np.nan, np.inf, -2.0]), np.array([True, False, False, True])
+    np.testing.assert_array_equal(ref.dropout(x, keep, 0.5), [2.0, np.nan, np.nan, -4.0])
+    np.testing.assert_array_equal(ref.dropout(x, None, 0.5), x)
+    np.testing.assert_array_equal(ref.dropout_backward(x, keep, 0.75), [4.0, np.nan, np.nan, -8.0])
+
+
 # ---- assert_close
 
 
