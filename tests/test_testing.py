@@ -102,6 +102,24 @@ def test_check_op_reads_device_arrays_through_get():
     assert "passed" in check_op("dropout", lambda *a, **k: to_device(F.dropout(*a, **k)), backward=F.dropout_backward)
 
 
+def test_check_op_passes_torch_autograd_batch_norm():
+    """reference.batch_norm_grads agrees with torch's autograd; the saved state is torch's graph."""
+    torch = pytest.importorskip("torch")
+    forward = _torch_op(torch, "batch_norm")
+
+    def batch_norm(x, gamma=None, beta=None, **kwargs):
+        leaves = [None if a is None else torch.from_numpy(np.array(a)).requires_grad_() for a in (x, gamma, beta)]
+        y = forward(*leaves, **kwargs)
+        return y.detach(), (y, leaves)
+
+    def backward(grad, saved):
+        y, leaves = saved
+        y.backward(torch.from_numpy(grad))
+        return tuple(None if t is None else t.grad.numpy() for t in leaves)
+
+    assert "forward and backward" in check_op("batch_norm", batch_norm, backward=backward)
+
+
 def test_check_op_takes_anything_asarray_takes():
     assert "passed" in check_op("relu", lambda x: _ArrayLike(F.relu(x)))
     assert "passed" in check_op("max_pool2d", lambda *a, **k: tuple(map(_ArrayLike, _outputs(F.max_pool2d(*a, **k)))))
