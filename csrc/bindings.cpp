@@ -538,6 +538,37 @@ py::object py_matmul(py::handle a, py::handle b) {
   });
 }
 
+// The GEMM wrapper's whole contract, for tests of either single-precision kernel:
+// alpha * op(a) * op(b) + beta * c, in a new array.
+py::object py_gemm(py::handle a, py::handle b, py::handle c, bool trans_a, bool trans_b,
+                   double alpha, double beta) {
+  const char* op = "_gemm";
+  Operands ops(op);
+  auto aa = ops.add("a", a);
+  auto ba = ops.add("b", b);
+  auto ca = ops.add("c", c);
+  check_ndim(op, "a", shape_of(aa), 2, "(M, K) or (K, M)");
+  check_ndim(op, "b", shape_of(ba), 2, "(K, N) or (N, K)");
+  const int64_t m = aa.shape(trans_a ? 1 : 0), k = aa.shape(trans_a ? 0 : 1);
+  const int64_t n = ba.shape(trans_b ? 0 : 1);
+  check_shape(op, "b", shape_of(ba), trans_b ? Shape{n, k} : Shape{k, n});
+  check_shape(op, "c", shape_of(ca), Shape{m, n});
+  return ops.dispatch([&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto ac = contiguous<T>(aa);
+    auto bc = contiguous<T>(ba);
+    auto cc = contiguous<T>(ca);
+    auto out = empty<T>({m, n});
+    T* op_ = out.mutable_data();
+    std::copy(cc.data(), cc.data() + m * n, op_);
+    without_gil([&] {
+      gemm<T>(trans_a, trans_b, m, n, k, T(alpha), ac.data(), trans_a ? m : k, bc.data(),
+              trans_b ? k : n, T(beta), op_, n);
+    });
+    return out;
+  });
+}
+
 // ---- Activations
 
 // An elementwise op on any shape: kernel(x, y, n) over the C-contiguous data.
@@ -1099,6 +1130,8 @@ PYBIND11_MODULE(_C, m) {
         py::arg("norm_type"), py::arg("kernel_size"), py::arg("stride"), py::arg("ceil_mode"));
 
   m.def("matmul", &py_matmul, py::arg("a"), py::arg("b"));
+  m.def("_gemm", &py_gemm, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a"),
+        py::arg("trans_b"), py::arg("alpha"), py::arg("beta"));
 
   // The output-size formulas, for Python and the CUDA backend; arguments are checked
   // here as the validators check them, and an overflow raises ValueError naming the argument.
@@ -1166,6 +1199,15 @@ PYBIND11_MODULE(_C, m) {
       py::arg("bytes"));
   m.def("simd_level", &simd_level);
   m.def("blas_config", [] { return std::string(blas_config()); });
+  m.def(
+      "set_sgemm_kernel",
+      [](const std::string& name) {
+        if (name != "auto" && name != "openblas")
+          raise_value("set_sgemm_kernel: kernel: expected 'auto' or 'openblas', got '", name, "'");
+        set_sgemm_kernel(name == "auto" ? SgemmKernel::automatic : SgemmKernel::openblas);
+      },
+      py::arg("kernel"));
+  m.def("get_sgemm_kernel", [] { return std::string(sgemm_kernel()); });
 
   m.def("relu", &py_relu, py::arg("input"));
   m.def("relu_backward", &py_relu_backward, py::arg("grad_output"), py::arg("input"));

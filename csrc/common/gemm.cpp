@@ -3,9 +3,11 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 
 #include "common/errors.h"
+#include "common/sgemm_avx512.h"
 #include "common/threading.h"
 
 namespace cnnkit {
@@ -18,20 +20,42 @@ void init_blas() { scipy_openblas_set_num_threads(1); }
 const char* blas_config() { return scipy_openblas_get_config(); }
 
 namespace {
+std::atomic<SgemmKernel> sgemm_choice{SgemmKernel::automatic};
+}
+
+void set_sgemm_kernel(SgemmKernel k) { sgemm_choice = k; }
+
+const char* sgemm_kernel() {
+  return sgemm_choice.load() != SgemmKernel::openblas && sgemm_avx512_supported() ? "avx512"
+                                                                                    : "openblas";
+}
+
+namespace {
 blasint checked(int64_t v) {
   if (v > INT_MAX) raise_value("GEMM dimension ", v, " exceeds OpenBLAS's 32-bit index range");
   return static_cast<blasint>(v);
 }
 CBLAS_TRANSPOSE op(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
-void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  ForkSafeSection section;
-  scipy_cblas_sgemm(CblasRowMajor, op(ta), op(tb), checked(m), checked(n), checked(k), alpha, a,
-                    checked(lda), b, checked(ldb), beta, c, checked(ldc));
+// Where cnnkit's own kernel beats OpenBLAS's: on AVX-512 CPUs, except a zero alpha
+// (BLAS then skips A * B, NaN included).
+bool own_sgemm(float alpha) {
+  const SgemmKernel k = sgemm_choice.load(std::memory_order_relaxed);
+  return k != SgemmKernel::openblas && alpha != 0.f && sgemm_avx512_supported();
 }
 
-void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+void blas_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  // Either kernel keeps OpenBLAS's limits, so that a shape is refused alike.
+  const blasint dims[] = {checked(m), checked(n), checked(k), checked(lda), checked(ldb),
+                          checked(ldc)};
+  if (own_sgemm(alpha)) return sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  ForkSafeSection section;
+  scipy_cblas_sgemm(CblasRowMajor, op(ta), op(tb), dims[0], dims[1], dims[2], alpha, a, dims[3],
+                    b, dims[4], beta, c, dims[5]);
+}
+
+void blas_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
                  const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
                  double* c, int64_t ldc) {
   ForkSafeSection section;
@@ -39,7 +63,8 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha
                     checked(lda), b, checked(ldb), beta, c, checked(ldc));
 }
 
-// Panels are split on multiples of this many rows or columns (a GEMM micro-tile).
+// Panels are split on multiples of this many columns, or of kSgemmRowPanel rows
+// (whole micro-tiles of either kernel).
 constexpr int64_t kPanel = 64;
 // Below this many multiply-adds per thread a split costs more than it saves.
 constexpr int64_t kMinWork = int64_t(1) << 18;
@@ -54,21 +79,30 @@ void scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
 }  // namespace
 
 template <class T>
+void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                 int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) return scale_c(m, n, beta, c, ldc);
+  blas_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <class T>
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) return scale_c(m, n, beta, c, ldc);
   // Split the larger of C's dimensions into panels; each task is a serial GEMM.
   const bool by_cols = n >= m;
-  const int64_t panels = ((by_cols ? n : m) + kPanel - 1) / kPanel;
-  const int64_t grain = std::max<int64_t>(1, kMinWork / std::max<int64_t>(1, kPanel * (by_cols ? m : n) * k));
+  const int64_t panel = by_cols ? kPanel : kSgemmRowPanel;
+  const int64_t panels = ((by_cols ? n : m) + panel - 1) / panel;
+  const int64_t grain = std::max<int64_t>(1, kMinWork / std::max<int64_t>(1, panel * (by_cols ? m : n) * k));
   parallel_for(panels, grain, [&](int64_t p0, int64_t p1) {
-    const int64_t lo = p0 * kPanel, hi = std::min(p1 * kPanel, by_cols ? n : m);
+    const int64_t lo = p0 * panel, hi = std::min(p1 * panel, by_cols ? n : m);
     if (by_cols)
-      gemm_serial(ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + lo * ldb : b + lo, ldb, beta,
+      blas_serial(ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + lo * ldb : b + lo, ldb, beta,
                   c + lo, ldc);
     else
-      gemm_serial(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + lo * lda, lda, b, ldb, beta,
+      blas_serial(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + lo * lda, lda, b, ldb, beta,
                   c + lo * ldc, ldc);
   });
 }
@@ -91,7 +125,7 @@ void gemm_batch(int64_t count, bool trans_b, int64_t m, int64_t n, int64_t k, co
   const int64_t grain = std::max<int64_t>(1, kMinWork / std::max<int64_t>(1, m * n * k));
   parallel_for(count, grain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
-      gemm_serial(false, trans_b, m, n, k, T(1), a + i * stride_a, lda, b + i * stride_b, ldb,
+      blas_serial(false, trans_b, m, n, k, T(1), a + i * stride_a, lda, b + i * stride_b, ldb,
                   beta, c + i * stride_c, ldc);
   });
 }
@@ -100,6 +134,10 @@ template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const fl
                           const float*, int64_t, float, float*, int64_t);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,
                            int64_t, const double*, int64_t, double, double*, int64_t);
+template void gemm_serial<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*,
+                                 int64_t, const float*, int64_t, float, float*, int64_t);
+template void gemm_serial<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,
+                                  int64_t, const double*, int64_t, double, double*, int64_t);
 template void gemm_batch<float>(int64_t, bool, int64_t, int64_t, int64_t, const float*, int64_t,
                                 int64_t, const float*, int64_t, int64_t, float, float*, int64_t,
                                 int64_t);

@@ -9,9 +9,21 @@ namespace cnnkit {
 void init_blas();
 const char* blas_config();
 
+// The single-precision kernel: cnnkit's own AVX-512 one where the CPU has AVX-512F
+// (automatic), or OpenBLAS's always. Double precision always runs OpenBLAS.
+enum class SgemmKernel { automatic, openblas };
+void set_sgemm_kernel(SgemmKernel k);
+// "avx512" or "openblas": what a single-precision GEMM runs now.
+const char* sgemm_kernel();
+
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+
+// The same on the calling thread alone, for use inside parallel_for bodies.
+template <class T>
+void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                 int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
 // count independent products C_i = A_i * op(B_i) + beta * C_i (row-major), where
 // operand i starts stride_* elements after operand i - 1. Whole products are

@@ -109,6 +109,40 @@ def blas_config():
     return _C.blas_config()
 
 
+def set_sgemm_kernel(kernel):
+    """Choose the single-precision GEMM under the convolutions, linear layers and kNN.
+
+    ``'auto'`` (the default) runs cnnkit's own packed AVX-512 kernel where the CPU has
+    AVX-512F and OpenBLAS's elsewhere; ``'openblas'`` runs OpenBLAS's everywhere (to
+    compare with it). Double precision always runs OpenBLAS. The setting is global.
+
+    Parameters
+    ----------
+    kernel : {'auto', 'openblas'}
+
+    Raises
+    ------
+    TypeError
+        If kernel is not a str.
+    ValueError
+        If kernel is another string.
+    """
+    if not isinstance(kernel, str):
+        raise TypeError(f"set_sgemm_kernel: kernel: expected 'auto' or 'openblas', got {type(kernel).__name__}")
+    _C.set_sgemm_kernel(kernel)
+
+
+def get_sgemm_kernel():
+    """The single-precision GEMM that runs now.
+
+    Returns
+    -------
+    str
+        ``'avx512'`` (cnnkit's own) or ``'openblas'``.
+    """
+    return _C.get_sgemm_kernel()
+
+
 def _register_threadpoolctl():
     """Let threadpoolctl see and cap cnnkit's pool, where threadpoolctl >= 3.0 is installed."""
     try:
@@ -132,6 +166,8 @@ __all__ = [
     "set_workspace_bytes",
     "simd_level",
     "blas_config",
+    "set_sgemm_kernel",
+    "get_sgemm_kernel",
     "nn",
     "optim",
     "models",

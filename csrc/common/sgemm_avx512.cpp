@@ -1,0 +1,161 @@
+#include "common/sgemm_avx512.h"
+
+#include <algorithm>
+#include <memory>
+
+#include "common/workspace.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define CNNKIT_SGEMM_AVX512 1
+#define CNNKIT_AVX512 __attribute__((target("avx512f")))
+#endif
+
+namespace cnnkit {
+
+#ifdef CNNKIT_SGEMM_AVX512
+namespace {
+
+// A micro-tile is MR rows by NR columns of C, held in 28 of the 32 zmm registers. A is
+// packed in blocks of MC x KC (MR-row slivers, [k][MR]), B in KC x NC ([k][NR]
+// slivers): a B sliver stays in L1 while the A block streams from L2.
+constexpr int64_t MR = 14, NR = 32;
+constexpr int64_t KC = 256, MC = 4 * kSgemmRowPanel, NC = 2048;
+static_assert(kSgemmRowPanel % MR == 0, "row panels must hold whole micro-tiles");
+
+// Element (i, j) of op(X) for a row-major X with leading dimension ld.
+inline const float* at(const float* x, bool trans, int64_t ld, int64_t i, int64_t j) {
+  return trans ? x + j * ld + i : x + i * ld + j;
+}
+
+// Rows [i0, i0 + mc) x columns [p0, p0 + kc) of op(A) into MR-row slivers, zero rows
+// past mc.
+CNNKIT_AVX512 void pack_a(const float* a, bool ta, int64_t lda, int64_t i0, int64_t mc,
+                          int64_t p0, int64_t kc, float* dst) {
+  for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
+    const int64_t mr = std::min(MR, mc - ir);
+    if (ta) {  // op(A) = A^T: a sliver's rows are contiguous columns of A
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* src = at(a, true, lda, i0 + ir, p0 + p);
+        for (int64_t r = 0; r < mr; ++r) dst[p * MR + r] = src[r];
+        for (int64_t r = mr; r < MR; ++r) dst[p * MR + r] = 0.f;
+      }
+    } else {
+      for (int64_t r = 0; r < mr; ++r) {
+        const float* src = at(a, false, lda, i0 + ir + r, p0);
+        for (int64_t p = 0; p < kc; ++p) dst[p * MR + r] = src[p];
+      }
+      for (int64_t r = mr; r < MR; ++r)
+        for (int64_t p = 0; p < kc; ++p) dst[p * MR + r] = 0.f;
+    }
+  }
+}
+
+// Rows [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) into NR-column slivers, zero
+// columns past nc.
+CNNKIT_AVX512 void pack_b(const float* b, bool tb, int64_t ldb, int64_t p0, int64_t kc,
+                          int64_t j0, int64_t nc, float* dst) {
+  for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc) {
+    const int64_t nr = std::min(NR, nc - jr);
+    if (!tb && nr == NR) {
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* src = at(b, false, ldb, p0 + p, j0 + jr);
+        _mm512_storeu_ps(dst + p * NR, _mm512_loadu_ps(src));
+        _mm512_storeu_ps(dst + p * NR + 16, _mm512_loadu_ps(src + 16));
+      }
+    } else if (!tb) {
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* src = at(b, false, ldb, p0 + p, j0 + jr);
+        for (int64_t j = 0; j < nr; ++j) dst[p * NR + j] = src[j];
+        for (int64_t j = nr; j < NR; ++j) dst[p * NR + j] = 0.f;
+      }
+    } else {  // op(B) = B^T: each column of the sliver is a contiguous row of B
+      for (int64_t j = 0; j < nr; ++j) {
+        const float* src = at(b, true, ldb, p0, j0 + jr + j);
+        for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
+      }
+      for (int64_t j = nr; j < NR; ++j)
+        for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = 0.f;
+    }
+  }
+}
+
+// C[0:mr, 0:nr] = alpha * (A sliver x B sliver) + beta * C.
+CNNKIT_AVX512 void micro_kernel(int64_t kc, const float* ap, const float* bp, float* c,
+                                int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {
+  __m512 acc[MR][2];
+#pragma GCC unroll 14
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p, ap += MR, bp += NR) {
+    const __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+#pragma GCC unroll 14
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(ap[r]);
+      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  const __mmask16 m0 = nr >= 16 ? 0xFFFF : (1u << nr) - 1;
+  const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0;
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
+  for (int r = 0; r < MR; ++r) {
+    if (r >= mr) break;
+    float* cr = c + r * ldc;
+    __m512 v0 = _mm512_mul_ps(va, acc[r][0]), v1 = _mm512_mul_ps(va, acc[r][1]);
+    if (beta != 0.f) {
+      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
+      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
+    }
+    _mm512_mask_storeu_ps(cr, m0, v0);
+    _mm512_mask_storeu_ps(cr + 16, m1, v1);
+  }
+}
+
+}  // namespace
+
+bool sgemm_avx512_supported() {
+  static const bool supported = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return supported;
+}
+
+CNNKIT_AVX512 void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                                const float* a, int64_t lda, const float* b, int64_t ldb,
+                                float beta, float* c, int64_t ldc) {
+  const int64_t nc_max = std::min(NC, (n + NR - 1) / NR * NR);
+  const int64_t mc_max = std::min(MC, (m + MR - 1) / MR * MR);
+  const int64_t kc_max = std::min(KC, k);
+  float* bpack = workspace<float>(2, kc_max * (nc_max + mc_max));
+  float* apack = bpack + kc_max * nc_max;
+  for (int64_t j0 = 0; j0 < n; j0 += NC) {
+    const int64_t nc = std::min(NC, n - j0);
+    for (int64_t p0 = 0; p0 < k; p0 += KC) {
+      const int64_t kc = std::min(KC, k - p0);
+      // Later K blocks add to what the first wrote.
+      const float beta_k = p0 == 0 ? beta : 1.f;
+      pack_b(b, tb, ldb, p0, kc, j0, nc, bpack);
+      for (int64_t i0 = 0; i0 < m; i0 += MC) {
+        const int64_t mc = std::min(MC, m - i0);
+        pack_a(a, ta, lda, i0, mc, p0, kc, apack);
+        for (int64_t jr = 0; jr < nc; jr += NR)
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            micro_kernel(kc, apack + ir * kc, bpack + jr * kc, c + (i0 + ir) * ldc + j0 + jr, ldc,
+                         std::min(MR, mc - ir), std::min(NR, nc - jr), alpha, beta_k);
+      }
+    }
+  }
+}
+
+#else
+
+bool sgemm_avx512_supported() { return false; }
+
+void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                  const float*, int64_t, float, float*, int64_t) {}
+
+#endif
+
+}  // namespace cnnkit
