@@ -670,15 +670,14 @@ class Benchmark:
         algorithm = getattr(F, "conv_transpose2d_algorithm" if c.transposed else "conv2d_algorithm", None)
         # The CPU's algorithm of the timed pass (the GPU's convolution is im2col + cuBLAS, or
         # direct depthwise): an input gradient runs the adjoint direction's algorithm on
-        # grad_output, a weight gradient the direct kernels or im2col + GEMM.
+        # grad_output. A convolution's weight gradient runs its forward's algorithm, a
+        # transposed one's that of the convolution it is the adjoint of.
         kernel = None
         if algorithm is not None and device[0] == "cpu":
             kernel = algorithm(x, w, **kw)
-            if self.mode == "bwd-data":
+            if self.mode == "bwd-data" or (self.mode == "bwd-weight" and c.transposed):
                 adjoint = F.conv2d_algorithm if c.transposed else F.conv_transpose2d_algorithm
                 kernel = adjoint(gy, w, **kw)
-            elif self.mode == "bwd-weight":
-                kernel = "direct" if kernel == "direct" else "gemm"
         xd, wd, bd, gyd = (_device.to_device(v, *device) for v in (x, w, b, gy))
 
         mask = CONV_BACKWARD_PASSES.get(self.mode)
