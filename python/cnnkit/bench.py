@@ -788,13 +788,20 @@ def cpu_model():
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def sgemm_gflops(settings=FULL):
+def sgemm_gflops(settings=FULL, kernel=None):
     """The machine's sgemm rate on cnnkit's threads: a square float32 GEMM (2048, or
-    1024 with --quick) through cnnkit._C.matmul, in GFLOPS."""
+    1024 with --quick) through cnnkit._C.matmul, in GFLOPS, on the sgemm kernel chosen
+    now or on `kernel` ('auto' or 'openblas', see cnnkit.set_sgemm_kernel)."""
     n = 1024 if settings is QUICK else 2048
     rng = np.random.default_rng(1)
     fn = _sgemm((n, n, n), rng, ("cpu", None))
-    (t,) = time_interleaved([fn], settings)
+    saved = "openblas" if _C.get_sgemm_kernel() == "openblas" else "auto"
+    try:
+        if kernel is not None:
+            _C.set_sgemm_kernel(kernel)
+        (t,) = time_interleaved([fn], settings)
+    finally:
+        _C.set_sgemm_kernel(saved)
     return 2.0 * n**3 / t / 1e9
 
 
@@ -921,10 +928,13 @@ def run(quick=False, threads=2, file=None, benchmarks=None, device="cpu"):
         quick_flag = " --quick" if quick else ""
         if xp is np:
             env = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith(("OPENBLAS_", "OMP_")))
-            out(f"cnnkit bench{quick_flag}: float32, {threads} threads, {_C.simd_level()}, "
+            out(f"cnnkit bench{quick_flag}: float32, {threads} threads, "
                 f"{_C.blas_config()}{', ' + env if env else ''}")
-            out(f"machine: {cpu_model()}, SIMD {_C.simd_level()}, {os.cpu_count()} CPUs; "
-                f"sgemm {sgemm_gflops(settings):.0f} GFLOPS on {threads} threads (measured now)")
+            kernel = _C.get_sgemm_kernel()
+            rate = f"sgemm {sgemm_gflops(settings):.0f} GFLOPS on {threads} threads ({kernel}"
+            if kernel != "openblas":
+                rate += f"; OpenBLAS's {sgemm_gflops(settings, 'openblas'):.0f}"
+            out(f"machine: {cpu_model()}, SIMD {_C.simd_level()}, {os.cpu_count()} CPUs; {rate}), measured now")
             torch_line = torch.__version__ if torch is not None else "not installed"
         else:
             name = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device(place[1]).id)["name"]
