@@ -587,18 +587,21 @@ bool stacks_phases(const ConvGeometry& g) {
 template <class T>
 void stacked_filters(const T* w, const ConvGeometry& g, int64_t t, bool transpose, T* dst) {
   const int64_t phases = g.c_in * g.sh * g.sw;
-  parallel_for(g.c_out * phases, grain_for(t * t, kGrainElems), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t o = transpose ? i % g.c_out : i / phases;
-      const int64_t ch = transpose ? i / g.c_out : i % phases;
+  // One task is one stacked channel (c, a, b) for every output channel.
+  parallel_for(phases, grain_for(g.c_out * t * t, kGrainElems), [&](int64_t ch0, int64_t ch1) {
+    for (int64_t ch = ch0; ch < ch1; ++ch) {
       const int64_t c = ch / (g.sh * g.sw), a = ch / g.sw % g.sh, b = ch % g.sw;
-      for (int64_t u = 0; u < t; ++u)
-        for (int64_t v = 0; v < t; ++v) {
+      for (int64_t o = 0; o < g.c_out; ++o) {
+        const T* src = w + (o * g.c_in + c) * g.kh * g.kw;
+        T* d = dst + ((transpose ? ch * g.c_out + o : o * phases + ch) * t) * t;
+        for (int64_t u = 0; u < t; ++u) {
           const int64_t ki = a + g.sh * (transpose ? t - 1 - u : u);
-          const int64_t kj = b + g.sw * (transpose ? t - 1 - v : v);
-          dst[(i * t + u) * t + v] =
-              ki < g.kh && kj < g.kw ? w[((o * g.c_in + c) * g.kh + ki) * g.kw + kj] : T(0);
+          for (int64_t v = 0; v < t; ++v) {
+            const int64_t kj = b + g.sw * (transpose ? t - 1 - v : v);
+            d[u * t + v] = ki < g.kh && kj < g.kw ? src[ki * g.kw + kj] : T(0);
+          }
         }
+      }
     }
   });
 }
@@ -795,15 +798,15 @@ bool stacked_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom
 template <class T>
 void unstack_filters(const T* wf, const ConvGeometry& g, int64_t t, T* gw) {
   const int64_t phases = g.c_in * g.sh * g.sw;
-  parallel_for(g.c_out * g.c_in, grain_for(g.kh * g.kw, kGrainElems), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t o = i / g.c_in, c = i % g.c_in;
-      for (int64_t ki = 0; ki < g.kh; ++ki)
-        for (int64_t kj = 0; kj < g.kw; ++kj) {
-          const int64_t ch = (c * g.sh + ki % g.sh) * g.sw + kj % g.sw;
-          gw[(i * g.kh + ki) * g.kw + kj] =
-              wf[((o * phases + ch) * t + ki / g.sh) * t + kj / g.sw];
-        }
+  parallel_for(phases, grain_for(g.c_out * t * t, kGrainElems), [&](int64_t ch0, int64_t ch1) {
+    for (int64_t ch = ch0; ch < ch1; ++ch) {
+      const int64_t c = ch / (g.sh * g.sw), a = ch / g.sw % g.sh, b = ch % g.sw;
+      for (int64_t o = 0; o < g.c_out; ++o) {
+        const T* src = wf + (o * phases + ch) * t * t;
+        T* d = gw + (o * g.c_in + c) * g.kh * g.kw;
+        for (int64_t ki = a, u = 0; ki < g.kh; ki += g.sh, ++u)
+          for (int64_t kj = b, v = 0; kj < g.kw; kj += g.sw, ++v) d[ki * g.kw + kj] = src[u * t + v];
+      }
     }
   });
 }

@@ -28,54 +28,85 @@ inline const float* at(const float* x, bool trans, int64_t ld, int64_t i, int64_
   return trans ? x + j * ld + i : x + i * ld + j;
 }
 
-// Rows [i0, i0 + mc) x columns [p0, p0 + kc) of op(A) into MR-row slivers, zero rows
-// past mc.
-CNNKIT_AVX512 void pack_a(const float* a, bool ta, int64_t lda, int64_t i0, int64_t mc,
-                          int64_t p0, int64_t kc, float* dst) {
-  for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
-    const int64_t mr = std::min(MR, mc - ir);
-    if (ta) {  // op(A) = A^T: a sliver's rows are contiguous columns of A
-      for (int64_t p = 0; p < kc; ++p) {
-        const float* src = at(a, true, lda, i0 + ir, p0 + p);
-        for (int64_t r = 0; r < mr; ++r) dst[p * MR + r] = src[r];
-        for (int64_t r = mr; r < MR; ++r) dst[p * MR + r] = 0.f;
-      }
-    } else {
-      for (int64_t r = 0; r < mr; ++r) {
-        const float* src = at(a, false, lda, i0 + ir + r, p0);
-        for (int64_t p = 0; p < kc; ++p) dst[p * MR + r] = src[p];
-      }
-      for (int64_t r = mr; r < MR; ++r)
-        for (int64_t p = 0; p < kc; ++p) dst[p * MR + r] = 0.f;
+// r[0..15] = its transpose, in four levels of swapping the off-diagonal b x b blocks
+// of every 2b x 2b block (b = 8, 4, 2, 1).
+CNNKIT_AVX512 inline void transpose16(__m512 r[16]) {
+#pragma GCC unroll 4
+  for (int b = 8; b >= 1; b /= 2) {
+    alignas(64) int lo[16], hi[16];
+    for (int l = 0; l < 16; ++l) {
+      lo[l] = (l & b) ? 16 + l - b : l;
+      hi[l] = (l & b) ? 16 + l : l + b;
+    }
+    const __m512i ilo = _mm512_load_si512(lo), ihi = _mm512_load_si512(hi);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      if (i & b) continue;
+      const __m512 top = r[i], bottom = r[i + b];
+      r[i] = _mm512_permutex2var_ps(top, ilo, bottom);
+      r[i + b] = _mm512_permutex2var_ps(top, ihi, bottom);
     }
   }
 }
 
-// Rows [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) into NR-column slivers, zero
-// columns past nc.
+// dst[q * ld + j] = src[j * lds + q] for j < rows (zero for rows <= j < 16) and q <
+// cols <= 16, storing the lanes of `store` of each of the cols rows of dst.
+CNNKIT_AVX512 inline void transpose_block(const float* src, int64_t lds, int64_t rows,
+                                          int64_t cols, float* dst, int64_t ld, __mmask16 store) {
+  const __mmask16 load = cols >= 16 ? 0xFFFF : (1u << cols) - 1;
+  __m512 r[16];
+#pragma GCC unroll 16
+  for (int j = 0; j < 16; ++j)
+    r[j] = j < rows ? _mm512_maskz_loadu_ps(load, src + j * lds) : _mm512_setzero_ps();
+  transpose16(r);
+  for (int64_t q = 0; q < cols; ++q) _mm512_mask_storeu_ps(dst + q * ld, store, r[q]);
+}
+
+// Rows [i0, i0 + mc) x columns [p0, p0 + kc) of op(A) into MR-row slivers ([k][MR]),
+// zero rows past mc.
+CNNKIT_AVX512 void pack_a(const float* a, bool ta, int64_t lda, int64_t i0, int64_t mc,
+                          int64_t p0, int64_t kc, float* dst) {
+  for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
+    const int64_t mr = std::min(MR, mc - ir);
+    if (ta) {  // op(A) = A^T: a sliver's column p is a contiguous run of A's row p
+      const __mmask16 rows = (1u << mr) - 1;
+      for (int64_t p = 0; p < kc; ++p)
+        _mm512_mask_storeu_ps(dst + p * MR, (1u << MR) - 1,
+                              _mm512_maskz_loadu_ps(rows, at(a, true, lda, i0 + ir, p0 + p)));
+    } else {  // each sliver row is a row of A: transpose 16-column blocks
+      for (int64_t p = 0; p < kc; p += 16)
+        transpose_block(at(a, false, lda, i0 + ir, p0 + p), lda, mr, std::min<int64_t>(16, kc - p),
+                        dst + p * MR, MR, (1u << MR) - 1);
+    }
+  }
+}
+
+// Rows [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) into NR-column slivers ([k][NR]),
+// zero columns past nc.
 CNNKIT_AVX512 void pack_b(const float* b, bool tb, int64_t ldb, int64_t p0, int64_t kc,
                           int64_t j0, int64_t nc, float* dst) {
   for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc) {
     const int64_t nr = std::min(NR, nc - jr);
-    if (!tb && nr == NR) {
+    if (tb) {  // op(B) = B^T: each sliver column is a row of B: transpose 16 x 16 blocks
+      for (int64_t half = 0; half < NR; half += 16)
+        for (int64_t p = 0; p < kc; p += 16)
+          transpose_block(at(b, true, ldb, p0 + p, j0 + jr + half), ldb,
+                          std::clamp<int64_t>(nr - half, 0, 16), std::min<int64_t>(16, kc - p),
+                          dst + p * NR + half, NR, 0xFFFF);
+    } else if (nr == NR) {
       for (int64_t p = 0; p < kc; ++p) {
         const float* src = at(b, false, ldb, p0 + p, j0 + jr);
         _mm512_storeu_ps(dst + p * NR, _mm512_loadu_ps(src));
         _mm512_storeu_ps(dst + p * NR + 16, _mm512_loadu_ps(src + 16));
       }
-    } else if (!tb) {
+    } else {
+      const __mmask16 m0 = nr >= 16 ? 0xFFFF : (1u << nr) - 1;
+      const __mmask16 m1 = nr > 16 ? (1u << (nr - 16)) - 1 : 0;
       for (int64_t p = 0; p < kc; ++p) {
         const float* src = at(b, false, ldb, p0 + p, j0 + jr);
-        for (int64_t j = 0; j < nr; ++j) dst[p * NR + j] = src[j];
-        for (int64_t j = nr; j < NR; ++j) dst[p * NR + j] = 0.f;
+        _mm512_storeu_ps(dst + p * NR, _mm512_maskz_loadu_ps(m0, src));
+        _mm512_storeu_ps(dst + p * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
       }
-    } else {  // op(B) = B^T: each column of the sliver is a contiguous row of B
-      for (int64_t j = 0; j < nr; ++j) {
-        const float* src = at(b, true, ldb, p0, j0 + jr + j);
-        for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
-      }
-      for (int64_t j = nr; j < NR; ++j)
-        for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = 0.f;
     }
   }
 }
