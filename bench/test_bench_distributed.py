@@ -5,14 +5,20 @@ with and without overlap: bench/distributed_step.py under `mpiexec -n 1` and `-n
   gradients in 5 buckets of about 25 MiB or one large layer), 8 images per rank.
 - LeNet-5: 32x32 inputs (61,706 parameters, 247 KB: one bucket), 64 images per rank.
 
-The table gives, per model and rank count, the median step (forward, loss,
-backward, SGD step) of the model alone (compute) and under DataParallel with the
-buckets' allreduce started during backward (overlap) and after it; for each, the
-allreduce time the backward pass left exposed (DataParallel.comm_seconds) and its
-share of the step, and the step's excess over compute (all that data parallelism
-costs, the allreduce work done during backward included); and one bare blocking
-Allreduce of all the gradients. The target: exposed allreduce <= 10% of the AlexNet step at 2
-ranks with overlap.
+The table gives, per model and rank count, the best (the fastest, as the other
+benches take) of the timed steps (forward, loss, backward, SGD step; the slowest
+rank's, the modes taking turns) of the model alone (compute: the ranks running side
+by side, no communication) and under DataParallel with the buckets' allreduce
+started during backward (overlap) and after it; for each, the allreduce time the
+backward pass left exposed (DataParallel.comm_seconds) and its share of the step,
+and the step's excess over compute; and one bare blocking Allreduce of all the
+gradients.
+
+The target, "allreduce overhead per step <= 10% of the step on AlexNet-sized
+gradients at 2 ranks, with overlap", is taken in full: the overhead is the whole
+excess of the overlapped data-parallel step over the model alone (the allreduce
+work that runs during backward counts, not only what is left exposed after it),
+as a share of the overlapped step.
 
     PYTHONPATH=python python -m pytest bench/test_bench_distributed.py -s
     PYTHONPATH=python python -m pytest bench/test_bench_distributed.py -s --bench-quick   # 1 step, small batches
@@ -73,7 +79,9 @@ def test_allreduce_overhead(results):
             row += f"{r[f'{k}_step_s']:7.4f} {r[f'{k}_exposed_s']:8.4f} " \
                    f"{r[f'{k}_exposed_s'] / r[f'{k}_step_s']:6.1%} {r[f'{k}_overhead_s'] / r[f'{k}_step_s']:7.1%} | "
         print(row + f"{r['allreduce_s']:9.4f}")
-    print("seconds; share: exposed / step; excess: (step - compute) / step, the ranks running side by side")
+    print("seconds, best of the steps; share: exposed / step; excess: (step - compute) / step, the ranks running "
+          "side by side")
     (alexnet,) = [r for r in results if r["model"] == "alexnet" and r["ranks"] == 2]
-    share = alexnet["overlap_exposed_s"] / alexnet["overlap_step_s"]
-    assert share <= TARGET, f"AlexNet at 2 ranks: exposed allreduce {share:.1%} of the step, target {TARGET:.0%}"
+    excess = alexnet["overlap_overhead_s"] / alexnet["overlap_step_s"]
+    assert excess <= TARGET, f"AlexNet at 2 ranks: data parallelism costs {excess:.1%} of the overlapped step, " \
+                             f"target {TARGET:.0%}"
