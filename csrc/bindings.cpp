@@ -208,14 +208,23 @@ py::object py_conv2d(py::handle x, py::handle w, py::handle b, P2 stride, P4 pad
   });
 }
 
-py::str py_conv2d_algorithm(py::handle x, py::handle w, P2 stride, P4 pad, P2 dil, int64_t groups) {
+// "" (the forward), "input" or "weight" (that gradient).
+ConvPass conv_pass(const char* op, const std::string& grad) {
+  if (grad.empty()) return ConvPass::forward;
+  if (grad == "input") return ConvPass::grad_input;
+  if (grad == "weight") return ConvPass::grad_weight;
+  raise_value(op, ": grad: expected None, 'input' or 'weight', got '", grad, "'");
+}
+
+py::str py_conv2d_algorithm(py::handle x, py::handle w, P2 stride, P4 pad, P2 dil, int64_t groups,
+                            const std::string& grad) {
   const char* op = "conv2d_algorithm";
   Operands ops(op);
   auto xa = ops.add("input", x);
   auto wa = ops.add("weight", w);
   auto g = conv2d_geometry(op, shape_of(xa), shape_of(wa), nullptr, pair(stride),
                            {pad[0], pad[1], pad[2], pad[3]}, pair(dil), groups);
-  return py::str(conv2d_algorithm(g, xa.dtype().itemsize()));
+  return py::str(conv2d_algorithm(g, xa.dtype().itemsize(), conv_pass(op, grad)));
 }
 
 py::object py_conv2d_backward(py::handle gy, py::handle x, py::handle w, P2 stride, P4 pad, P2 dil,
@@ -234,14 +243,14 @@ py::object py_conv2d_backward(py::handle gy, py::handle x, py::handle w, P2 stri
 }
 
 py::str py_conv_transpose2d_algorithm(py::handle x, py::handle w, P2 stride, P2 pad, P2 out_pad,
-                                      int64_t groups, P2 dil) {
+                                      int64_t groups, P2 dil, const std::string& grad) {
   const char* op = "conv_transpose2d_algorithm";
   Operands ops(op);
   auto xa = ops.add("input", x);
   auto wa = ops.add("weight", w);
   auto g = conv_transpose2d_geometry(op, shape_of(xa), shape_of(wa), nullptr, pair(stride),
                                      pair(pad), pair(out_pad), groups, pair(dil));
-  return py::str(conv_transpose2d_algorithm(g, xa.dtype().itemsize()));
+  return py::str(conv_transpose2d_algorithm(g, xa.dtype().itemsize(), conv_pass(op, grad)));
 }
 
 py::object py_conv_transpose2d(py::handle x, py::handle w, py::handle b, P2 stride, P2 pad,
@@ -1090,13 +1099,14 @@ PYBIND11_MODULE(_C, m) {
   m.def("conv2d", &py_conv2d, py::arg("input"), py::arg("weight"), py::arg("bias"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
   m.def("conv2d_algorithm", &py_conv2d_algorithm, py::arg("input"), py::arg("weight"),
-        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("grad") = "");
   m.def("conv2d_backward", &py_conv2d_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"), py::arg("output_mask") = Mask3{true, true, true});
   m.def("conv_transpose2d_algorithm", &py_conv_transpose2d_algorithm, py::arg("input"),
         py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("output_padding"),
-        py::arg("groups"), py::arg("dilation"));
+        py::arg("groups"), py::arg("dilation"), py::arg("grad") = "");
   m.def("conv_transpose2d", &py_conv_transpose2d, py::arg("input"), py::arg("weight"),
         py::arg("bias"), py::arg("stride"), py::arg("padding"), py::arg("output_padding"),
         py::arg("groups"), py::arg("dilation"));

@@ -13,10 +13,13 @@ namespace cnnkit {
 void set_workspace_bytes(int64_t bytes);
 int64_t get_workspace_bytes();
 
-// The kernel conv2d_forward runs for g with elements of elem_bytes: "direct"
+// A convolution's passes: the forward, and the two gradients of its backward.
+enum class ConvPass { forward, grad_input, grad_weight };
+
+// The kernel a pass of conv2d runs for g with elements of elem_bytes: "direct"
 // (vectorised loops over planes), "winograd" or "gemm" (im2col, or the image itself
-// for 1x1, times OpenBLAS).
-const char* conv2d_algorithm(const ConvGeometry& g, int64_t elem_bytes);
+// for 1x1, times the sgemm).
+const char* conv2d_algorithm(const ConvGeometry& g, int64_t elem_bytes, ConvPass pass);
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g);
@@ -26,8 +29,8 @@ template <class T>
 void conv2d_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
                      const ConvGeometry& g);
 
-// The same for conv_transpose2d_forward, with g the adjoint geometry (below).
-const char* conv_transpose2d_algorithm(const ConvGeometry& g, int64_t elem_bytes);
+// The same for conv_transpose2d, with g the adjoint geometry (below).
+const char* conv_transpose2d_algorithm(const ConvGeometry& g, int64_t elem_bytes, ConvPass pass);
 
 // g is the adjoint convolution's geometry (see conv_transpose2d_geometry):
 // the transposed input x lives on its column side, the output y on its image side.

@@ -587,21 +587,36 @@ bool stacks_phases(const ConvGeometry& g) {
 template <class T>
 void stacked_filters(const T* w, const ConvGeometry& g, int64_t t, bool transpose, T* dst) {
   const int64_t phases = g.c_in * g.sh * g.sw;
-  // One task is one stacked channel (c, a, b) for every output channel.
-  parallel_for(phases, grain_for(g.c_out * t * t, kGrainElems), [&](int64_t ch0, int64_t ch1) {
-    for (int64_t ch = ch0; ch < ch1; ++ch) {
-      const int64_t c = ch / (g.sh * g.sw), a = ch / g.sw % g.sh, b = ch % g.sw;
-      for (int64_t o = 0; o < g.c_out; ++o) {
-        const T* src = w + (o * g.c_in + c) * g.kh * g.kw;
-        T* d = dst + ((transpose ? ch * g.c_out + o : o * phases + ch) * t) * t;
-        for (int64_t u = 0; u < t; ++u) {
-          const int64_t ki = a + g.sh * (transpose ? t - 1 - u : u);
-          for (int64_t v = 0; v < t; ++v) {
-            const int64_t kj = b + g.sw * (transpose ? t - 1 - v : v);
-            d[u * t + v] = ki < g.kh && kj < g.kw ? src[ki * g.kw + kj] : T(0);
+  // A task takes a block of stacked channels for every output channel: both w's
+  // filters and each destination row are then read and written in order.
+  constexpr int64_t kBlock = 8;
+  const int64_t blocks = (phases + kBlock - 1) / kBlock;
+  parallel_for(blocks, grain_for(kBlock * g.c_out * t * t, kGrainElems), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t ch0 = i * kBlock, ch1 = std::min(phases, ch0 + kBlock);
+      int64_t c[kBlock], a[kBlock], b[kBlock];  // the channel and phase of each
+      for (int64_t ch = ch0; ch < ch1; ++ch) {
+        c[ch - ch0] = ch / (g.sh * g.sw);
+        a[ch - ch0] = ch / g.sw % g.sh;
+        b[ch - ch0] = ch % g.sw;
+      }
+      for (int64_t o = 0; o < g.c_out; ++o)
+        for (int64_t ch = ch0; ch < ch1; ++ch) {
+          const int64_t j = ch - ch0;
+          const T* src = w + (o * g.c_in + c[j]) * g.kh * g.kw;
+          T* d = dst + (transpose ? ch * g.c_out + o : o * phases + ch) * t * t;
+          if (g.sh == 1 && g.sw == 1) {  // the kernel itself, reversed for the transpose form
+            for (int64_t q = 0; q < t * t; ++q) d[q] = src[transpose ? t * t - 1 - q : q];
+            continue;
+          }
+          for (int64_t u = 0; u < t; ++u) {
+            const int64_t ki = a[j] + g.sh * (transpose ? t - 1 - u : u);
+            for (int64_t v = 0; v < t; ++v) {
+              const int64_t kj = b[j] + g.sw * (transpose ? t - 1 - v : v);
+              d[u * t + v] = ki < g.kh && kj < g.kw ? src[ki * g.kw + kj] : T(0);
+            }
           }
         }
-      }
     }
   });
 }

@@ -57,6 +57,14 @@ def workspace_bytes():
 
 
 @pytest.fixture
+def sgemm_kernel():
+    """Returns cnnkit.set_sgemm_kernel; the old choice is restored after the test."""
+    saved = "openblas" if cnnkit.get_sgemm_kernel() == "openblas" else "auto"
+    yield cnnkit.set_sgemm_kernel
+    cnnkit.set_sgemm_kernel(saved)
+
+
+@pytest.fixture
 def num_threads():
     """Returns cnnkit.set_num_threads; the old thread count is restored after the test."""
     saved = cnnkit.get_num_threads()

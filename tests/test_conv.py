@@ -661,9 +661,9 @@ WINOGRAD_CASES = [
 WINOGRAD_CASE_BY_KIND = {c.kind: c for c in WINOGRAD_CASES}
 
 
-def _algorithm(case, x, w):
+def _algorithm(case, x, w, grad=None):
     kw = case.kwargs()
-    return (F.conv_transpose2d_algorithm if case.transposed else F.conv2d_algorithm)(x, w, **kw)
+    return (F.conv_transpose2d_algorithm if case.transposed else F.conv2d_algorithm)(x, w, **kw, grad=grad)
 
 
 def test_winograd_cases_take_the_winograd_path():
@@ -702,6 +702,7 @@ def test_winograd_backward_finite_differences(case, gx_algorithm, rng):
     kw = {k: v for k, v in case.kwargs().items() if k != "output_padding"}
     assert _algorithm(case, x, w) == "winograd"
     assert gx_algorithm(gy, w, **kw) == "winograd"
+    assert _algorithm(case, x, w, grad="input") == _algorithm(case, x, w, grad="weight") == "winograd"
     gx, gw, _ = case.backward(gy, x, w)
     _fd_check(gx, lambda x_: np.sum(case.forward(x_, w, b) * gy), x, "grad_input")
     _fd_check(gw, lambda w_: np.sum(case.forward(x, w_, b) * gy), w, "grad_weight")
@@ -730,22 +731,59 @@ def test_winograd_float32_error_is_near_im2col(k, rng):
     assert err < 2e-5
 
 
-@pytest.mark.parametrize("kind", ["w3-grouped", "w4-padded", "w5-partial-tiles", "w3-dilated", "s-alexnet-conv1"])
-def test_winograd_weight_gradient_runs_in_the_transform_domain(kind, rng, workspace_bytes):
-    """A Winograd layer's weight gradient takes the same path. On small integers im2col
-    + GEMM is exact whatever its blocking, while the transforms' fractions (1/6, 1/24)
-    round: an inexact result shows the path was taken, within the README's bound."""
+@pytest.mark.parametrize("sgemm", ["auto", "openblas"])
+@pytest.mark.parametrize("grad", ["input", "weight"])
+@pytest.mark.parametrize("kind", ["w3-grouped", "w4-padded", "w5-partial-tiles", "w3-dilated", "s-alexnet-conv1",
+                                  "T-4x4-s2", "T-3x3-s1"])
+def test_a_gradient_runs_the_algorithm_reported_for_it(kind, grad, sgemm, rng, sgemm_kernel):
+    """On small integers im2col + GEMM is exact whatever its blocking, while the Winograd
+    transforms' fractions (1/6, 1/24) round: the result shows which path ran, and it is
+    the one *_algorithm(grad=...) names, within the README's bound on Winograd."""
+    sgemm_kernel(sgemm)
     case = WINOGRAD_CASE_BY_KIND[kind]
     x = rng.integers(-2, 3, case.x_shape).astype(np.float32)
     w = rng.integers(-2, 3, case.weight_shape).astype(np.float32)
     gy = rng.integers(-2, 3, case.out_shape).astype(np.float32)
-    want = case.reference_grads(gy, x, w)[1]
-    got = case.backward(gy, x, w)[1]
-    assert not np.array_equal(got, want)
-    assert np.abs(got - want).max() < 2e-5 * np.abs(want).max()
-    workspace_bytes(1024)  # too small for Winograd
-    assert _algorithm(case, x, w) != "winograd"
-    np.testing.assert_array_equal(case.backward(gy, x, w)[1], want)
+    index = {"input": 0, "weight": 1}[grad]
+    want = case.reference_grads(gy, x, w)[index]
+    got = case.backward(gy, x, w)[index]
+    if _algorithm(case, x, w, grad=grad) == "winograd":
+        assert not np.array_equal(got, want)
+        assert np.abs(got - want).max() < 2e-5 * np.abs(want).max()
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+def test_which_gradients_take_winograd(sgemm_kernel):
+    """Stride-1 undilated layers' gradients take Winograd on either sgemm. Strided and
+    dilated layers' take it on OpenBLAS's kernels (float64, or 'openblas'), and run
+    im2col + GEMM on cnnkit's own sgemm, measured faster there."""
+    rng = np.random.default_rng(0)
+    ops = {}
+    for kind in ("w3-partial-tiles", "w3-dilated", "s-alexnet-conv1"):
+        for dtype in (np.float32, np.float64):
+            ops[kind, dtype] = WINOGRAD_CASE_BY_KIND[kind].operands(rng, dtype)[:2]
+    for sgemm in ("auto", "openblas"):
+        sgemm_kernel(sgemm)
+        own = cnnkit.get_sgemm_kernel() == "avx512"
+        for (kind, dtype), (x, w) in ops.items():
+            case = WINOGRAD_CASE_BY_KIND[kind]
+            fast_gemm = own and dtype == np.float32 and kind != "w3-partial-tiles"
+            for grad in ("input", "weight"):
+                if kind == "w3-dilated" and grad == "input":
+                    continue  # a dilated transposed layer has no Winograd form
+                got = _algorithm(case, x, w, grad=grad)
+                assert got == ("gemm" if fast_gemm else "winograd"), (sgemm, kind, dtype, grad)
+
+
+def test_algorithm_grad_errors_name_the_argument():
+    x, w = np.ones((1, 16, 8, 8), np.float32), np.ones((16, 16, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"conv2d_algorithm: grad: expected one of 'input', 'weight', got 'bias'"):
+        F.conv2d_algorithm(x, w, grad="bias")
+    with pytest.raises(TypeError, match=r"conv_transpose2d_algorithm: grad: expected one of 'input', 'weight', got int"):
+        F.conv_transpose2d_algorithm(x, w, grad=1)
+    with pytest.raises(ValueError, match=r"conv2d_algorithm: grad: expected None, 'input' or 'weight', got 'x'"):
+        _C.conv2d_algorithm(x, w, (1, 1), (0, 0, 0, 0), (1, 1), 1, "x")
 
 
 @pytest.mark.parametrize("k", [3, 4, 5])

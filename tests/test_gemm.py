@@ -26,12 +26,10 @@ SHAPES = [
 
 
 @pytest.fixture(params=KERNELS)
-def kernel(request):
-    """Runs the test on each single-precision kernel, restoring the choice after."""
-    saved = "openblas" if cnnkit.get_sgemm_kernel() == "openblas" else "auto"
-    cnnkit.set_sgemm_kernel(request.param)
-    yield request.param
-    cnnkit.set_sgemm_kernel(saved)
+def kernel(request, sgemm_kernel):
+    """Runs the test on each single-precision kernel."""
+    sgemm_kernel(request.param)
+    return request.param
 
 
 def operands(rng, m, n, k, ta, tb, dtype):
@@ -118,7 +116,7 @@ def test_every_thread_count_gives_the_same_bits(rng, num_threads):
         np.testing.assert_array_equal(r, results[0])
 
 
-def test_convolutions_and_linear_layers_agree_on_both_kernels(rng):
+def test_convolutions_and_linear_layers_agree_on_both_kernels(rng, sgemm_kernel):
     """The layers' results on either kernel are within float32 rounding of each other
     (a Winograd layer, an im2col one, a 1x1 one and a linear layer)."""
     F = cnnkit.F
@@ -129,39 +127,31 @@ def test_convolutions_and_linear_layers_agree_on_both_kernels(rng):
         lambda: F.conv2d(x, rng_w(rng, (24, 16, 1, 1))),
         lambda: F.linear(x.reshape(2, -1), rng_w(rng, (10, 16 * 144))),
     ]
-    saved = "openblas" if cnnkit.get_sgemm_kernel() == "openblas" else "auto"
-    try:
-        for make in cases:
-            state = rng.bit_generator.state
-            cnnkit.set_sgemm_kernel("auto")
-            first = make()
-            rng.bit_generator.state = state
-            cnnkit.set_sgemm_kernel("openblas")
-            second = make()
-            np.testing.assert_allclose(first, second, rtol=1e-5, atol=1e-5 * np.abs(second).max())
-    finally:
-        cnnkit.set_sgemm_kernel(saved)
+    for make in cases:
+        state = rng.bit_generator.state
+        sgemm_kernel("auto")
+        first = make()
+        rng.bit_generator.state = state
+        sgemm_kernel("openblas")
+        second = make()
+        np.testing.assert_allclose(first, second, rtol=1e-5, atol=1e-5 * np.abs(second).max())
 
 
 def rng_w(rng, shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def test_the_kernel_choice_and_its_errors():
-    saved = cnnkit.get_sgemm_kernel()
-    try:
-        cnnkit.set_sgemm_kernel("openblas")
-        assert cnnkit.get_sgemm_kernel() == "openblas"
-        cnnkit.set_sgemm_kernel("auto")
-        own = "AVX-512" in cnnkit.simd_level()
-        assert cnnkit.get_sgemm_kernel() == ("avx512" if own else "openblas")
-        with pytest.raises(ValueError, match=r"set_sgemm_kernel: kernel: expected 'auto' or 'openblas', got 'mkl'"):
-            cnnkit.set_sgemm_kernel("mkl")
-        with pytest.raises(TypeError, match=r"set_sgemm_kernel: kernel: expected 'auto' or 'openblas', got int"):
-            cnnkit.set_sgemm_kernel(1)
-        assert cnnkit.get_sgemm_kernel() == ("avx512" if own else "openblas")
-    finally:
-        cnnkit.set_sgemm_kernel("openblas" if saved == "openblas" else "auto")
+def test_the_kernel_choice_and_its_errors(sgemm_kernel):
+    sgemm_kernel("openblas")
+    assert cnnkit.get_sgemm_kernel() == "openblas"
+    sgemm_kernel("auto")
+    own = "AVX-512" in cnnkit.simd_level()
+    assert cnnkit.get_sgemm_kernel() == ("avx512" if own else "openblas")
+    with pytest.raises(ValueError, match=r"set_sgemm_kernel: kernel: expected 'auto' or 'openblas', got 'mkl'"):
+        cnnkit.set_sgemm_kernel("mkl")
+    with pytest.raises(TypeError, match=r"set_sgemm_kernel: kernel: expected 'auto' or 'openblas', got int"):
+        cnnkit.set_sgemm_kernel(1)
+    assert cnnkit.get_sgemm_kernel() == ("avx512" if own else "openblas")
 
 
 def test_gemm_operand_errors_name_the_argument():

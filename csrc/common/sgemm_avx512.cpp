@@ -30,7 +30,7 @@ inline const float* at(const float* x, bool trans, int64_t ld, int64_t i, int64_
 
 // r[0..15] = its transpose, in four levels of swapping the off-diagonal b x b blocks
 // of every 2b x 2b block (b = 8, 4, 2, 1).
-CNNKIT_AVX512 inline void transpose16(__m512 r[16]) {
+CNNKIT_AVX512 inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
 #pragma GCC unroll 4
   for (int b = 8; b >= 1; b /= 2) {
     alignas(64) int lo[16], hi[16];
@@ -51,15 +51,21 @@ CNNKIT_AVX512 inline void transpose16(__m512 r[16]) {
 
 // dst[q * ld + j] = src[j * lds + q] for j < rows (zero for rows <= j < 16) and q <
 // cols <= 16, storing the lanes of `store` of each of the cols rows of dst.
-CNNKIT_AVX512 inline void transpose_block(const float* src, int64_t lds, int64_t rows,
-                                          int64_t cols, float* dst, int64_t ld, __mmask16 store) {
+// Unrolled with constant indices throughout, so that r stays in registers.
+CNNKIT_AVX512 inline __attribute__((always_inline)) void transpose_block(
+    const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ld,
+    __mmask16 store) {
   const __mmask16 load = cols >= 16 ? 0xFFFF : (1u << cols) - 1;
   __m512 r[16];
 #pragma GCC unroll 16
   for (int j = 0; j < 16; ++j)
     r[j] = j < rows ? _mm512_maskz_loadu_ps(load, src + j * lds) : _mm512_setzero_ps();
   transpose16(r);
-  for (int64_t q = 0; q < cols; ++q) _mm512_mask_storeu_ps(dst + q * ld, store, r[q]);
+#pragma GCC unroll 16
+  for (int q = 0; q < 16; ++q) {
+    if (q >= cols) break;
+    _mm512_mask_storeu_ps(dst + q * ld, store, r[q]);
+  }
 }
 
 // Rows [i0, i0 + mc) x columns [p0, p0 + kc) of op(A) into MR-row slivers ([k][MR]),

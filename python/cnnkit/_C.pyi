@@ -21,6 +21,7 @@ def conv2d(
 ) -> Array: ...
 def conv2d_algorithm(
     input: Array, weight: Array, stride: Pair, padding: Pads, dilation: Pair, groups: int,
+    grad: str = "",
 ) -> str: ...
 def conv2d_backward(
     grad_output: Array, input: Array, weight: Array, stride: Pair, padding: Pads,
@@ -28,7 +29,7 @@ def conv2d_backward(
 ) -> Tuple[Optional[Array], Optional[Array], Optional[Array]]: ...
 def conv_transpose2d_algorithm(
     input: Array, weight: Array, stride: Pair, padding: Pair, output_padding: Pair,
-    groups: int, dilation: Pair,
+    groups: int, dilation: Pair, grad: str = "",
 ) -> str: ...
 def conv_transpose2d(
     input: Array, weight: Array, bias: Optional[Array], stride: Pair, padding: Pair,

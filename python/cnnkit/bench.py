@@ -669,15 +669,11 @@ class Benchmark:
         bwd = getattr(F, "conv_transpose2d_backward" if c.transposed else "conv2d_backward", None)
         algorithm = getattr(F, "conv_transpose2d_algorithm" if c.transposed else "conv2d_algorithm", None)
         # The CPU's algorithm of the timed pass (the GPU's convolution is im2col + cuBLAS, or
-        # direct depthwise): an input gradient runs the adjoint direction's algorithm on
-        # grad_output. A convolution's weight gradient runs its forward's algorithm, a
-        # transposed one's that of the convolution it is the adjoint of.
+        # direct depthwise).
         kernel = None
         if algorithm is not None and device[0] == "cpu":
-            kernel = algorithm(x, w, **kw)
-            if self.mode == "bwd-data" or (self.mode == "bwd-weight" and c.transposed):
-                adjoint = F.conv2d_algorithm if c.transposed else F.conv_transpose2d_algorithm
-                kernel = adjoint(gy, w, **kw)
+            grad = {"bwd-data": "input", "bwd-weight": "weight"}.get(self.mode)
+            kernel = algorithm(x, w, **kw, grad=grad)
         xd, wd, bd, gyd = (_device.to_device(v, *device) for v in (x, w, b, gy))
 
         mask = CONV_BACKWARD_PASSES.get(self.mode)

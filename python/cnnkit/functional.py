@@ -34,7 +34,8 @@ import numpy as np
 
 from . import _C, _dispatch, _random
 from ._args import conv_padding, groups as _groups, integer as _int, ints as _ints, pair, real as _real
-from ._args import boolean as _bool, output_mask as _output_mask, reduction as _reduction, weight_kernel_hw
+from ._args import boolean as _bool, choice as _choice, output_mask as _output_mask, reduction as _reduction
+from ._args import weight_kernel_hw
 
 __all__ = [
     "conv2d",
@@ -156,20 +157,23 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     )
 
 
-def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
-    """The kernel conv2d runs for these operands and arguments.
+def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1, grad=None):
+    """The kernel conv2d runs for these operands and arguments, or one of its gradients.
 
     'direct': vectorised loops over each plane (depthwise and tiny layers).
     'winograd': 3x3, 4x4 and 5x5 layers with 16 or more channels per group, and
     strided ones whose kernel has 3, 4 or 5 taps per stride phase (see the README for
-    when it pays). 'gemm': im2col (or the image itself for 1x1) times OpenBLAS.
+    when it pays). 'gemm': im2col (or the image itself for 1x1) times the sgemm
+    (cnnkit.get_sgemm_kernel).
 
-    The choice depends on the shapes, the dtype, the arguments and the workspace size
-    (cnnkit.set_workspace_bytes), never on the values: a conv2d call that would run
-    'winograd' but whose input or weight holds a NaN or an infinity runs gemm instead,
-    so that they reach only the outputs whose windows hold them. conv2d_backward's
-    input gradient takes conv_transpose2d's path for grad_output, and its weight
-    gradient this path (on 'winograd', in the transform domain).
+    The choice depends on the shapes, the dtype, the arguments, the workspace size
+    (cnnkit.set_workspace_bytes) and the sgemm kernel, never on the values: a call
+    that would run 'winograd' but whose operands hold a NaN or an infinity runs gemm
+    instead, so that they reach only the outputs whose windows hold them.
+    conv2d_backward's input gradient takes conv_transpose2d's path for grad_output,
+    and its weight gradient conv2d's (on 'winograd', in the transform domain), except
+    that with cnnkit's own sgemm a strided or dilated layer's gradients run 'gemm',
+    which is faster there.
 
     Parameters
     ----------
@@ -179,6 +183,9 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
         Of input's dtype; only its shape is used.
     stride, padding, dilation, groups
         As for conv2d (padding may be 'valid' or 'same').
+    grad : {None, 'input', 'weight'}, default None
+        None: the forward's kernel; 'input' or 'weight': that gradient's in
+        conv2d_backward.
 
     Returns
     -------
@@ -188,10 +195,17 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
     Raises
     ------
     TypeError, ValueError
-        As conv2d, for the same operands and arguments.
+        As conv2d, for the same operands and arguments, and for a grad that is not
+        one of those above.
     """
     args = _conv_args(weight, stride, padding, dilation, groups, "conv2d_algorithm")
-    return _C.conv2d_algorithm(input, weight, *args)
+    return _C.conv2d_algorithm(input, weight, *args, _conv_pass(grad, "conv2d_algorithm"))
+
+
+def _conv_pass(grad, op):
+    """The pass a convolution's *_algorithm names: '' (the forward, grad None), 'input' or
+    'weight'."""
+    return "" if grad is None else _choice(grad, op, "grad", ("input", "weight"))
 
 
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
@@ -319,16 +333,19 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     )
 
 
-def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """The kernel conv_transpose2d runs for these operands and arguments.
+def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                               grad=None):
+    """The kernel conv_transpose2d runs for these operands and arguments, or one of its
+    gradients.
 
     Named as by conv2d_algorithm ('direct', 'winograd' or 'gemm'): 'winograd' runs the
     stride-1 convolution of its stacked output phases (groups 1, dilation 1, a kernel
     of 2 to 5 taps per stride phase). conv_transpose2d_backward's input gradient and
     weight gradient take conv2d's path for grad_output (the weight gradient is the
-    convolution's, with the roles of input and grad_output swapped). As for
-    conv2d_algorithm, the choice depends on the shapes, dtype, arguments and
-    workspace size, not on the values.
+    convolution's, with the roles of input and grad_output swapped), with
+    conv2d_algorithm's exception for strided and dilated layers. As for
+    conv2d_algorithm, the choice depends on the shapes, dtype, arguments, workspace
+    size and sgemm kernel, not on the values.
 
     Parameters
     ----------
@@ -338,6 +355,9 @@ def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_paddin
         Of input's dtype; only its shape is used.
     stride, padding, output_padding, groups, dilation
         As for conv_transpose2d.
+    grad : {None, 'input', 'weight'}, default None
+        None: the forward's kernel; 'input' or 'weight': that gradient's in
+        conv_transpose2d_backward.
 
     Returns
     -------
@@ -347,10 +367,11 @@ def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_paddin
     Raises
     ------
     TypeError, ValueError
-        As conv_transpose2d, for the same operands and arguments.
+        As conv_transpose2d, for the same operands and arguments, and for a grad that
+        is not one of those above.
     """
     args = _conv_transpose_args(stride, padding, output_padding, groups, dilation, "conv_transpose2d_algorithm")
-    return _C.conv_transpose2d_algorithm(input, weight, *args)
+    return _C.conv_transpose2d_algorithm(input, weight, *args, _conv_pass(grad, "conv_transpose2d_algorithm"))
 
 
 def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
