@@ -447,7 +447,41 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
       }
     });
   }
-  if (gw) {
+  if (gw && g.groups == 1) {
+    // A tiny dense layer (at most 16 filters of at most 32 taps): tasks are blocks of
+    // samples of a size set by the batch alone, so that the sums' order does not depend
+    // on the thread count. Each pads a sample's planes once for all its filters and sums
+    // into its own copy of gw; the copies are added in order after.
+    const int64_t filters = g.c_out * g.k_g();
+    const int64_t per_block = std::max<int64_t>(8, (g.n + 63) / 64);
+    const int64_t blocks = (g.n + per_block - 1) / per_block;
+    std::vector<T> partial(blocks * filters, T(0));
+    parallel_for(blocks, grain_for(per_block * work, kGrainElems), [&](int64_t b0, int64_t b1) {
+      auto xp = zeroed<T>(cig * pp.size());
+      auto gybuf = zeroed<T>(flat ? pp.size() : 0);
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t n = b * per_block; n < std::min(g.n, (b + 1) * per_block); ++n) {
+          for (int64_t c = 0; c < cig; ++c)
+            pad_plane_mv(x + (n * g.c_in + c) * g.plane_in(), g, pp, xp.get() + c * pp.size());
+          for (int64_t co = 0; co < g.c_out; ++co) {
+            const T* gyp = gy + (n * g.c_out + co) * g.plane_out();
+            if (flat) widen_rows(gyp, g, pp, gybuf.get());
+            for (int64_t c = 0; c < cig; ++c) {
+              T* gwc = partial.data() + b * filters + (co * cig + c) * kk;
+              if (flat)
+                taps_dot(gybuf.get(), xp.get() + c * pp.size(), shifts.data(), kk, flat_len, gwc);
+              else
+                direct_backward_weight_plane_mv(gyp, xp.get() + c * pp.size(), pp.wp, gwc, g);
+            }
+          }
+        }
+    });
+    for (int64_t i = 0; i < filters; ++i) {
+      T sum = 0;
+      for (int64_t b = 0; b < blocks; ++b) sum += partial[b * filters + i];
+      gw[i] = sum;
+    }
+  } else if (gw) {
     // One task owns one output channel's filters, so its sums need no locks.
     parallel_for(g.c_out, grain_for(g.n * work / std::max<int64_t>(1, cog), kGrainElems),
                  [&](int64_t c0, int64_t c1) {
@@ -463,8 +497,7 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
             T* gwc = gw + (co * cig + c) * kk;
             if (flat) {
               if (c == 0) widen_rows(gyp, g, pp, gybuf.get());
-              for (int64_t t = 0; t < kk; ++t)
-                gwc[t] += dot(gybuf.get(), xp.get() + shifts[t], flat_len);
+              taps_dot(gybuf.get(), xp.get(), shifts.data(), kk, flat_len, gwc);
             } else {
               direct_backward_weight_plane_mv(gyp, xp.get(), pp.wp, gwc, g);
             }

@@ -10,13 +10,6 @@ inline __attribute__((always_inline)) void axpy_impl(T* y, const T* x, T a, int6
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-template <class T>
-inline __attribute__((always_inline)) T dot_impl(const T* a, const T* b, int64_t n) {
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
 // 64-byte GCC vectors: one register under AVX-512, two under AVX2, four under SSE.
 // aligned(sizeof(T)) lowers their alignment to the element's, so loads and stores
 // through them are unaligned ones (vmovups) and any T* may be cast to V*; GCC lets
@@ -80,7 +73,40 @@ inline __attribute__((always_inline)) void taps_impl(T* y, const T* x, const int
     for (int64_t i = i0; i < n; ++i) y[i] += wv * xs[i];
   }
 }
+template <class T>
+inline __attribute__((always_inline)) void taps_dot_impl(const T* g, const T* x,
+                                                         const int64_t* offset, int64_t taps,
+                                                         int64_t n, T* out) {
+  using V = typename Vec64<T>::type;
+  constexpr int64_t L = 64 / sizeof(T), G = 8;
+  for (int64_t t0 = 0; t0 < taps; t0 += G) {
+    const int64_t nt = taps - t0 < G ? taps - t0 : G;
+    V acc[G] = {};
+    int64_t i = 0;
+    for (; i + L <= n; i += L) {
+      const V gv = *reinterpret_cast<const V*>(g + i);
+#pragma GCC unroll 8
+      for (int64_t t = 0; t < G; ++t)
+        if (t < nt) acc[t] += gv * *reinterpret_cast<const V*>(x + offset[t0 + t] + i);
+    }
+    for (int64_t t = 0; t < nt; ++t) {
+      T s = 0;
+      for (int64_t l = 0; l < L; ++l) s += acc[t][l];
+      for (int64_t j = i; j < n; ++j) s += g[j] * x[offset[t0 + t] + j];
+      out[t0 + t] += s;
+    }
+  }
+}
 }  // namespace
+
+CNNKIT_MULTIVERSION void taps_dot(const float* g, const float* x, const int64_t* offset,
+                                  int64_t taps, int64_t n, float* out) {
+  taps_dot_impl(g, x, offset, taps, n, out);
+}
+CNNKIT_MULTIVERSION void taps_dot(const double* g, const double* x, const int64_t* offset,
+                                  int64_t taps, int64_t n, double* out) {
+  taps_dot_impl(g, x, offset, taps, n, out);
+}
 
 CNNKIT_MULTIVERSION void taps_accumulate(float* y, const float* x, const int64_t* offset,
                                          const float* w, int64_t taps, int64_t n) {
@@ -104,12 +130,6 @@ CNNKIT_MULTIVERSION void axpy(float* y, const float* x, float a, int64_t n) {
 }
 CNNKIT_MULTIVERSION void axpy(double* y, const double* x, double a, int64_t n) {
   axpy_impl(y, x, a, n);
-}
-CNNKIT_MULTIVERSION float dot(const float* a, const float* b, int64_t n) {
-  return dot_impl(a, b, n);
-}
-CNNKIT_MULTIVERSION double dot(const double* a, const double* b, int64_t n) {
-  return dot_impl(a, b, n);
 }
 
 }  // namespace cnnkit

@@ -8,9 +8,13 @@ namespace cnnkit {
 void axpy(float* y, const float* x, float a, int64_t n);
 void axpy(double* y, const double* x, double a, int64_t n);
 
-// sum of a[i] * b[i] for i in [0, n).
-float dot(const float* a, const float* b, int64_t n);
-double dot(const double* a, const double* b, int64_t n);
+// out[t] += sum of g[i] * x[i + offset[t]] for i in [0, n), for each of the taps: the
+// weight gradient of a correlation whose taps are flat offsets. Eight taps at a time
+// share each load of g.
+void taps_dot(const float* g, const float* x, const int64_t* offset, int64_t taps, int64_t n,
+              float* out);
+void taps_dot(const double* g, const double* x, const int64_t* offset, int64_t taps, int64_t n,
+              double* out);
 
 // y[i] += sum over t of w[t] * x[i + offset[t]] for i in [0, n): a correlation
 // whose taps are flat offsets. Accumulates in registers across taps.
