@@ -549,27 +549,30 @@ bool weight_grad_finish(const T* s, T* gw, const ConvGeometry& g) {
   return finite;
 }
 
+// f(W{}) for the algorithm W of g's kernel size (tile_side).
+template <class F>
+decltype(auto) with_algorithm(const ConvGeometry& g, F&& f) {
+  switch (tile_side(g)) {
+    case F4x4_3x3::m: return f(F4x4_3x3{});
+    case F2x2_5x5::m: return f(F2x2_5x5{});
+    case F3x3_4x4::m: return f(F3x3_4x4{});
+    default: return f(F5x5_2x2{});
+  }
+}
+
 // The stride-1 path's transform-domain weight gradient of every sample, into s
 // (filter_elems(g)), and the filters from it.
 template <class T>
 void core_weight_sums(const T* x, const T* gy, T* s, bool accumulate, const ConvGeometry& g,
                       int64_t workspace_bytes) {
-  switch (tile_side(g)) {
-    case F4x4_3x3::m: return weight_grad_core<F4x4_3x3>(x, gy, s, accumulate, g, workspace_bytes);
-    case F2x2_5x5::m: return weight_grad_core<F2x2_5x5>(x, gy, s, accumulate, g, workspace_bytes);
-    case F3x3_4x4::m: return weight_grad_core<F3x3_4x4>(x, gy, s, accumulate, g, workspace_bytes);
-    default: return weight_grad_core<F5x5_2x2>(x, gy, s, accumulate, g, workspace_bytes);
-  }
+  with_algorithm(g, [&](auto w) {
+    weight_grad_core<decltype(w)>(x, gy, s, accumulate, g, workspace_bytes);
+  });
 }
 
 template <class T>
 bool core_weight_filters(const T* s, T* gw, const ConvGeometry& g) {
-  switch (tile_side(g)) {
-    case F4x4_3x3::m: return weight_grad_finish<F4x4_3x3>(s, gw, g);
-    case F2x2_5x5::m: return weight_grad_finish<F2x2_5x5>(s, gw, g);
-    case F3x3_4x4::m: return weight_grad_finish<F3x3_4x4>(s, gw, g);
-    default: return weight_grad_finish<F5x5_2x2>(s, gw, g);
-  }
+  return with_algorithm(g, [&](auto w) { return weight_grad_finish<decltype(w)>(s, gw, g); });
 }
 
 // ---- Rearranged layers: both forms below stack the stride phases of a kernel as
@@ -665,12 +668,8 @@ bool core_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_b
 template <class T>
 bool core_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                   int64_t workspace_bytes) {
-  switch (tile_side(g)) {
-    case F4x4_3x3::m: return forward<F4x4_3x3>(x, w, bias, y, g, workspace_bytes);
-    case F2x2_5x5::m: return forward<F2x2_5x5>(x, w, bias, y, g, workspace_bytes);
-    case F3x3_4x4::m: return forward<F3x3_4x4>(x, w, bias, y, g, workspace_bytes);
-    default: return forward<F5x5_2x2>(x, w, bias, y, g, workspace_bytes);
-  }
+  return with_algorithm(
+      g, [&](auto a) { return forward<decltype(a)>(x, w, bias, y, g, workspace_bytes); });
 }
 
 // xp = the space-to-depth form (phase form p) of samples of x.
