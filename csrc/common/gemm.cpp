@@ -21,14 +21,18 @@ const char* blas_config() { return scipy_openblas_get_config(); }
 
 namespace {
 std::atomic<SgemmKernel> sgemm_choice{SgemmKernel::automatic};
+
+// Where cnnkit's own kernel runs: on AVX-512 CPUs unless told otherwise, except for a
+// zero alpha (BLAS then skips A * B, NaN included).
+bool own_sgemm(float alpha) {
+  const SgemmKernel k = sgemm_choice.load(std::memory_order_relaxed);
+  return k != SgemmKernel::openblas && alpha != 0.f && sgemm_avx512_supported();
 }
+}  // namespace
 
 void set_sgemm_kernel(SgemmKernel k) { sgemm_choice = k; }
 
-const char* sgemm_kernel() {
-  return sgemm_choice.load() != SgemmKernel::openblas && sgemm_avx512_supported() ? "avx512"
-                                                                                    : "openblas";
-}
+const char* sgemm_kernel() { return own_sgemm(1.f) ? "avx512" : "openblas"; }
 
 namespace {
 blasint checked(int64_t v) {
@@ -36,13 +40,6 @@ blasint checked(int64_t v) {
   return static_cast<blasint>(v);
 }
 CBLAS_TRANSPOSE op(bool t) { return t ? CblasTrans : CblasNoTrans; }
-
-// Where cnnkit's own kernel beats OpenBLAS's: on AVX-512 CPUs, except a zero alpha
-// (BLAS then skips A * B, NaN included).
-bool own_sgemm(float alpha) {
-  const SgemmKernel k = sgemm_choice.load(std::memory_order_relaxed);
-  return k != SgemmKernel::openblas && alpha != 0.f && sgemm_avx512_supported();
-}
 
 void blas_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {

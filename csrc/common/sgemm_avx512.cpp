@@ -1,7 +1,6 @@
 #include "common/sgemm_avx512.h"
 
 #include <algorithm>
-#include <memory>
 
 #include "common/workspace.h"
 
