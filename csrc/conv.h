@@ -1,7 +1,8 @@
 // Convolution family on the CPU: conv2d, conv_transpose2d and linear, forward and
-// backward. GEMM-backed (im2col + OpenBLAS), with a direct 1x1 path (no im2col) and
-// direct vectorised kernels for depthwise and tiny-GEMM layers, and Winograd forwards
-// (winograd.h). Arrays are C-contiguous; shapes were validated by the caller.
+// backward. GEMM-backed (im2col + the sgemm of common/gemm.h), with a direct 1x1 path
+// (no im2col), direct vectorised kernels for depthwise and tiny-GEMM layers, and
+// Winograd forwards and weight gradients (winograd.h). Arrays are C-contiguous; shapes
+// were validated by the caller.
 #pragma once
 #include <cstdint>
 

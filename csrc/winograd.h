@@ -1,8 +1,8 @@
-// Winograd forward convolution: F(4x4, 3x3), F(2x2, 5x5), F(3x3, 4x4) and F(5x5, 2x2)
-// for stride-1 layers with any padding, dilation and groups. Input tiles and filters
-// are taken to a 6x6 transform domain, where the convolution is 36 independent GEMMs
-// on OpenBLAS with a quarter to a third of im2col's multiplies, and the products are
-// transformed back. Strided layers whose kernel has the same taps per stride phase
+// Winograd convolution: F(4x4, 3x3), F(2x2, 5x5), F(3x3, 4x4) and F(5x5, 2x2) for
+// stride-1 layers with any padding, dilation and groups. Input tiles and filters are
+// taken to a 6x6 transform domain, where the convolution is 36 independent GEMMs with a
+// quarter to a third of im2col's multiplies, and the products are transformed back; the
+// weight gradient runs the same transforms backwards. Strided layers whose kernel has the same taps per stride phase
 // along both axes (AlexNet's 11x11 stride 4: 3) run through their space-to-depth form,
 // and transposed convolutions through the stride-1 convolution of their stacked
 // output phases.
