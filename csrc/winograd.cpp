@@ -7,6 +7,7 @@
 
 #include "common/cpu_features.h"
 #include "common/gemm.h"
+#include "common/sgemm_avx512.h"
 #include "common/shapes.h"
 #include "common/threading.h"
 #include "common/workspace.h"
@@ -296,20 +297,28 @@ CNNKIT_INLINE T output_chunk(const T* m, int64_t ldm, const ConvGeometry& g, con
   return probe;
 }
 
-// Transforms filters [f0, f0 + n) of w (n <= kChunk, each r x r): point p of filter f
-// goes to u[p * filters + f].
+// Filters are transformed in vectors across at most this many lanes.
+constexpr int64_t kFilterLanes = 128;
+
+// Transforms rows x cols (<= kFilterLanes) filters of w, each r x r: lane j = c * rows
+// + i is filter f0 + i * row_stride + c, or a zero filter where i >= n_rows. Point p of
+// lane j goes to u[p * ldu + j].
 template <class W, class T>
-CNNKIT_INLINE void filter_chunk(const T* w, int64_t f0, int64_t n, int64_t filters, T* u) {
+CNNKIT_INLINE void filter_chunk(const T* w, int64_t f0, int64_t rows, int64_t cols,
+                                int64_t row_stride, int64_t n_rows, T* u, int64_t ldu) {
   constexpr int R = W::r;
-  T k[R * R][kChunk], half[kAlpha][R][kChunk];
-  for (int64_t j = 0; j < n; ++j)
-    for (int t = 0; t < R * R; ++t) k[t][j] = w[(f0 + j) * R * R + t];
+  T k[R * R][kFilterLanes], half[kAlpha][R][kFilterLanes];
+  const int64_t lanes = rows * cols;
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int t = 0; t < R * R; ++t)
+        k[t][c * rows + i] = i < n_rows ? w[(f0 + i * row_stride + c) * R * R + t] : T(0);
   for (int c = 0; c < R; ++c)
-    transform(W::G, strided<R>(&k[c][0], R * kChunk),
-              strided<kAlpha>(&half[0][c][0], R * kChunk), n);
+    transform(W::G, strided<R>(&k[c][0], R * kFilterLanes),
+              strided<kAlpha>(&half[0][c][0], R * kFilterLanes), lanes);
   for (int i = 0; i < kAlpha; ++i)
-    transform(W::G, strided<R>(&half[i][0][0], kChunk),
-              strided<kAlpha>(u + i * kAlpha * filters + f0, filters), n);
+    transform(W::G, strided<R>(&half[i][0][0], kFilterLanes),
+              strided<kAlpha>(u + i * kAlpha * ldu, ldu), lanes);
 }
 
 // The adjoint of scatter_row: dst[c][i] = src[d * (M * (jj0 + i) + c)] for the tiles
@@ -398,9 +407,10 @@ CNNKIT_INLINE T filter_grad_chunk(const T* s, int64_t f0, int64_t n, int64_t fil
                                            int64_t k1, int64_t kc, T bias, T* y) {            \
     return output_chunk<W>(m, ldm, g, tl, r0, k0, k1, kc, bias, y);                             \
   }                                                                                           \
-  CNNKIT_MULTIVERSION void filter_chunk_mv(W, const T* w, int64_t f0, int64_t n,              \
-                                           int64_t filters, T* u) {                           \
-    filter_chunk<W>(w, f0, n, filters, u);                                                    \
+  CNNKIT_MULTIVERSION void filter_chunk_mv(W, const T* w, int64_t f0, int64_t rows,           \
+                                           int64_t cols, int64_t row_stride, int64_t n_rows,  \
+                                           T* u, int64_t ldu) {                               \
+    filter_chunk<W>(w, f0, rows, cols, row_stride, n_rows, u, ldu);                           \
   }                                                                                           \
   CNNKIT_MULTIVERSION void grad_chunk_mv(W, const T* gy, const ConvGeometry& g,               \
                                          const Tiles& tl, int64_t r0, int64_t k0, int64_t k1,   \
@@ -422,6 +432,48 @@ CNNKIT_WINOGRAD_DISPATCH(F5x5_2x2, double)
 #undef CNNKIT_WINOGRAD_DISPATCH
 
 int64_t filter_elems(const ConvGeometry& g) { return kPoints * g.c_out * g.c_in_g(); }
+
+// The transformed filters of the forward: one A operand per point and group, each with
+// the group's output channels as rows (rounded up to whole slivers where packed).
+int64_t filter_rows(const ConvGeometry& g, bool packed) {
+  return packed ? packed_a_rows(g.c_out_g()) : g.c_out_g();
+}
+int64_t transformed_filter_elems(const ConvGeometry& g, bool packed) {
+  return kPoints * g.groups * filter_rows(g, packed) * g.c_in_g();
+}
+
+// u[point][group] = the transform of each filter of the group (G w G^T), as a
+// row-major c_out_g x c_in_g matrix, or packed for the sgemm (packed_a_index).
+template <class W, class T>
+void transform_filters(const T* w, const ConvGeometry& g, bool packed, T* u) {
+  const int64_t cig = g.c_in_g(), cog = g.c_out_g(), rows = filter_rows(g, packed);
+  const int64_t ldu = g.groups * rows * cig;
+  if (!packed) {  // chunks of consecutive filters
+    const int64_t filters = g.c_out * cig, chunks = (filters + kChunk - 1) / kChunk;
+    parallel_for(chunks, grain_for(kPoints * kChunk, kGrainElems), [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t f0 = c * kChunk, n = std::min(kChunk, filters - f0);
+        filter_chunk_mv(W{}, w, f0, n, 1, 1, n, u + f0, ldu);
+      }
+    });
+    return;
+  }
+  // Chunks of one sliver's rows (output channels) at a few input channels: each
+  // point's values are then one contiguous run of the packed layout, of whole vectors.
+  constexpr int64_t R = kSgemmSliverRows, kCols = 8;
+  static_assert(R * kCols <= kFilterLanes, "a chunk fits the lanes");
+  const int64_t slivers = rows / R, col_chunks = (cig + kCols - 1) / kCols;
+  parallel_for(g.groups * slivers * col_chunks, grain_for(kPoints * R * kCols, kGrainElems),
+               [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t ci = i % col_chunks * kCols, s = i / col_chunks % slivers;
+      const int64_t grp = i / col_chunks / slivers, co = s * R;
+      filter_chunk_mv(W{}, w, (grp * cog + co) * cig + ci, R, std::min(kCols, cig - ci), cig,
+                      std::min(R, cog - co), u + grp * rows * cig + packed_a_index(co, ci, cig),
+                      ldu);
+    }
+  });
+}
 
 // Transformed input and products of one row of tiles.
 int64_t row_elems(const ConvGeometry& g, int64_t tiles_x) {
@@ -455,19 +507,16 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
   const Tiles tl(g, W::m);
   const int64_t total_rows = g.n * tl.tiles_y();
   if (total_rows == 0) return true;
-  const int64_t cig = g.c_in_g(), cog = g.c_out_g(), filters = g.c_out * cig;
-  const int64_t block_rows = rows_per_pass(
-      g, tl, sizeof(T), workspace_bytes - filter_elems(g) * int64_t(sizeof(T)));
-  T* u = workspace<T>(0, filter_elems(g) + block_rows * row_elems(g, tl.tiles_x));
-  T* v = u + filter_elems(g);
+  const int64_t cig = g.c_in_g(), cog = g.c_out_g();
+  const bool packed = gemm_takes_packed_a<T>();
+  const int64_t filters = transformed_filter_elems(g, packed);
+  const int64_t block_rows =
+      rows_per_pass(g, tl, sizeof(T), workspace_bytes - filters * int64_t(sizeof(T)));
+  T* u = workspace<T>(0, filters + block_rows * row_elems(g, tl.tiles_x));
+  T* v = u + filters;
   T* m = v + kPoints * g.c_in * block_rows * tl.tiles_x;
-  // u[point][k][c] = (G w[k][c] G^T)[point], for every filter of every group.
-  const int64_t filter_chunks = (filters + kChunk - 1) / kChunk;
+  transform_filters<W>(w, g, packed, u);
   const int64_t grain = grain_for(kPoints * kChunk, kGrainElems);
-  parallel_for(filter_chunks, grain, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c)
-      filter_chunk_mv(W{}, w, c * kChunk, std::min(kChunk, filters - c * kChunk), filters, u);
-  });
   std::atomic<bool> finite{true};
   for (int64_t r0 = 0; r0 < total_rows; r0 += block_rows) {
     const int64_t tiles = std::min(block_rows, total_rows - r0) * tl.tiles_x;
@@ -480,8 +529,8 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                        g.c_in * tiles, row.data());
       }
     });
-    gemm_batch<T>(kPoints * g.groups, false, cog, tiles, cig, u, cig, cog * cig, v, tiles,
-                  cig * tiles, T(0), m, tiles, cog * tiles);
+    gemm_batch<T>(kPoints * g.groups, false, cog, tiles, cig, u, cig, filter_rows(g, packed) * cig,
+                  v, tiles, cig * tiles, T(0), m, tiles, cog * tiles, packed);
     parallel_for(g.c_out * chunks, grain, [&](int64_t i0, int64_t i1) {
       T probe = 0;
       for (int64_t i = i0; i < i1; ++i) {
@@ -652,7 +701,9 @@ int64_t dense_filter_elems(const ConvGeometry& g) { return g.c_out * g.c_in * g.
 
 // Filters and one row of tiles: the least the stride-1 path runs in.
 int64_t core_bytes(const ConvGeometry& g, int64_t elem_bytes) {
-  return (filter_elems(g) + row_elems(g, Tiles(g, tile_side(g)).tiles_x)) * elem_bytes;
+  const bool packed = elem_bytes == 4 && gemm_takes_packed_a<float>();
+  const int64_t row = row_elems(g, Tiles(g, tile_side(g)).tiles_x);
+  return (transformed_filter_elems(g, packed) + row) * elem_bytes;
 }
 
 bool core_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_bytes) {

@@ -867,13 +867,20 @@ def test_winograd_weight_gradient_non_finite_values_as_in_a_direct_convolution(o
 
 
 def _winograd_bytes(c_in, c_out, k, tiles_x, rows, dtype):
-    """Workspace of the transformed filters plus `rows` rows of tiles (36 points each)."""
-    return 36 * (c_out * c_in + rows * (c_in + c_out) * tiles_x) * np.dtype(dtype).itemsize
+    """Workspace of the transformed filters plus `rows` rows of tiles (36 points each).
+    For cnnkit's own sgemm the filters are packed in slivers of 14 output channels."""
+    packed = np.dtype(dtype) == np.float32 and cnnkit.get_sgemm_kernel() == "avx512"
+    filter_rows = -(-c_out // 14) * 14 if packed else c_out
+    return 36 * (filter_rows * c_in + rows * (c_in + c_out) * tiles_x) * np.dtype(dtype).itemsize
 
 
+@pytest.mark.parametrize("kernel", ["auto", "openblas"])
 @pytest.mark.parametrize("rows", [1, 2, 5])
-def test_winograd_passes_within_the_workspace(rows, dtype, rng, workspace_bytes):
-    """A bound that holds only a few rows of tiles splits the batch into passes."""
+def test_winograd_passes_within_the_workspace(rows, kernel, dtype, rng, workspace_bytes,
+                                              sgemm_kernel):
+    """A bound that holds only a few rows of tiles splits the batch into passes, on
+    either sgemm kernel (the own one takes the filters packed)."""
+    sgemm_kernel(kernel)
     case = ConvCase("w3-passes", 3, 16, 24, 10, 17, 3, 3, padding=1)  # 3 x 3 rows of 5 tiles
     x, w, b = case.operands(rng, dtype)
     gy = random_array(rng, case.out_shape, dtype)
@@ -906,7 +913,10 @@ def test_winograd_rearranged_forms_run_in_passes(kind, dtype, rng, workspace_byt
         assert_close(case.backward(gy, x, w)[1], want_gw, dtype, err_msg=f"grad_weight, {cap}")
 
 
-def test_winograd_falls_back_when_the_workspace_is_too_small(dtype, rng, workspace_bytes):
+@pytest.mark.parametrize("kernel", ["auto", "openblas"])
+def test_winograd_falls_back_when_the_workspace_is_too_small(kernel, dtype, rng, workspace_bytes,
+                                                             sgemm_kernel):
+    sgemm_kernel(kernel)
     case = ConvCase("w3-fallback", 2, 16, 24, 10, 17, 3, 3, padding=1)
     x, w, b = case.operands(rng, dtype)
     workspace_bytes(_winograd_bytes(16, 24, 3, 5, 1, dtype) - 1)

@@ -75,6 +75,8 @@ WORKLOADS = {
     "direct-small": ((8, 2, 40, 40), (6, 2, 3, 3), {}),
     "winograd": ((4, 16, 21, 22), (16, 16, 3, 3), dict(padding=1)),
     "winograd-strided": ((3, 4, 41, 38), (16, 4, 6, 6), dict(stride=2, padding=2)),
+    # More filter rows than tiles: a product split across threads by rows.
+    "winograd-deep": ((2, 256, 8, 8), (168, 256, 3, 3), dict(padding=1)),
 }
 
 
@@ -106,14 +108,17 @@ def _assert_same(name, got, want):
             assert_close(g, w.astype(np.float64), w.dtype)
 
 
+# 24 threads split each of a Winograd layer's 36 products across threads (fewer than
+# two products per thread), rows of packed filters included.
+@pytest.mark.parametrize("threads", [2, 24])
 @pytest.mark.parametrize("name", list(WORKLOADS))
-def test_results_identical_for_1_and_2_threads(name, dtype, rng, num_threads):
+def test_results_identical_for_1_and_more_threads(name, threads, dtype, rng, num_threads):
     x, w, b, gy, kw = _workload(name, dtype, rng)
     num_threads(1)
     one = _run_all(x, w, b, gy, kw)
-    num_threads(2)
-    two = _run_all(x, w, b, gy, kw)
-    _assert_same(name, two, one)
+    num_threads(threads)
+    more = _run_all(x, w, b, gy, kw)
+    _assert_same(name, more, one)
     assert_close(one[0], ref.conv2d(x, w, b, **kw), dtype)  # and they are right
     assert_close(one[1], ref.conv2d_backward(gy, x, w, **kw)[0], dtype)
 

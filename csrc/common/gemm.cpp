@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <type_traits>
 
 #include "common/errors.h"
 #include "common/sgemm_avx512.h"
@@ -83,12 +84,32 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, con
   blas_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+namespace {
+// op(A), or the rows of it from a given one on.
 template <class T>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
-          const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) return scale_c(m, n, beta, c, ldc);
-  // Split the larger of C's dimensions into panels; each task is a serial GEMM.
+struct OperandA {
+  const T* a;
+  int64_t lda;
+  bool trans, packed;
+  OperandA from_row(int64_t i, int64_t k) const {
+    return {packed ? a + packed_a_index(i, 0, k) : trans ? a + i : a + i * lda, lda, trans,
+            packed};
+  }
+};
+
+template <class T>
+void serial(const OperandA<T>& a, bool tb, int64_t m, int64_t n, int64_t k, T alpha,
+            const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (a.packed) return sgemm_avx512_packed_a(tb, m, n, k, alpha, a.a, b, ldb, beta, c, ldc);
+  }
+  blas_serial(a.trans, tb, m, n, k, alpha, a.a, a.lda, b, ldb, beta, c, ldc);
+}
+
+// Splits the larger of C's dimensions into panels; each task is a serial GEMM.
+template <class T>
+void split(const OperandA<T>& a, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* b,
+           int64_t ldb, T beta, T* c, int64_t ldc) {
   const bool by_cols = n >= m;
   const int64_t panel = by_cols ? kPanel : kSgemmRowPanel;
   const int64_t panels = ((by_cols ? n : m) + panel - 1) / panel;
@@ -96,37 +117,53 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a
   parallel_for(panels, grain, [&](int64_t p0, int64_t p1) {
     const int64_t lo = p0 * panel, hi = std::min(p1 * panel, by_cols ? n : m);
     if (by_cols)
-      blas_serial(ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + lo * ldb : b + lo, ldb, beta,
-                  c + lo, ldc);
+      serial(a, tb, m, hi - lo, k, alpha, tb ? b + lo * ldb : b + lo, ldb, beta, c + lo, ldc);
     else
-      blas_serial(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + lo * lda, lda, b, ldb, beta,
-                  c + lo * ldc, ldc);
+      serial(a.from_row(lo, k), tb, hi - lo, n, k, alpha, b, ldb, beta, c + lo * ldc, ldc);
   });
+}
+}  // namespace
+
+template <class T>
+bool gemm_takes_packed_a() {
+  return std::is_same_v<T, float> && own_sgemm(1.f);
+}
+
+template <class T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+          const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) return scale_c(m, n, beta, c, ldc);
+  split(OperandA<T>{a, lda, ta, false}, tb, m, n, k, alpha, b, ldb, beta, c, ldc);
 }
 
 template <class T>
 void gemm_batch(int64_t count, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,
                 int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta,
-                T* c, int64_t ldc, int64_t stride_c) {
+                T* c, int64_t ldc, int64_t stride_c, bool a_packed) {
+  if (a_packed && !(std::is_same_v<T, float> && sgemm_avx512_supported()))
+    raise_value("gemm_batch: a packed A operand needs cnnkit's own single-precision kernel");
   if (m == 0 || n == 0) return;
   if (k == 0) {
     for (int64_t i = 0; i < count; ++i) scale_c(m, n, beta, c + i * stride_c, ldc);
     return;
   }
+  const auto operand = [&](int64_t i) { return OperandA<T>{a + i * stride_a, lda, false, a_packed}; };
   if (count < 2 * get_num_threads()) {
     for (int64_t i = 0; i < count; ++i)
-      gemm<T>(false, trans_b, m, n, k, T(1), a + i * stride_a, lda, b + i * stride_b, ldb, beta,
-              c + i * stride_c, ldc);
+      split(operand(i), trans_b, m, n, k, T(1), b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
     return;
   }
   const int64_t grain = std::max<int64_t>(1, kMinWork / std::max<int64_t>(1, m * n * k));
   parallel_for(count, grain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
-      blas_serial(false, trans_b, m, n, k, T(1), a + i * stride_a, lda, b + i * stride_b, ldb,
-                  beta, c + i * stride_c, ldc);
+      serial(operand(i), trans_b, m, n, k, T(1), b + i * stride_b, ldb, beta, c + i * stride_c,
+             ldc);
   });
 }
 
+template bool gemm_takes_packed_a<float>();
+template bool gemm_takes_packed_a<double>();
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                           const float*, int64_t, float, float*, int64_t);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,
@@ -137,9 +174,9 @@ template void gemm_serial<double>(bool, bool, int64_t, int64_t, int64_t, double,
                                   int64_t, const double*, int64_t, double, double*, int64_t);
 template void gemm_batch<float>(int64_t, bool, int64_t, int64_t, int64_t, const float*, int64_t,
                                 int64_t, const float*, int64_t, int64_t, float, float*, int64_t,
-                                int64_t);
+                                int64_t, bool);
 template void gemm_batch<double>(int64_t, bool, int64_t, int64_t, int64_t, const double*, int64_t,
                                  int64_t, const double*, int64_t, int64_t, double, double*,
-                                 int64_t, int64_t);
+                                 int64_t, int64_t, bool);
 
 }  // namespace cnnkit

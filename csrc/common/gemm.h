@@ -25,12 +25,19 @@ template <class T>
 void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                  int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
+// Whether gemm_batch takes A packed ahead for T now (cnnkit's own sgemm runs): the
+// caller then may write A in the layout of sgemm_avx512.h's packed_a_index.
+template <class T>
+bool gemm_takes_packed_a();
+
 // count independent products C_i = A_i * op(B_i) + beta * C_i (row-major), where
 // operand i starts stride_* elements after operand i - 1. Whole products are
-// spread over the threads when there are enough of them, else each is split.
+// spread over the threads when there are enough of them, else each is split. With
+// a_packed (only where gemm_takes_packed_a said so), each A_i is packed ahead and lda
+// is ignored.
 template <class T>
 void gemm_batch(int64_t count, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,
                 int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta,
-                T* c, int64_t ldc, int64_t stride_c);
+                T* c, int64_t ldc, int64_t stride_c, bool a_packed = false);
 
 }  // namespace cnnkit

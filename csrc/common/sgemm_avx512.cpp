@@ -18,9 +18,9 @@ namespace {
 // A micro-tile is MR rows by NR columns of C, held in 28 of the 32 zmm registers. A is
 // packed in blocks of MC x KC (MR-row slivers, [k][MR]), B in KC x NC ([k][NR]
 // slivers): a B sliver stays in L1 while the A block streams from L2.
-constexpr int64_t MR = 14, NR = 32;
+constexpr int64_t MR = kSgemmSliverRows, NR = 32;
 constexpr int64_t KC = 256, MC = 4 * kSgemmRowPanel, NC = 2048;
-static_assert(kSgemmRowPanel % MR == 0, "row panels must hold whole micro-tiles");
+static_assert(MR == 14, "the micro-kernel holds 14 x 2 accumulators");
 
 // Element (i, j) of op(X) for a row-major X with leading dimension ld.
 inline const float* at(const float* x, bool trans, int64_t ld, int64_t i, int64_t j) {
@@ -148,21 +148,12 @@ CNNKIT_AVX512 void micro_kernel(int64_t kc, const float* ap, const float* bp, fl
   }
 }
 
-}  // namespace
-
-bool sgemm_avx512_supported() {
-  static const bool supported = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
-  }();
-  return supported;
-}
-
-CNNKIT_AVX512 void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
-                                const float* a, int64_t lda, const float* b, int64_t ldb,
-                                float beta, float* c, int64_t ldc) {
+// The blocked product; A is packed here unless a_packed (packed_a_index).
+CNNKIT_AVX512 void blocked(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                           const float* a, int64_t lda, bool a_packed, const float* b,
+                           int64_t ldb, float beta, float* c, int64_t ldc) {
   const int64_t nc_max = std::min(NC, (n + NR - 1) / NR * NR);
-  const int64_t mc_max = std::min(MC, (m + MR - 1) / MR * MR);
+  const int64_t mc_max = a_packed ? 0 : std::min(MC, (m + MR - 1) / MR * MR);
   const int64_t kc_max = std::min(KC, k);
   float* bpack = workspace<float>(2, kc_max * (nc_max + mc_max));
   float* apack = bpack + kc_max * nc_max;
@@ -175,14 +166,44 @@ CNNKIT_AVX512 void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t 
       pack_b(b, tb, ldb, p0, kc, j0, nc, bpack);
       for (int64_t i0 = 0; i0 < m; i0 += MC) {
         const int64_t mc = std::min(MC, m - i0);
-        pack_a(a, ta, lda, i0, mc, p0, kc, apack);
+        // Slivers of this block start sliver_elems apart.
+        const float* ablock = apack;
+        int64_t sliver_elems = MR * kc;
+        if (a_packed) {
+          ablock = a + packed_a_index(i0, p0, k);
+          sliver_elems = MR * k;
+        } else {
+          pack_a(a, ta, lda, i0, mc, p0, kc, apack);
+        }
         for (int64_t jr = 0; jr < nc; jr += NR)
           for (int64_t ir = 0; ir < mc; ir += MR)
-            micro_kernel(kc, apack + ir * kc, bpack + jr * kc, c + (i0 + ir) * ldc + j0 + jr, ldc,
-                         std::min(MR, mc - ir), std::min(NR, nc - jr), alpha, beta_k);
+            micro_kernel(kc, ablock + ir / MR * sliver_elems, bpack + jr * kc,
+                         c + (i0 + ir) * ldc + j0 + jr, ldc, std::min(MR, mc - ir),
+                         std::min(NR, nc - jr), alpha, beta_k);
       }
     }
   }
+}
+
+}  // namespace
+
+bool sgemm_avx512_supported() {
+  static const bool supported = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return supported;
+}
+
+void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  blocked(ta, tb, m, n, k, alpha, a, lda, false, b, ldb, beta, c, ldc);
+}
+
+void sgemm_avx512_packed_a(bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                           const float* a_packed, const float* b, int64_t ldb, float beta,
+                           float* c, int64_t ldc) {
+  blocked(false, tb, m, n, k, alpha, a_packed, k, true, b, ldb, beta, c, ldc);
 }
 
 #else
@@ -191,6 +212,9 @@ bool sgemm_avx512_supported() { return false; }
 
 void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                   const float*, int64_t, float, float*, int64_t) {}
+
+void sgemm_avx512_packed_a(bool, int64_t, int64_t, int64_t, float, const float*, const float*,
+                           int64_t, float, float*, int64_t) {}
 
 #endif
 

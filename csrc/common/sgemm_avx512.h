@@ -15,7 +15,25 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                   int64_t ldc);
 
+// A micro-tile's rows: a packed A operand holds slivers of this many rows.
+constexpr int64_t kSgemmSliverRows = 14;
 // Row panels of this many rows fill whole micro-tiles (cnnkit::gemm's split).
-constexpr int64_t kSgemmRowPanel = 56;
+constexpr int64_t kSgemmRowPanel = 4 * kSgemmSliverRows;
+
+// An m x k matrix packed ahead for sgemm_avx512_packed_a: whole-K slivers of
+// kSgemmSliverRows rows, each [k][rows]; the last sliver's missing rows are zero. Rows
+// [i, m) from i a multiple of kSgemmSliverRows start at packed_a_index(i, 0, k).
+inline int64_t packed_a_rows(int64_t m) {
+  return (m + kSgemmSliverRows - 1) / kSgemmSliverRows * kSgemmSliverRows;
+}
+inline int64_t packed_a_index(int64_t i, int64_t p, int64_t k) {
+  return (i - i % kSgemmSliverRows) * k + p * kSgemmSliverRows + i % kSgemmSliverRows;
+}
+
+// sgemm_avx512 with A packed ahead (packed_a_index), so that a matrix written once in
+// that layout and used once is not copied again.
+void sgemm_avx512_packed_a(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                           const float* a_packed, const float* b, int64_t ldb, float beta,
+                           float* c, int64_t ldc);
 
 }  // namespace cnnkit
