@@ -300,19 +300,23 @@ CNNKIT_INLINE T output_chunk(const T* m, int64_t ldm, const ConvGeometry& g, con
 // Filters are transformed in vectors across at most this many lanes.
 constexpr int64_t kFilterLanes = 128;
 
-// Transforms rows x cols (<= kFilterLanes) filters of w, each r x r: lane j = c * rows
-// + i is filter f0 + i * row_stride + c, or a zero filter where i >= n_rows. Point p of
+// Transforms outer x inner (<= kFilterLanes) filters of w, each r x r: lane j = a *
+// inner + b is the filter at w + (f0 + a * outer_stride + b * inner_stride) * r * r
+// (its taps reversed where `reversed`), or a zero filter where b >= n_inner. Point p of
 // lane j goes to u[p * ldu + j].
 template <class W, class T>
-CNNKIT_INLINE void filter_chunk(const T* w, int64_t f0, int64_t rows, int64_t cols,
-                                int64_t row_stride, int64_t n_rows, T* u, int64_t ldu) {
+CNNKIT_INLINE void filter_chunk(const T* w, int64_t f0, int64_t outer, int64_t outer_stride,
+                                int64_t inner, int64_t inner_stride, int64_t n_inner,
+                                bool reversed, T* u, int64_t ldu) {
   constexpr int R = W::r;
   T k[R * R][kFilterLanes], half[kAlpha][R][kFilterLanes];
-  const int64_t lanes = rows * cols;
-  for (int64_t c = 0; c < cols; ++c)
-    for (int64_t i = 0; i < rows; ++i)
+  for (int64_t a = 0; a < outer; ++a)
+    for (int64_t b = 0; b < inner; ++b) {
+      const T* src = w + (f0 + a * outer_stride + b * inner_stride) * R * R;
       for (int t = 0; t < R * R; ++t)
-        k[t][c * rows + i] = i < n_rows ? w[(f0 + i * row_stride + c) * R * R + t] : T(0);
+        k[t][a * inner + b] = b < n_inner ? src[reversed ? R * R - 1 - t : t] : T(0);
+    }
+  const int64_t lanes = outer * inner;
   for (int c = 0; c < R; ++c)
     transform(W::G, strided<R>(&k[c][0], R * kFilterLanes),
               strided<kAlpha>(&half[0][c][0], R * kFilterLanes), lanes);
@@ -407,10 +411,12 @@ CNNKIT_INLINE T filter_grad_chunk(const T* s, int64_t f0, int64_t n, int64_t fil
                                            int64_t k1, int64_t kc, T bias, T* y) {            \
     return output_chunk<W>(m, ldm, g, tl, r0, k0, k1, kc, bias, y);                             \
   }                                                                                           \
-  CNNKIT_MULTIVERSION void filter_chunk_mv(W, const T* w, int64_t f0, int64_t rows,           \
-                                           int64_t cols, int64_t row_stride, int64_t n_rows,  \
-                                           T* u, int64_t ldu) {                               \
-    filter_chunk<W>(w, f0, rows, cols, row_stride, n_rows, u, ldu);                           \
+  CNNKIT_MULTIVERSION void filter_chunk_mv(W, const T* w, int64_t f0, int64_t outer,          \
+                                           int64_t outer_stride, int64_t inner,               \
+                                           int64_t inner_stride, int64_t n_inner,             \
+                                           bool reversed, T* u, int64_t ldu) {                \
+    filter_chunk<W>(w, f0, outer, outer_stride, inner, inner_stride, n_inner, reversed, u,    \
+                    ldu);                                                                     \
   }                                                                                           \
   CNNKIT_MULTIVERSION void grad_chunk_mv(W, const T* gy, const ConvGeometry& g,               \
                                          const Tiles& tl, int64_t r0, int64_t k0, int64_t k1,   \
@@ -443,17 +449,27 @@ int64_t transformed_filter_elems(const ConvGeometry& g, bool packed) {
 }
 
 // u[point][group] = the transform of each filter of the group (G w G^T), as a
-// row-major c_out_g x c_in_g matrix, or packed for the sgemm (packed_a_index).
+// row-major c_out_g x c_in_g matrix, or packed for the sgemm (packed_a_index). Filter
+// (r, c) of a group is w's own ([c_out][c_in_g]), or with `adjoint` that of the
+// convolution g is the adjoint of, transposed and reversed (w then [c_in][c_out_g]).
 template <class W, class T>
-void transform_filters(const T* w, const ConvGeometry& g, bool packed, T* u) {
+void transform_filters(const T* w, const ConvGeometry& g, bool packed, bool adjoint, T* u) {
   const int64_t cig = g.c_in_g(), cog = g.c_out_g(), rows = filter_rows(g, packed);
   const int64_t ldu = g.groups * rows * cig;
-  if (!packed) {  // chunks of consecutive filters
-    const int64_t filters = g.c_out * cig, chunks = (filters + kChunk - 1) / kChunk;
-    parallel_for(chunks, grain_for(kPoints * kChunk, kGrainElems), [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t f0 = c * kChunk, n = std::min(kChunk, filters - f0);
-        filter_chunk_mv(W{}, w, f0, n, 1, 1, n, u + f0, ldu);
+  // Where filter (r, c) of group grp lies in w, in filters, and the step along r and c.
+  const int64_t row_stride = adjoint ? 1 : cig, col_stride = adjoint ? cog : 1;
+  const auto at = [&](int64_t grp, int64_t r, int64_t c) {
+    return grp * cog * cig + r * row_stride + c * col_stride;
+  };
+  if (!packed) {  // chunks along a row
+    const int64_t chunks = (cig + kChunk - 1) / kChunk;
+    parallel_for(g.c_out * chunks, grain_for(kPoints * kChunk, kGrainElems),
+                 [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t c = i % chunks * kChunk, r = i / chunks % cog, grp = i / chunks / cog;
+        const int64_t n = std::min(kChunk, cig - c);
+        filter_chunk_mv(W{}, w, at(grp, r, c), 1, 0, n, col_stride, n, adjoint,
+                        u + (grp * cog + r) * cig + c, ldu);
       }
     });
     return;
@@ -466,11 +482,11 @@ void transform_filters(const T* w, const ConvGeometry& g, bool packed, T* u) {
   parallel_for(g.groups * slivers * col_chunks, grain_for(kPoints * R * kCols, kGrainElems),
                [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t ci = i % col_chunks * kCols, s = i / col_chunks % slivers;
-      const int64_t grp = i / col_chunks / slivers, co = s * R;
-      filter_chunk_mv(W{}, w, (grp * cog + co) * cig + ci, R, std::min(kCols, cig - ci), cig,
-                      std::min(R, cog - co), u + grp * rows * cig + packed_a_index(co, ci, cig),
-                      ldu);
+      const int64_t c = i % col_chunks * kCols, s = i / col_chunks % slivers;
+      const int64_t grp = i / col_chunks / slivers, r = s * R;
+      filter_chunk_mv(W{}, w, at(grp, r, c), std::min(kCols, cig - c), col_stride, R,
+                      row_stride, std::min(R, cog - r), adjoint,
+                      u + grp * rows * cig + packed_a_index(r, c, cig), ldu);
     }
   });
 }
@@ -503,7 +519,7 @@ int64_t rows_per_pass(const ConvGeometry& g, const Tiles& tl, int64_t elem_bytes
 
 template <class W, class T>
 bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
-             int64_t workspace_bytes) {
+             int64_t workspace_bytes, bool adjoint_filters) {
   const Tiles tl(g, W::m);
   const int64_t total_rows = g.n * tl.tiles_y();
   if (total_rows == 0) return true;
@@ -515,7 +531,7 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
   T* u = workspace<T>(0, filters + block_rows * row_elems(g, tl.tiles_x));
   T* v = u + filters;
   T* m = v + kPoints * g.c_in * block_rows * tl.tiles_x;
-  transform_filters<W>(w, g, packed, u);
+  transform_filters<W>(w, g, packed, adjoint_filters, u);
   const int64_t grain = grain_for(kPoints * kChunk, kGrainElems);
   std::atomic<bool> finite{true};
   for (int64_t r0 = 0; r0 < total_rows; r0 += block_rows) {
@@ -716,11 +732,36 @@ bool core_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_b
   return core_bytes(g, elem_bytes) <= workspace_bytes;
 }
 
+// adjoint_filters: w holds the filters of the convolution g is the adjoint of
+// (transform_filters).
 template <class T>
 bool core_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
-                  int64_t workspace_bytes) {
-  return with_algorithm(
-      g, [&](auto a) { return forward<decltype(a)>(x, w, bias, y, g, workspace_bytes); });
+                  int64_t workspace_bytes, bool adjoint_filters = false) {
+  return with_algorithm(g, [&](auto a) {
+    return forward<decltype(a)>(x, w, bias, y, g, workspace_bytes, adjoint_filters);
+  });
+}
+
+// ---- Stride-1 adjoints. The adjoint of a stride-1 convolution g (its input gradient,
+// or the conv_transpose2d that g stands for) is itself a stride-1 convolution, with
+// g's dilation and groups: of g's column side, by g's kernel transposed and reversed,
+// with top and left padding d * (k - 1) - p (and the bottom and right ones that give
+// g's image side). It runs on the stride-1 path, reading w in place.
+bool has_adjoint_core(const ConvGeometry& g) {
+  return g.sh == 1 && g.sw == 1 && g.dh * (g.kh - 1) >= g.ph && g.dw * (g.kw - 1) >= g.pw;
+}
+
+ConvGeometry adjoint_core(const ConvGeometry& g) {
+  ConvGeometry z = g;
+  z.c_in = g.c_out;
+  z.h = g.ho;
+  z.w = g.wo;
+  z.c_out = g.c_in;
+  z.ho = g.h;
+  z.wo = g.w;
+  z.ph = g.dh * (g.kh - 1) - g.ph;
+  z.pw = g.dw * (g.kw - 1) - g.pw;
+  return z;
 }
 
 // xp = the space-to-depth form (phase form p) of samples of x.
@@ -918,6 +959,10 @@ bool pays_off(const ConvGeometry& g, const ConvGeometry& f, bool transpose) {
 
 bool winograd_transpose_applies(const ConvGeometry& g, int64_t elem_bytes,
                                 int64_t workspace_bytes) {
+  if (has_adjoint_core(g)) {
+    const ConvGeometry z = adjoint_core(g);
+    return pays_off(g, z, true) && core_applies(z, elem_bytes, workspace_bytes);
+  }
   return stacks_phases(g) && pays_off(g, transpose_form(g, 1), true) &&
          stacked_applies(g, true, elem_bytes, workspace_bytes);
 }
@@ -925,6 +970,7 @@ bool winograd_transpose_applies(const ConvGeometry& g, int64_t elem_bytes,
 template <class T>
 bool winograd_transpose_forward(const T* x, const T* w, const T* bias, T* y,
                                 const ConvGeometry& g, int64_t workspace_bytes) {
+  if (has_adjoint_core(g)) return core_forward(x, w, bias, y, adjoint_core(g), workspace_bytes, true);
   return stacked_forward(x, w, bias, y, g, true, workspace_bytes);
 }
 

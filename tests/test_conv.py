@@ -649,9 +649,15 @@ WINOGRAD_CASES = [
     # stacked convolution's outputs, where only the bias lands.
     ConvCase("T-4x4-s2", 2, 16, 16, 7, 6, 4, 4, stride=2, padding=1, transposed=True),
     ConvCase("T-4x4-s2-outpad", 2, 16, 20, 6, 7, 4, 4, stride=2, padding=1, transposed=True, output_padding=1),
-    ConvCase("T-3x3-s1", 1, 32, 16, 5, 6, 3, 3, padding=1, transposed=True, bias=False),
+    ConvCase("T-3x3-s1", 1, 32, 16, 6, 7, 3, 3, padding=1, transposed=True, bias=False),
     ConvCase("T-5x5-s1-wide-pad", 1, 16, 16, 4, 5, 5, 5, padding=2, transposed=True),
     ConvCase("T-4x4-s1", 2, 16, 16, 7, 8, 4, 4, padding=1, transposed=True),
+    # Stride 1 runs as the adjoint convolution on the stride-1 path, with dilation,
+    # groups, and output padding (below the dilation) as the bottom and right padding.
+    ConvCase("T-3x3-s1-dilated", 2, 16, 24, 9, 10, 3, 3, padding=(1, 3), dilation=2, transposed=True),
+    ConvCase("T-3x3-s1-grouped", 1, 32, 32, 7, 8, 3, 3, padding=1, groups=2, transposed=True),
+    ConvCase("T-3x3-s1-pad-past-kernel", 1, 16, 16, 12, 13, 3, 3, padding=3, transposed=True),  # stacked form
+    ConvCase("T-3x3-s1-d2-outpad", 1, 16, 16, 8, 7, 3, 3, padding=2, dilation=2, transposed=True, output_padding=1),
     ConvCase("T-7x7-s2", 1, 16, 4, 6, 7, 7, 7, stride=2, padding=3, transposed=True, output_padding=1),
     ConvCase("T-10x10-s2", 3, 16, 17, 4, 5, 10, 10, stride=2, padding=3, transposed=True, output_padding=1),
     ConvCase("T-rect", 2, 16, 16, 9, 9, 4, 6, stride=(2, 3), padding=(1, 2), transposed=True, output_padding=(1, 2)),
@@ -957,7 +963,10 @@ def test_conv2d_algorithm(name, x_shape, w_shape, kwargs, algorithm):
         ("4x4-s2", (2, 64, 14, 14), (64, 32, 4, 4), dict(stride=2, padding=1), "winograd"),
         ("3x3-s2", (2, 64, 14, 14), (64, 32, 3, 3), dict(stride=2, padding=1), "gemm"),
         ("2x2-s1", (2, 64, 14, 14), (64, 32, 2, 2), {}, "gemm"),
-        ("dilated", (2, 64, 14, 14), (64, 32, 3, 3), dict(dilation=2), "gemm"),
+        ("dilated", (2, 64, 14, 14), (64, 32, 3, 3), dict(dilation=2), "winograd"),
+        ("grouped-s1", (2, 64, 14, 14), (64, 16, 3, 3), dict(padding=1, groups=2), "winograd"),
+        ("dilated-s2", (2, 64, 14, 14), (64, 32, 3, 3), dict(stride=2, dilation=2), "gemm"),
+        ("padding-past-kernel", (2, 64, 14, 14), (64, 32, 3, 3), dict(padding=3), "winograd"),
         ("grouped", (2, 64, 14, 14), (64, 16, 4, 4), dict(stride=2, groups=2), "gemm"),
         ("uneven-phases", (2, 64, 14, 14), (64, 32, 3, 5), dict(stride=2), "gemm"),
         ("15-in-channels", (2, 15, 14, 14), (15, 32, 4, 4), dict(stride=2), "gemm"),
