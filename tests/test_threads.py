@@ -75,8 +75,10 @@ WORKLOADS = {
     "direct-small": ((8, 2, 40, 40), (6, 2, 3, 3), {}),
     "winograd": ((4, 16, 21, 22), (16, 16, 3, 3), dict(padding=1)),
     "winograd-strided": ((3, 4, 41, 38), (16, 4, 6, 6), dict(stride=2, padding=2)),
-    # More filter rows than tiles: a product split across threads by rows.
+    # More filter rows than tiles, and the other way round: a product split across
+    # threads by rows (of packed filters, with the own sgemm), or by columns.
     "winograd-deep": ((2, 256, 8, 8), (168, 256, 3, 3), dict(padding=1)),
+    "winograd-wide": ((2, 64, 40, 40), (32, 64, 3, 3), dict(padding=1)),
 }
 
 
@@ -109,7 +111,7 @@ def _assert_same(name, got, want):
 
 
 # 24 threads split each of a Winograd layer's 36 products across threads (fewer than
-# two products per thread), rows of packed filters included.
+# two products per thread).
 @pytest.mark.parametrize("threads", [2, 24])
 @pytest.mark.parametrize("name", list(WORKLOADS))
 def test_results_identical_for_1_and_more_threads(name, threads, dtype, rng, num_threads):
