@@ -23,9 +23,12 @@ std::atomic<int64_t> workspace_bytes{int64_t(64) << 20};
 
 // Small output planes are batched until one GEMM has about this many columns.
 constexpr int64_t kTargetCols = 4096;
-// Column blocks: fewer, larger GEMM calls run nearer the sgemm rate than cache-sized
-// ones (32 MiB measured faster than 8 on AlexNet conv3, equal elsewhere).
-constexpr int64_t kBlockBytes = int64_t(32) << 20;
+// Column blocks of at most this many bytes. With cnnkit's own sgemm, blocks that stay
+// in cache win (2 threads, 8 MiB against 32: a 4x4 stride-2 transposed layer's input
+// gradient 5.3 ms against 6.4, its weight gradient 5.8-6.5 against 6.7; equal on AlexNet
+// conv1 and dilated layers); OpenBLAS's sgemm had wanted 32 MiB on AlexNet conv3, which
+// now runs Winograd.
+constexpr int64_t kBlockBytes = int64_t(8) << 20;
 // Elements of work below which a parallel_for item is not worth a thread.
 constexpr int64_t kGrainElems = 16384;
 
