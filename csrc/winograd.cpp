@@ -977,7 +977,8 @@ bool winograd_transpose_applies(const ConvGeometry& g, int64_t elem_bytes,
 template <class T>
 bool winograd_transpose_forward(const T* x, const T* w, const T* bias, T* y,
                                 const ConvGeometry& g, int64_t workspace_bytes) {
-  if (has_adjoint_core(g)) return core_forward(x, w, bias, y, adjoint_core(g), workspace_bytes, true);
+  if (has_adjoint_core(g))
+    return core_forward(x, w, bias, y, adjoint_core(g), workspace_bytes, true);
   return stacked_forward(x, w, bias, y, g, true, workspace_bytes);
 }
 

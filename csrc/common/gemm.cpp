@@ -148,7 +148,9 @@ void gemm_batch(int64_t count, bool trans_b, int64_t m, int64_t n, int64_t k, co
     for (int64_t i = 0; i < count; ++i) scale_c(m, n, beta, c + i * stride_c, ldc);
     return;
   }
-  const auto operand = [&](int64_t i) { return OperandA<T>{a + i * stride_a, lda, false, a_packed}; };
+  const auto operand = [&](int64_t i) {
+    return OperandA<T>{a + i * stride_a, lda, false, a_packed};
+  };
   if (count < 2 * get_num_threads()) {
     for (int64_t i = 0; i < count; ++i)
       split(operand(i), trans_b, m, n, k, T(1), b + i * stride_b, ldb, beta, c + i * stride_c, ldc);

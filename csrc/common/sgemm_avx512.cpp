@@ -16,8 +16,9 @@ namespace cnnkit {
 namespace {
 
 // A micro-tile is MR rows by NR columns of C, held in 28 of the 32 zmm registers. A is
-// packed in blocks of MC x KC (MR-row slivers, [k][MR]), B in KC x NC ([k][NR]
-// slivers): a B sliver stays in L1 while the A block streams from L2.
+// packed in blocks of MC x KC (MR-row slivers, [k][MR]; or packed ahead, in whole-K
+// slivers), B in KC x NC ([k][NR] slivers): a B sliver stays in L1 while the A block
+// streams from L2.
 constexpr int64_t MR = kSgemmSliverRows, NR = 32;
 constexpr int64_t KC = 256, MC = 4 * kSgemmRowPanel, NC = 2048;
 static_assert(MR == 14, "the micro-kernel holds 14 x 2 accumulators");
