@@ -549,9 +549,8 @@ void sum_channels(const T* gy, T* gb, int64_t n, int64_t c, int64_t plane) {
 // kernels (float64, or 'openblas') Winograd wins everywhere (conv1's weight gradient
 // 9.7 ms against 14.4).
 bool backward_winograd_pays(const ConvGeometry& g, int64_t elem_bytes, ConvPass pass) {
-  const bool own_gemm = elem_bytes == 4 && std::strcmp(sgemm_kernel(), "openblas") != 0;
   const bool dilated = g.dh != 1 || g.dw != 1;
-  return !own_gemm ||
+  return !gemm_runs_own_sgemm(elem_bytes) ||
          (g.sh == 1 && g.sw == 1 && (!dilated || pass == ConvPass::grad_input));
 }
 

@@ -532,7 +532,7 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
   const int64_t total_rows = g.n * tl.tiles_y();
   if (total_rows == 0) return true;
   const int64_t cig = g.c_in_g(), cog = g.c_out_g();
-  const bool packed = gemm_takes_packed_a<T>();
+  const bool packed = gemm_runs_own_sgemm(sizeof(T));
   const int64_t filters = transformed_filter_elems(g, packed);
   const int64_t filter_bytes = filters * int64_t(sizeof(T));
   const int64_t block_rows =
@@ -727,7 +727,7 @@ int64_t dense_filter_elems(const ConvGeometry& g) { return g.c_out * g.c_in * g.
 
 // Filters and one row of tiles: the least the stride-1 path runs in.
 int64_t core_bytes(const ConvGeometry& g, int64_t elem_bytes) {
-  const bool packed = elem_bytes == 4 && gemm_takes_packed_a<float>();
+  const bool packed = gemm_runs_own_sgemm(elem_bytes);
   const int64_t row = row_elems(g, Tiles(g, tile_side(g)).tiles_x);
   return (transformed_filter_elems(g, packed) + row) * elem_bytes;
 }
@@ -921,7 +921,8 @@ void unstack_filters(const T* wf, const ConvGeometry& g, int64_t t, T* gw) {
         const T* src = wf + (o * phases + ch) * t * t;
         T* d = gw + (o * g.c_in + c) * g.kh * g.kw;
         for (int64_t ki = a, u = 0; ki < g.kh; ki += g.sh, ++u)
-          for (int64_t kj = b, v = 0; kj < g.kw; kj += g.sw, ++v) d[ki * g.kw + kj] = src[u * t + v];
+          for (int64_t kj = b, v = 0; kj < g.kw; kj += g.sw, ++v)
+            d[ki * g.kw + kj] = src[u * t + v];
       }
     }
   });

@@ -2,10 +2,11 @@
 // stride-1 layers with any padding, dilation and groups. Input tiles and filters are
 // taken to a 6x6 transform domain, where the convolution is 36 independent GEMMs with a
 // quarter to a third of im2col's multiplies, and the products are transformed back; the
-// weight gradient runs the same transforms backwards. Strided layers whose kernel has the same taps per stride phase
-// along both axes (AlexNet's 11x11 stride 4: 3) run through their space-to-depth form,
-// and transposed convolutions through the stride-1 convolution of their stacked
-// output phases.
+// weight gradient runs the same transforms backwards. Strided layers whose kernel has
+// the same taps per stride phase along both axes (AlexNet's 11x11 stride 4: 3) run
+// through their space-to-depth form, strided transposed convolutions through the
+// stride-1 convolution of their stacked output phases, and stride-1 transposed ones
+// (and input gradients) as the stride-1 convolution by the reversed, transposed kernel.
 #pragma once
 #include <cstdint>
 

@@ -124,10 +124,7 @@ void split(const OperandA<T>& a, bool tb, int64_t m, int64_t n, int64_t k, T alp
 }
 }  // namespace
 
-template <class T>
-bool gemm_takes_packed_a() {
-  return std::is_same_v<T, float> && own_sgemm(1.f);
-}
+bool gemm_runs_own_sgemm(int64_t elem_bytes) { return elem_bytes == 4 && own_sgemm(1.f); }
 
 template <class T>
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
@@ -164,8 +161,6 @@ void gemm_batch(int64_t count, bool trans_b, int64_t m, int64_t n, int64_t k, co
   });
 }
 
-template bool gemm_takes_packed_a<float>();
-template bool gemm_takes_packed_a<double>();
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                           const float*, int64_t, float, float*, int64_t);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,

@@ -25,15 +25,15 @@ template <class T>
 void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                  int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
-// Whether gemm_batch takes A packed ahead for T now (cnnkit's own sgemm runs): the
-// caller then may write A in the layout of sgemm_avx512.h's packed_a_index.
-template <class T>
-bool gemm_takes_packed_a();
+// Whether GEMMs on elements of elem_bytes run cnnkit's own sgemm now (single precision
+// where the CPU has AVX-512F, unless 'openblas' was chosen). gemm_batch then also takes
+// A packed ahead, in the layout of sgemm_avx512.h's packed_a_index.
+bool gemm_runs_own_sgemm(int64_t elem_bytes);
 
 // count independent products C_i = A_i * op(B_i) + beta * C_i (row-major), where
 // operand i starts stride_* elements after operand i - 1. Whole products are
 // spread over the threads when there are enough of them, else each is split. With
-// a_packed (only where gemm_takes_packed_a said so), each A_i is packed ahead and lda
+// a_packed (only where gemm_runs_own_sgemm said so), each A_i is packed ahead and lda
 // is ignored.
 template <class T>
 void gemm_batch(int64_t count, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,

@@ -172,8 +172,8 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1, g
     instead, so that they reach only the outputs whose windows hold them.
     conv2d_backward's input gradient takes conv_transpose2d's path for grad_output,
     and its weight gradient conv2d's (on 'winograd', in the transform domain), except
-    that with cnnkit's own sgemm a strided or dilated layer's gradients run 'gemm',
-    which is faster there.
+    that with cnnkit's own sgemm a strided layer's gradients and a dilated layer's
+    weight gradient run 'gemm', which is faster there.
 
     Parameters
     ----------
@@ -338,12 +338,14 @@ def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_paddin
     """The kernel conv_transpose2d runs for these operands and arguments, or one of its
     gradients.
 
-    Named as by conv2d_algorithm ('direct', 'winograd' or 'gemm'): 'winograd' runs the
-    stride-1 convolution of its stacked output phases (groups 1, dilation 1, a kernel
-    of 2 to 5 taps per stride phase). conv_transpose2d_backward's input gradient and
+    Named as by conv2d_algorithm ('direct', 'winograd' or 'gemm'): 'winograd' runs a
+    stride-1 layer as the stride-1 convolution by the reversed, transposed kernel (any
+    dilation and groups), and a strided one as the stride-1 convolution of its stacked
+    output phases (groups 1, dilation 1, a kernel of 2 to 5 taps per stride phase).
+    conv_transpose2d_backward's input gradient and
     weight gradient take conv2d's path for grad_output (the weight gradient is the
     convolution's, with the roles of input and grad_output swapped), with
-    conv2d_algorithm's exception for strided and dilated layers. As for
+    conv2d_algorithm's exception for strided layers and dilated weight gradients. As for
     conv2d_algorithm, the choice depends on the shapes, dtype, arguments, workspace
     size and sgemm kernel, not on the values.
 
