@@ -120,9 +120,12 @@ def test_init_under_a_launcher_without_mpi4py_raises():
 
 
 def test_init_under_mpiexec_is_comm_world():
+    # rank 0 prints what every rank saw: two ranks printing would interleave their lines
     result = mpiexec(2, "-c", "from mpi4py import MPI\nfrom cnnkit import distributed\n"
-                              "comm = distributed.init()\nprint(comm is MPI.COMM_WORLD, comm.rank, comm.size)")
-    assert sorted(result.stdout.splitlines()) == ["True 0 2", "True 1 2"], result.stdout + result.stderr
+                              "comm = distributed.init()\n"
+                              "seen = comm.gather((comm is MPI.COMM_WORLD, comm.rank, comm.size))\n"
+                              "if comm.rank == 0: print(seen)")
+    assert result.stdout.strip() == "[(True, 0, 2), (True, 1, 2)]", result.stdout + result.stderr
 
 
 # -- exactness: P ranks on the split global batch equal one process on the whole -------
