@@ -20,7 +20,7 @@ namespace {
 // slivers), B in KC x NC ([k][NR] slivers): a B sliver stays in L1 while the A block
 // streams from L2.
 constexpr int64_t MR = kSgemmSliverRows, NR = 32;
-constexpr int64_t KC = 256, MC = 4 * kSgemmRowPanel, NC = 2048;
+constexpr int64_t KC = 256, MC = 16 * MR, NC = 2048;
 static_assert(MR == 14, "the micro-kernel holds 14 x 2 accumulators");
 
 // Element (i, j) of op(X) for a row-major X with leading dimension ld.

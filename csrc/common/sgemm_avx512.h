@@ -17,8 +17,6 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
 
 // A micro-tile's rows: a packed A operand holds slivers of this many rows.
 constexpr int64_t kSgemmSliverRows = 14;
-// Row panels of this many rows fill whole micro-tiles (cnnkit::gemm's split).
-constexpr int64_t kSgemmRowPanel = 4 * kSgemmSliverRows;
 
 // An m x k matrix packed ahead for sgemm_avx512_packed_a: whole-K slivers of
 // kSgemmSliverRows rows, each [k][rows]; the last sliver's missing rows are zero. Rows
