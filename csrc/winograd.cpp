@@ -248,34 +248,54 @@ CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g, const Tiles& t
               strided<kAlpha>(v + u * ldv + k0, kAlpha * ldv), n);
 }
 
+// Where a stride-1 layer's outputs go: output (row, col) of channel kc goes to channel
+// kc / (sh * sw) of y (channels h x w planes per image), at row sh * row + a - ph and
+// column sw * col + b - pw for the phase (a, b) = (kc / sw % sh, kc % sw), where that
+// lies in the plane. The layer's own outputs are the case sh = sw = 1 without offsets;
+// the transpose form spreads its stacked phases straight into place this way.
+struct Spread {
+  int64_t channels, h, w, sh = 1, sw = 1, ph = 0, pw = 0;
+  static Spread of(const ConvGeometry& g) { return {g.c_out, g.ho, g.wo}; }
+  int64_t channel(int64_t kc) const { return kc / (sh * sw); }
+};
+
 // Writes output row values src[c][i] + bias of the tiles i < n of one phase run to
-// dst[d * (M * (jj0 + i) + c)], clipped at last, the last index of the phase's sub-row.
+// y[at + step * j] for their sub-row indices j = M * (jj0 + i) + c in [jlo, jhi).
 template <int M, class T>
-CNNKIT_INLINE void scatter_row(const std::array<const T*, M>& src, int64_t d, int64_t jj0,
-                               int64_t n, int64_t last, T bias, T* dst) {
-  // Tiles before `full` lie wholly inside the row.
-  const int64_t full =
-      last >= M - 1 ? std::clamp<int64_t>((last - M + 1) / M + 1 - jj0, 0, n) : 0;
-  T* q = dst + d * M * jj0;
-  if (d == 1) {
+CNNKIT_INLINE void scatter_row(const std::array<const T*, M>& src, int64_t step, int64_t jj0,
+                               int64_t n, int64_t jlo, int64_t jhi, T bias, T* y, int64_t at) {
+  // Tiles [first, full) lie wholly inside the range.
+  const int64_t first = std::clamp<int64_t>((jlo + M - 1) / M - jj0, 0, n);
+  const int64_t full = std::clamp<int64_t>(jhi / M - jj0, first, n);
+  const int64_t at0 = at + step * M * jj0;  // may lie before y; only in-plane ones are formed
+  if (step == 1) {
 #pragma omp simd
-    for (int64_t i = 0; i < full; ++i)
+    for (int64_t i = first; i < full; ++i)
 #pragma GCC unroll 8
-      for (int c = 0; c < M; ++c) q[M * i + c] = src[c][i] + bias;
+      for (int c = 0; c < M; ++c) y[at0 + M * i + c] = src[c][i] + bias;
   } else {
-    for (int64_t i = 0; i < full; ++i)
-      for (int c = 0; c < M; ++c) q[d * (M * i + c)] = src[c][i] + bias;
+    for (int64_t i = first; i < full; ++i)
+#pragma GCC unroll 8
+      for (int c = 0; c < M; ++c) y[at0 + step * (M * i + c)] = src[c][i] + bias;
   }
-  for (int64_t i = full; i < n; ++i)
-    for (int c = 0; c < M && M * (jj0 + i) + c <= last; ++c) q[d * (M * i + c)] = src[c][i] + bias;
+  const auto edge = [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int c = 0; c < M; ++c) {
+        const int64_t j = M * (jj0 + i) + c;
+        if (j >= jlo && j < jhi) y[at + step * j] = src[c][i] + bias;
+      }
+  };
+  edge(0, first);
+  edge(full, n);
 }
 
 // Transforms output channel kc's products of block tiles [k0, k1) (point p of tile k
-// at m[p * ldm + k]) back into output tiles, and writes them plus bias into y, clipped
-// to the plane. Returns NaN if an output is not finite, else zero.
+// at m[p * ldm + k]) back into output tiles, and writes them plus bias into y where
+// sp places them. Returns NaN if an output is not finite, else zero.
 template <class W, class T>
 CNNKIT_INLINE T output_chunk(const T* m, int64_t ldm, const ConvGeometry& g, const Tiles& tl,
-                                int64_t r0, int64_t k0, int64_t k1, int64_t kc, T bias, T* y) {
+                             const Spread& sp, int64_t r0, int64_t k0, int64_t k1, int64_t kc,
+                             T bias, T* y) {
   constexpr int M = W::m;
   T half[M][kAlpha][kChunk], out[M][M][kChunk];
   const int64_t n = k1 - k0;
@@ -287,18 +307,28 @@ CNNKIT_INLINE T output_chunk(const T* m, int64_t ldm, const ConvGeometry& g, con
   T probe = 0;
 #pragma omp simd reduction(+ : probe)
   for (int64_t j = 0; j < n; ++j)
-#pragma GCC unroll 16
+#pragma GCC unroll 32  // wholly (M * M <= 25): a loop left partly rolled stays scalar
     for (int rc = 0; rc < M * M; ++rc) probe += out[rc / M][rc % M][j] * T(0);
+  const int64_t a = kc / sp.sw % sp.sh, b = kc % sp.sw;
+  int64_t row_lo, row_hi, col_lo, col_hi;
+  valid_range(a - sp.ph, sp.sh, sp.h, g.ho, &row_lo, &row_hi);
+  valid_range(b - sp.pw, sp.sw, sp.w, g.wo, &col_lo, &col_hi);
   for (int64_t k = k0; k < k1;) {
     const Run r = run_at(tl, k, k1);
     const int64_t len = r.j1 - r.j0, at = k - k0;
     k += len;
     const int64_t img = (r0 + r.row) / tl.tiles_y(), y0 = tl.ys[(r0 + r.row) % tl.tiles_y()];
-    T* plane = y + (img * g.c_out + kc) * g.plane_out() + r.phase;
-    for (int a = 0; a < M && y0 + g.dh * a < g.ho; ++a)
-      scatter_row<M>(strided<M, const T*>(&out[a][0][at], kChunk), g.dw,
-                     r.j0 - tl.starts[r.phase], len, (g.wo - 1 - r.phase) / g.dw, bias,
-                     plane + (y0 + g.dh * a) * g.wo);
+    T* plane = y + (img * sp.channels + sp.channel(kc)) * sp.h * sp.w;
+    // The phase's sub-row indices j (columns r.phase + dw * j) inside [col_lo, col_hi).
+    int64_t jlo, jhi;
+    valid_range(r.phase - col_lo, g.dw, col_hi - col_lo, g.wo, &jlo, &jhi);
+    for (int i = 0; i < M; ++i) {
+      const int64_t row = y0 + g.dh * i;
+      if (row < row_lo || row >= row_hi) continue;
+      scatter_row<M>(strided<M, const T*>(&out[i][0][at], kChunk), g.dw * sp.sw,
+                     r.j0 - tl.starts[r.phase], len, jlo, jhi, bias, plane,
+                     (sp.sh * row + a - sp.ph) * sp.w + sp.sw * r.phase + b - sp.pw);
+    }
   }
   return probe;
 }
@@ -413,10 +443,10 @@ CNNKIT_INLINE T filter_grad_chunk(const T* s, int64_t f0, int64_t n, int64_t fil
                                           int64_t c, T* v, int64_t ldv, T* row) {             \
     input_chunk<W::m>(x, g, tl, r0, k0, k1, c, v, ldv, row);                                  \
   }                                                                                           \
-  CNNKIT_MULTIVERSION T output_chunk_mv(W, const T* m, int64_t ldm, const ConvGeometry& g, \
-                                           const Tiles& tl, int64_t r0, int64_t k0,           \
-                                           int64_t k1, int64_t kc, T bias, T* y) {            \
-    return output_chunk<W>(m, ldm, g, tl, r0, k0, k1, kc, bias, y);                             \
+  CNNKIT_MULTIVERSION T output_chunk_mv(W, const T* m, int64_t ldm, const ConvGeometry& g,  \
+                                        const Tiles& tl, const Spread& sp, int64_t r0,        \
+                                        int64_t k0, int64_t k1, int64_t kc, T bias, T* y) {   \
+    return output_chunk<W>(m, ldm, g, tl, sp, r0, k0, k1, kc, bias, y);                       \
   }                                                                                           \
   CNNKIT_MULTIVERSION void filter_chunk_mv(W, const T* w, int64_t f0, int64_t outer,          \
                                            int64_t outer_stride, int64_t inner,               \
@@ -525,9 +555,10 @@ int64_t rows_per_pass(const ConvGeometry& g, const Tiles& tl, int64_t elem_bytes
   return (total_rows + passes - 1) / passes;
 }
 
+// sp: where the outputs go in y (Spread).
 template <class W, class T>
 bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
-             int64_t workspace_bytes, bool adjoint_filters) {
+             int64_t workspace_bytes, bool adjoint_filters, const Spread& sp) {
   const Tiles tl(g, W::m);
   const int64_t total_rows = g.n * tl.tiles_y();
   if (total_rows == 0) return true;
@@ -560,8 +591,9 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
       T probe = 0;
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t k = i / chunks, k0 = i % chunks * kChunk;
-        probe += output_chunk_mv(W{}, m + k * tiles, g.c_out * tiles, g, tl, r0, k0,
-                                 std::min(tiles, k0 + kChunk), k, bias ? bias[k] : T(0), y);
+        probe += output_chunk_mv(W{}, m + k * tiles, g.c_out * tiles, g, tl, sp, r0, k0,
+                                 std::min(tiles, k0 + kChunk), k,
+                                 bias ? bias[sp.channel(k)] : T(0), y);
       }
       if (probe != T(0)) finite = false;
     });
@@ -743,12 +775,14 @@ bool core_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_b
 }
 
 // adjoint_filters: w holds the filters of the convolution g is the adjoint of
-// (transform_filters).
+// (transform_filters). sp: where the outputs go (Spread), g's own plane by default.
 template <class T>
 bool core_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
-                  int64_t workspace_bytes, bool adjoint_filters = false) {
+                  int64_t workspace_bytes, bool adjoint_filters = false,
+                  const Spread* sp = nullptr) {
   return with_algorithm(g, [&](auto a) {
-    return forward<decltype(a)>(x, w, bias, y, g, workspace_bytes, adjoint_filters);
+    return forward<decltype(a)>(x, w, bias, y, g, workspace_bytes, adjoint_filters,
+                                sp ? *sp : Spread::of(g));
   });
 }
 
@@ -813,7 +847,7 @@ int64_t samples_per_pass(int64_t n, int64_t sample_bytes, int64_t filter_bytes,
 // q - t, where i + p = s*q + a: for each output phase a it is a stride-1 correlation
 // of the input with phase a's taps, reversed. Stacking the phases as channels
 // (c*sh + a)*sw + b gives one stride-1 T x T convolution (T = ceil(k / s), padding
-// T - 1), whose outputs are then spread back over the phases. g is the adjoint
+// T - 1), whose output transform writes each phase straight into place. g is the adjoint
 // convolution's geometry (conv.h): x on its column side, y on its image side.
 
 ConvGeometry transpose_form(const ConvGeometry& g, int64_t n) {
@@ -832,29 +866,25 @@ ConvGeometry transpose_form(const ConvGeometry& g, int64_t n) {
   return z;
 }
 
-// y = the phases of zs (the transpose form's outputs of samples of y) laid back into
-// place, plus bias; outputs past zs's extent get the bias alone.
+// Where the transpose form z of g puts its outputs in y: each stacked phase straight
+// into place. g's image side.
+Spread transpose_spread(const ConvGeometry& g) {
+  return {g.c_in, g.h, g.w, g.sh, g.sw, g.ph, g.pw};
+}
+
+// Sets the outputs of y past the reach of the transpose form z (rows and columns of
+// phase rows q >= z.ho, which only an output padding gives) to the bias alone.
 template <class T>
-void depth_to_space(const T* zs, const ConvGeometry& g, const ConvGeometry& z, const T* bias,
-                    T* y) {
-  parallel_for(z.n * g.c_in, grain_for(g.plane_in(), kGrainElems), [&](int64_t i0, int64_t i1) {
+void fill_unreached(const ConvGeometry& g, const ConvGeometry& z, const T* bias, T* y) {
+  const int64_t row0 = std::clamp(g.sh * z.ho - g.ph, int64_t(0), g.h);
+  const int64_t col0 = std::clamp(g.sw * z.wo - g.pw, int64_t(0), g.w);
+  if (row0 == g.h && col0 == g.w) return;
+  parallel_for(g.n * g.c_in, grain_for(g.plane_in(), kGrainElems), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t c = i % g.c_in;
-      const T b = bias ? bias[c] : T(0);
-      const T* zc = zs + (i / g.c_in * z.c_out + c * g.sh * g.sw) * z.plane_out();
-      for (int64_t row = 0; row < g.h; ++row) {
-        const int64_t a = (row + g.ph) % g.sh, q = (row + g.ph) / g.sh;
-        T* dst = y + (i * g.h + row) * g.w;
-        for (int64_t bw = 0; bw < g.sw; ++bw) {
-          int64_t lo, hi;
-          valid_range(bw - g.pw, g.sw, g.w, g.w + g.pw, &lo, &hi);
-          const int64_t mid = q < z.ho ? std::clamp(z.wo, lo, hi) : lo;
-          const T* src = zc + ((a * g.sw + bw) * z.ho + q) * z.wo;
-          T* d = dst + bw - g.pw;
-          for (int64_t r = lo; r < mid; ++r) d[r * g.sw] = src[r] + b;
-          for (int64_t r = mid; r < hi; ++r) d[r * g.sw] = b;
-        }
-      }
+      const T b = bias ? bias[i % g.c_in] : T(0);
+      T* plane = y + i * g.plane_in();
+      for (int64_t row = 0; row < g.h; ++row)
+        std::fill(plane + row * g.w + (row < row0 ? col0 : 0), plane + (row + 1) * g.w, b);
     }
   });
 }
@@ -865,10 +895,10 @@ ConvGeometry stacked_form(const ConvGeometry& g, bool transpose, int64_t n) {
   return transpose ? transpose_form(g, n) : phase_form(g, n);
 }
 
-// Elements per sample of the buffer a stacked form runs through: the rearranged input
-// (space-to-depth), or the stacked outputs (transpose).
+// Elements per sample of the rearranged input the space-to-depth form runs through;
+// the transpose form needs none.
 int64_t stacked_sample_elems(const ConvGeometry& f, bool transpose) {
-  return transpose ? f.c_out * f.plane_out() : f.c_in * f.plane_in();
+  return transpose ? 0 : f.c_in * f.plane_in();
 }
 
 bool stacked_applies(const ConvGeometry& g, bool transpose, int64_t elem_bytes,
@@ -878,33 +908,34 @@ bool stacked_applies(const ConvGeometry& g, bool transpose, int64_t elem_bytes,
   return core_applies(f, elem_bytes, workspace_bytes - extra);
 }
 
-// Runs g through a stacked form with the stride-1 path, some samples at a time.
+// Runs g through a stacked form with the stride-1 path: the transpose form in one
+// pass, the space-to-depth one some samples at a time.
 template <class T>
 bool stacked_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                      bool transpose, int64_t workspace_bytes) {
   const int64_t e = sizeof(T);
   const ConvGeometry f1 = stacked_form(g, transpose, 1);
-  const int64_t sample = stacked_sample_elems(f1, transpose), filters = dense_filter_elems(f1);
+  const int64_t filters = dense_filter_elems(f1);
+  if (transpose) {  // x lies on g's column side, y on its image side
+    T* wf = workspace<T>(1, filters);
+    stacked_filters(w, g, f1.kh, true, wf);
+    const ConvGeometry f = transpose_form(g, g.n);
+    const Spread sp = transpose_spread(g);
+    if (!core_forward(x, wf, bias, y, f, workspace_bytes - filters * e, false, &sp)) return false;
+    fill_unreached(g, f, bias, y);
+    return true;
+  }
+  const int64_t sample = stacked_sample_elems(f1, false);
   const int64_t nb =
       samples_per_pass(g.n, sample * e, filters * e, core_bytes(f1, e), workspace_bytes);
   const int64_t rest = workspace_bytes - (filters + nb * sample) * e;
   T* wf = workspace<T>(1, filters + nb * sample);
   T* buf = wf + filters;
-  stacked_filters(w, g, f1.kh, transpose, wf);
-  // For the transpose form x lies on g's column side and y on its image side.
-  const int64_t x_sample = transpose ? g.c_out * g.plane_out() : g.c_in * g.plane_in();
-  const int64_t y_sample = transpose ? g.c_in * g.plane_in() : g.c_out * g.plane_out();
+  stacked_filters(w, g, f1.kh, false, wf);
   for (int64_t n0 = 0; n0 < g.n; n0 += nb) {
-    const ConvGeometry f = stacked_form(g, transpose, std::min(nb, g.n - n0));
-    const T* xs = x + n0 * x_sample;
-    T* ys = y + n0 * y_sample;
-    if (transpose) {
-      if (!core_forward(xs, wf, static_cast<const T*>(nullptr), buf, f, rest)) return false;
-      depth_to_space(buf, g, f, bias, ys);
-    } else {
-      space_to_depth(xs, g, f, buf);
-      if (!core_forward(buf, wf, bias, ys, f, rest)) return false;
-    }
+    const ConvGeometry f = phase_form(g, std::min(nb, g.n - n0));
+    space_to_depth(x + n0 * g.c_in * g.plane_in(), g, f, buf);
+    if (!core_forward(buf, wf, bias, y + n0 * g.c_out * g.plane_out(), f, rest)) return false;
   }
   return true;
 }

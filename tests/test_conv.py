@@ -645,10 +645,12 @@ WINOGRAD_CASES = [
     ConvCase("s-6x6-s2", 1, 4, 16, 19, 18, 6, 6, stride=2, padding=(1, 2), bias=False),
     ConvCase("s-7x7-s2", 2, 4, 16, 26, 25, 7, 7, stride=2, padding=3),
     ConvCase("s-10x10-s2", 2, 4, 16, 24, 22, 10, 10, stride=2, padding=3),
-    # Transposed: taps per stride phase ceil(k / s); output_padding reaches past the
-    # stacked convolution's outputs, where only the bias lands.
+    # Transposed: taps per stride phase ceil(k / s). Without padding, output_padding
+    # reaches past the stacked convolution's outputs, where only the bias lands.
     ConvCase("T-4x4-s2", 2, 16, 16, 7, 6, 4, 4, stride=2, padding=1, transposed=True),
     ConvCase("T-4x4-s2-outpad", 2, 16, 20, 6, 7, 4, 4, stride=2, padding=1, transposed=True, output_padding=1),
+    ConvCase("T-4x4-s2-outpad-past", 2, 16, 16, 8, 9, 4, 4, stride=2, transposed=True, output_padding=1),
+    ConvCase("T-rect-outpad-past", 1, 16, 16, 5, 4, 4, 6, stride=(2, 3), transposed=True, output_padding=(1, 2)),
     ConvCase("T-3x3-s1", 1, 32, 16, 6, 7, 3, 3, padding=1, transposed=True, bias=False),
     ConvCase("T-5x5-s1-wide-pad", 1, 16, 16, 4, 5, 5, 5, padding=2, transposed=True),
     ConvCase("T-4x4-s1", 2, 16, 16, 7, 8, 4, 4, padding=1, transposed=True),
@@ -898,9 +900,9 @@ def test_winograd_passes_within_the_workspace(rows, kernel, dtype, rng, workspac
 
 @pytest.mark.parametrize("kind", ["s-alexnet-conv1", "T-4x4-s2"])
 def test_winograd_rearranged_forms_run_in_passes(kind, dtype, rng, workspace_bytes):
-    """The space-to-depth and transposed forms rearrange a few samples at a time
-    when the bound cannot hold the whole batch: down to the least bound that still
-    takes the path, which holds one sample."""
+    """When the bound cannot hold the whole batch, the space-to-depth form rearranges
+    a few samples at a time and the transposed form's stride-1 pass runs a few rows
+    of tiles at a time: down to the least bound that still takes the path."""
     case = dataclasses.replace(WINOGRAD_CASE_BY_KIND[kind], n=5)
     x, w, b = case.operands(rng, dtype)
     want = case.reference(x, w, b)
