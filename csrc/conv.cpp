@@ -540,20 +540,6 @@ void sum_channels(const T* gy, T* gb, int64_t n, int64_t c, int64_t plane) {
   });
 }
 
-// With cnnkit's own sgemm, im2col + GEMM beats the Winograd transforms in the backward
-// of strided (stacked-form) layers and in dilated layers' weight gradients: measured
-// on AVX-512 with 2 threads, AlexNet conv1's input gradient 7.8 ms against 10.2 and
-// weight gradient 8.4 against 10.1, a 3x3 dilation-2 layer's weight gradient 8.9
-// against 10.4. A dilated stride-1 layer's input gradient, its adjoint on the
-// stride-1 path, wins (6.0-8.0 ms against 7.5-10.9, alternating runs). On OpenBLAS's
-// kernels (float64, or 'openblas') Winograd wins everywhere (conv1's weight gradient
-// 9.7 ms against 14.4).
-bool backward_winograd_pays(const ConvGeometry& g, int64_t elem_bytes, ConvPass pass) {
-  const bool dilated = g.dh != 1 || g.dw != 1;
-  return !gemm_runs_own_sgemm(elem_bytes) ||
-         (g.sh == 1 && g.sw == 1 && (!dilated || pass == ConvPass::grad_input));
-}
-
 // Whether a pass runs as a convolution of g's direction (else as its transpose): a
 // forward in its own direction, an input gradient in the other, a weight gradient as
 // the convolution's (of the adjoint, for conv_transpose2d).
@@ -565,7 +551,6 @@ bool conv_direction(ConvPass pass, bool transposed) {
 // conv_transpose2d, g the adjoint geometry), for layers that do not run direct.
 bool winograd_pass(const ConvGeometry& g, int64_t elem_bytes, bool transposed, ConvPass pass,
                    int64_t cap) {
-  if (pass != ConvPass::forward && !backward_winograd_pays(g, elem_bytes, pass)) return false;
   return conv_direction(pass, transposed) ? winograd_applies(g, elem_bytes, cap)
                                           : winograd_transpose_applies(g, elem_bytes, cap);
 }

@@ -645,6 +645,7 @@ WINOGRAD_CASES = [
     ConvCase("s-6x6-s2", 1, 4, 16, 19, 18, 6, 6, stride=2, padding=(1, 2), bias=False),
     ConvCase("s-7x7-s2", 2, 4, 16, 26, 25, 7, 7, stride=2, padding=3),
     ConvCase("s-10x10-s2", 2, 4, 16, 24, 22, 10, 10, stride=2, padding=3),
+    ConvCase("s-4x4-s2", 2, 4, 16, 22, 20, 4, 4, stride=2, padding=1),  # F(5x5, 2x2)
     # Transposed: taps per stride phase ceil(k / s). Without padding, output_padding
     # reaches past the stacked convolution's outputs, where only the bias lands.
     ConvCase("T-4x4-s2", 2, 16, 16, 7, 6, 4, 4, stride=2, padding=1, transposed=True),
@@ -763,25 +764,21 @@ def test_a_gradient_runs_the_algorithm_reported_for_it(kind, grad, sgemm, rng, s
 
 
 def test_which_gradients_take_winograd(sgemm_kernel):
-    """Stride-1 undilated layers' gradients take Winograd on either sgemm. Strided and
-    dilated layers' take it on OpenBLAS's kernels (float64, or 'openblas'), and run
-    im2col + GEMM on cnnkit's own sgemm, measured faster there."""
+    """Both gradients of a layer whose forward takes Winograd take it too where their
+    tiles fit their planes, strided, dilated and transposed layers included, on either
+    sgemm and dtype (measured faster than im2col + GEMM on each); a layer whose forward
+    runs gemm keeps gemm."""
     rng = np.random.default_rng(0)
-    ops = {}
-    for kind in ("w3-partial-tiles", "w3-dilated", "s-alexnet-conv1"):
-        for dtype in (np.float32, np.float64):
-            ops[kind, dtype] = WINOGRAD_CASE_BY_KIND[kind].operands(rng, dtype)[:2]
+    cases = [WINOGRAD_CASE_BY_KIND[k] for k in ("w3-partial-tiles", "w3-dilated", "s-alexnet-conv1", "T-3x3-s1")]
+    cases.append(ConvCase("T-4x4-s2", 1, 16, 16, 14, 14, 4, 4, stride=2, padding=1, transposed=True))
+    gemm_case = ConvCase("3x3-s2", 2, 16, 16, 12, 12, 3, 3, stride=2, padding=1)
+    ops = [(c, dtype, c.operands(rng, dtype)[:2]) for c in cases + [gemm_case] for dtype in (np.float32, np.float64)]
     for sgemm in ("auto", "openblas"):
         sgemm_kernel(sgemm)
-        own = cnnkit.get_sgemm_kernel() == "avx512"
-        for (kind, dtype), (x, w) in ops.items():
-            case = WINOGRAD_CASE_BY_KIND[kind]
-            fast_gemm = own and dtype == np.float32 and kind != "w3-partial-tiles"
-            for grad in ("input", "weight"):
-                if kind == "w3-dilated" and grad == "input":
-                    continue  # a dilated transposed layer has no Winograd form
-                got = _algorithm(case, x, w, grad=grad)
-                assert got == ("gemm" if fast_gemm else "winograd"), (sgemm, kind, dtype, grad)
+        for case, dtype, (x, w) in ops:
+            want = "gemm" if case is gemm_case else "winograd"
+            for grad in (None, "input", "weight"):
+                assert _algorithm(case, x, w, grad=grad) == want, (sgemm, case.id, dtype, grad)
 
 
 def test_algorithm_grad_errors_name_the_argument():
@@ -794,17 +791,24 @@ def test_algorithm_grad_errors_name_the_argument():
         _C.conv2d_algorithm(x, w, (1, 1), (0, 0, 0, 0), (1, 1), 1, "x")
 
 
-@pytest.mark.parametrize("k", [3, 4, 5])
-def test_winograd_weight_gradient_float32_error_on_a_deep_layer(k, rng):
-    """Sums over N x H x W = 288 tiles' worth of outputs per weight: within 2e-5 of the
-    largest entry, as the forward."""
-    x = rng.standard_normal((2, 256, 12, 12)).astype(np.float32)
+@pytest.mark.parametrize(
+    "k, size, stride, dilation",
+    [(3, 12, 1, 1), (4, 12, 1, 1), (5, 12, 1, 1), (4, 24, 2, 1), (3, 14, 1, 2)],
+    ids=["3x3", "4x4", "5x5", "4x4-s2", "3x3-d2"],
+)
+def test_winograd_gradients_float32_error_on_a_deep_layer(k, size, stride, dilation, rng):
+    """Sums over N x H x W = 288 tiles' worth of outputs per weight (256 channels, four
+    times that for a strided layer's stacked phases): both gradients within 2e-5 of
+    their largest entry, as the forward."""
+    kw = dict(stride=stride, padding=dilation * (k // 2), dilation=dilation)
+    x = rng.standard_normal((2, 256, size, size)).astype(np.float32)
     w = rng.standard_normal((32, 256, k, k)).astype(np.float32)
-    gy = rng.standard_normal(F.conv2d(x, w, padding=k // 2).shape).astype(np.float32)
-    assert F.conv2d_algorithm(x, w, padding=k // 2) == "winograd"
-    want = ref.conv2d_backward(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=k // 2)[1]
-    got = F.conv2d_backward(gy, x, w, padding=k // 2, output_mask=(False, True, False))[1]
-    assert np.abs(got - want).max() / np.abs(want).max() < 2e-5
+    gy = rng.standard_normal(F.conv2d(x, w, **kw).shape).astype(np.float32)
+    want = ref.conv2d_backward(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), **kw)
+    got = F.conv2d_backward(gy, x, w, **kw, output_mask=(True, True, False))
+    for index, grad in enumerate(("input", "weight")):
+        assert F.conv2d_algorithm(x, w, **kw, grad=grad) == "winograd", grad
+        assert np.abs(got[index] - want[index]).max() / np.abs(want[index]).max() < 2e-5, grad
 
 
 def test_winograd_asymmetric_padding_through_C(dtype, rng):
@@ -939,7 +943,7 @@ def test_winograd_falls_back_when_the_workspace_is_too_small(kernel, dtype, rng,
         ("15-out-channels", (2, 16, 8, 8), (15, 16, 3, 3), dict(padding=1), "gemm"),
         ("strided-3x3", (2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1, stride=2), "gemm"),  # 0.64 of the multiplies
         ("strided-5x5", (2, 16, 16, 16), (16, 16, 5, 5), dict(padding=2, stride=2), "winograd"),
-        ("strided-4x4", (2, 16, 16, 16), (16, 16, 4, 4), dict(padding=1, stride=2), "gemm"),  # 2 taps per phase
+        ("strided-4x4", (2, 16, 16, 16), (16, 16, 4, 4), dict(padding=1, stride=2), "winograd"),  # 2 taps per phase: F(5x5, 2x2)
         ("resnet-stem", (2, 3, 64, 64), (64, 3, 7, 7), dict(padding=3, stride=2), "gemm"),  # 12 phase channels
         ("strided-uneven-phases", (2, 16, 9, 9), (16, 16, 3, 4), dict(stride=(1, 2)), "gemm"),
         ("strided-even-phases", (2, 16, 9, 9), (16, 16, 3, 5), dict(stride=(1, 2)), "winograd"),

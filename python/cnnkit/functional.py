@@ -162,7 +162,7 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1, g
 
     'direct': vectorised loops over each plane (depthwise and tiny layers).
     'winograd': 3x3, 4x4 and 5x5 layers with 16 or more channels per group, and
-    strided ones whose kernel has 3, 4 or 5 taps per stride phase (see the README for
+    strided ones whose kernel has 2 to 5 taps per stride phase (see the README for
     when it pays). 'gemm': im2col (or the image itself for 1x1) times the sgemm
     (cnnkit.get_sgemm_kernel).
 
@@ -171,9 +171,7 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1, g
     that would run 'winograd' but whose operands hold a NaN or an infinity runs gemm
     instead, so that they reach only the outputs whose windows hold them.
     conv2d_backward's input gradient takes conv_transpose2d's path for grad_output,
-    and its weight gradient conv2d's (on 'winograd', in the transform domain), except
-    that with cnnkit's own sgemm a strided layer's gradients and a dilated layer's
-    weight gradient run 'gemm', which is faster there.
+    and its weight gradient conv2d's (on 'winograd', in the transform domain).
 
     Parameters
     ----------
@@ -344,8 +342,7 @@ def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_paddin
     output phases (groups 1, dilation 1, a kernel of 2 to 5 taps per stride phase).
     conv_transpose2d_backward's input gradient and
     weight gradient take conv2d's path for grad_output (the weight gradient is the
-    convolution's, with the roles of input and grad_output swapped), with
-    conv2d_algorithm's exception for strided layers and dilated weight gradients. As for
+    convolution's, with the roles of input and grad_output swapped). As for
     conv2d_algorithm, the choice depends on the shapes, dtype, arguments, workspace
     size and sgemm kernel, not on the values.
 
