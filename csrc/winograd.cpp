@@ -214,12 +214,15 @@ CNNKIT_INLINE void gather_taps(const T* q, int64_t n, const std::array<T*, kAlph
   }
 }
 
-// Transforms the input tiles [k0, k1) (at most kChunk) of a block of tile rows starting
-// at global tile row r0, for channel c: point p of block tile k goes to v[p * ldv + k].
+// Transforms the input tiles [k0, k1) (at most kChunk, k0 a multiple of it) of a block
+// of tile rows starting at global tile row r0, for channel c: point p of block tile k
+// goes to v[p * ldv + k / S * panel_stride + k % S], S = kSgemmSliverCols (a panel
+// stride of S: v[p * ldv + k]; or the sliver of a packed B operand, packed_b_index).
 // row is scratch of tl.offsets.back() elements.
 template <int M, class T>
 CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g, const Tiles& tl, int64_t r0,
-                               int64_t k0, int64_t k1, int64_t c, T* v, int64_t ldv, T* row) {
+                               int64_t k0, int64_t k1, int64_t c, T* v, int64_t ldv,
+                               int64_t panel_stride, T* row) {
   T d[kAlpha][kChunk], rows[kAlpha][kAlpha][kChunk];
   const int64_t n = k1 - k0;
   for (int t = 0; t < kAlpha; ++t) {
@@ -243,9 +246,13 @@ CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g, const Tiles& t
     }
     transform(kBT, strided<kAlpha>(&d[0][0], kChunk), strided<kAlpha>(&rows[t][0][0], kChunk), n);
   }
-  for (int u = 0; u < kAlpha; ++u)
-    transform(kBT, strided<kAlpha>(&rows[0][u][0], kAlpha * kChunk),
-              strided<kAlpha>(v + u * ldv + k0, kAlpha * ldv), n);
+  constexpr int64_t S = kSgemmSliverCols;
+  static_assert(kChunk % S == 0, "a chunk is whole slivers");
+  for (int64_t q = 0; q < n; q += S)
+    for (int u = 0; u < kAlpha; ++u)
+      transform(kBT, strided<kAlpha>(&rows[0][u][q], kAlpha * kChunk),
+                strided<kAlpha>(v + u * ldv + (k0 + q) / S * panel_stride, kAlpha * ldv),
+                std::min(S, n - q));
 }
 
 // Where a stride-1 layer's outputs go: output (row, col) of channel kc goes to channel
@@ -440,8 +447,9 @@ CNNKIT_INLINE T filter_grad_chunk(const T* s, int64_t f0, int64_t n, int64_t fil
 #define CNNKIT_WINOGRAD_DISPATCH(W, T)                                                        \
   CNNKIT_MULTIVERSION void input_chunk_mv(W, const T* x, const ConvGeometry& g,               \
                                           const Tiles& tl, int64_t r0, int64_t k0, int64_t k1, \
-                                          int64_t c, T* v, int64_t ldv, T* row) {             \
-    input_chunk<W::m>(x, g, tl, r0, k0, k1, c, v, ldv, row);                                  \
+                                          int64_t c, T* v, int64_t ldv, int64_t panel_stride,  \
+                                          T* row) {                                            \
+    input_chunk<W::m>(x, g, tl, r0, k0, k1, c, v, ldv, panel_stride, row);                    \
   }                                                                                           \
   CNNKIT_MULTIVERSION T output_chunk_mv(W, const T* m, int64_t ldm, const ConvGeometry& g,  \
                                         const Tiles& tl, const Spread& sp, int64_t r0,        \
@@ -533,6 +541,12 @@ int64_t row_elems(const ConvGeometry& g, int64_t tiles_x) {
   return kPoints * (g.c_in + g.c_out) * tiles_x;
 }
 
+// What the forward's transformed input takes beyond its tiles' row_elems share when
+// it is written as packed B operands (packed): each point's columns padded to slivers.
+int64_t sliver_slack(const ConvGeometry& g, bool packed) {
+  return packed ? kPoints * g.c_in * (kSgemmSliverCols - 1) : 0;
+}
+
 // The algorithm for g's kernel size, if there is one: 0 when none.
 int64_t tile_side(const ConvGeometry& g) {
   if (g.kh != g.kw) return 0;
@@ -564,29 +578,33 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
   if (total_rows == 0) return true;
   const int64_t cig = g.c_in_g(), cog = g.c_out_g();
   const bool packed = gemm_runs_own_sgemm(sizeof(T));
-  const int64_t filters = transformed_filter_elems(g, packed);
+  const int64_t filters = transformed_filter_elems(g, packed), slack = sliver_slack(g, packed);
   const int64_t filter_bytes = filters * int64_t(sizeof(T));
-  const int64_t block_rows =
-      rows_per_pass(g, tl, sizeof(T), filter_bytes, workspace_bytes - filter_bytes);
-  T* u = workspace<T>(0, filters + block_rows * row_elems(g, tl.tiles_x));
+  const int64_t block_rows = rows_per_pass(g, tl, sizeof(T), filter_bytes,
+                                           workspace_bytes - (filters + slack) * int64_t(sizeof(T)));
+  T* u = workspace<T>(0, filters + block_rows * row_elems(g, tl.tiles_x) + slack);
   T* v = u + filters;
-  T* m = v + kPoints * g.c_in * block_rows * tl.tiles_x;
+  // With the own sgemm, the input transform writes each point's B operand packed.
+  const int64_t b_cols = packed ? packed_b_cols(block_rows * tl.tiles_x) : block_rows * tl.tiles_x;
+  T* m = v + kPoints * g.c_in * b_cols;
   transform_filters<W>(w, g, packed, adjoint_filters, u);
   const int64_t grain = grain_for(kPoints * kChunk, kGrainElems);
   std::atomic<bool> finite{true};
   for (int64_t r0 = 0; r0 < total_rows; r0 += block_rows) {
     const int64_t tiles = std::min(block_rows, total_rows - r0) * tl.tiles_x;
     const int64_t chunks = (tiles + kChunk - 1) / kChunk;
+    const int64_t cols = packed ? packed_b_cols(tiles) : tiles;
     parallel_for(g.c_in * chunks, grain, [&](int64_t i0, int64_t i1) {
       std::vector<T> row(tl.offsets.back());
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t c = i / chunks, k0 = i % chunks * kChunk;
-        input_chunk_mv(W{}, x, g, tl, r0, k0, std::min(tiles, k0 + kChunk), c, v + c * tiles,
-                       g.c_in * tiles, row.data());
+        T* vc = packed ? v + c / cig * cig * cols + packed_b_index(c % cig, 0, cig) : v + c * tiles;
+        input_chunk_mv(W{}, x, g, tl, r0, k0, std::min(tiles, k0 + kChunk), c, vc, g.c_in * cols,
+                       packed ? kSgemmSliverCols * cig : kSgemmSliverCols, row.data());
       }
     });
     gemm_batch<T>(kPoints * g.groups, false, cog, tiles, cig, u, cig, filter_rows(g, packed) * cig,
-                  v, tiles, cig * tiles, T(0), m, tiles, cog * tiles, packed);
+                  v, tiles, cig * cols, T(0), m, tiles, cog * tiles, packed, packed);
     parallel_for(g.c_out * chunks, grain, [&](int64_t i0, int64_t i1) {
       T probe = 0;
       for (int64_t i = i0; i < i1; ++i) {
@@ -629,7 +647,8 @@ void weight_grad_core(const T* x, const T* gy, T* s, bool accumulate, const Conv
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t c = i / chunks, k0 = i % chunks * kChunk, k1 = std::min(tiles, k0 + kChunk);
         if (c < g.c_in)
-          input_chunk_mv(W{}, x, g, tl, r0, k0, k1, c, v + c * tiles, g.c_in * tiles, row.data());
+          input_chunk_mv(W{}, x, g, tl, r0, k0, k1, c, v + c * tiles, g.c_in * tiles,
+                         kSgemmSliverCols, row.data());
         else
           grad_chunk_mv(W{}, gy, g, tl, r0, k0, k1, c - g.c_in, z + (c - g.c_in) * tiles,
                         g.c_out * tiles);
@@ -761,7 +780,7 @@ int64_t dense_filter_elems(const ConvGeometry& g) { return g.c_out * g.c_in * g.
 int64_t core_bytes(const ConvGeometry& g, int64_t elem_bytes) {
   const bool packed = gemm_runs_own_sgemm(elem_bytes);
   const int64_t row = row_elems(g, Tiles(g, tile_side(g)).tiles_x);
-  return (transformed_filter_elems(g, packed) + row) * elem_bytes;
+  return (transformed_filter_elems(g, packed) + row + sliver_slack(g, packed)) * elem_bytes;
 }
 
 bool core_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_bytes) {

@@ -880,10 +880,12 @@ def test_winograd_weight_gradient_non_finite_values_as_in_a_direct_convolution(o
 
 def _winograd_bytes(c_in, c_out, k, tiles_x, rows, dtype):
     """Workspace of the transformed filters plus `rows` rows of tiles (36 points each).
-    For cnnkit's own sgemm the filters are packed in slivers of 14 output channels."""
+    For cnnkit's own sgemm the filters are packed in slivers of 14 output channels, and
+    each point's transformed input in slivers of 32 tiles (up to 31 more per channel)."""
     packed = np.dtype(dtype) == np.float32 and cnnkit.get_sgemm_kernel() == "avx512"
     filter_rows = -(-c_out // 14) * 14 if packed else c_out
-    return 36 * (filter_rows * c_in + rows * (c_in + c_out) * tiles_x) * np.dtype(dtype).itemsize
+    slack = 31 * c_in if packed else 0
+    return 36 * (filter_rows * c_in + rows * (c_in + c_out) * tiles_x + slack) * np.dtype(dtype).itemsize
 
 
 @pytest.mark.parametrize("kernel", ["auto", "openblas"])

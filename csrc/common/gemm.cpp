@@ -66,6 +66,7 @@ void blas_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha
 // stay even: 576 columns over 2 threads in 64-column panels went 5 : 4, and ran at
 // 310-321 GFLOPS against 348-351 for 512 or 640.
 constexpr int64_t kPanel = 32;
+static_assert(kPanel % kSgemmSliverCols == 0, "a column panel of a packed B is whole slivers");
 // Below this many multiply-adds per thread a split costs more than it saves.
 constexpr int64_t kMinWork = int64_t(1) << 18;
 
@@ -99,19 +100,33 @@ struct OperandA {
   }
 };
 
+// op(B), or packed ahead (packed_b_index; with a packed A only).
 template <class T>
-void serial(const OperandA<T>& a, bool tb, int64_t m, int64_t n, int64_t k, T alpha,
-            const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (a.packed) return sgemm_avx512_packed_a(tb, m, n, k, alpha, a.a, b, ldb, beta, c, ldc);
+struct OperandB {
+  const T* b;
+  int64_t ldb;
+  bool trans, packed;
+  OperandB from_col(int64_t j, int64_t k) const {
+    return {packed ? b + packed_b_index(0, j, k) : trans ? b + j * ldb : b + j, ldb, trans,
+            packed};
   }
-  blas_serial(a.trans, tb, m, n, k, alpha, a.a, a.lda, b, ldb, beta, c, ldc);
+};
+
+template <class T>
+void serial(const OperandA<T>& a, const OperandB<T>& b, int64_t m, int64_t n, int64_t k, T alpha,
+            T beta, T* c, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (a.packed)
+      return sgemm_avx512_packed_a(b.trans, m, n, k, alpha, a.a, b.b, b.ldb, b.packed, beta, c,
+                                   ldc);
+  }
+  blas_serial(a.trans, b.trans, m, n, k, alpha, a.a, a.lda, b.b, b.ldb, beta, c, ldc);
 }
 
 // Splits the larger of C's dimensions into panels; each task is a serial GEMM.
 template <class T>
-void split(const OperandA<T>& a, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* b,
-           int64_t ldb, T beta, T* c, int64_t ldc) {
+void split(const OperandA<T>& a, const OperandB<T>& b, int64_t m, int64_t n, int64_t k, T alpha,
+           T beta, T* c, int64_t ldc) {
   const bool by_cols = n >= m;
   const int64_t panel = by_cols ? kPanel : kSgemmSliverRows;
   const int64_t panels = ((by_cols ? n : m) + panel - 1) / panel;
@@ -119,9 +134,9 @@ void split(const OperandA<T>& a, bool tb, int64_t m, int64_t n, int64_t k, T alp
   parallel_for(panels, grain, [&](int64_t p0, int64_t p1) {
     const int64_t lo = p0 * panel, hi = std::min(p1 * panel, by_cols ? n : m);
     if (by_cols)
-      serial(a, tb, m, hi - lo, k, alpha, tb ? b + lo * ldb : b + lo, ldb, beta, c + lo, ldc);
+      serial(a, b.from_col(lo, k), m, hi - lo, k, alpha, beta, c + lo, ldc);
     else
-      serial(a.from_row(lo, k), tb, hi - lo, n, k, alpha, b, ldb, beta, c + lo * ldc, ldc);
+      serial(a.from_row(lo, k), b, hi - lo, n, k, alpha, beta, c + lo * ldc, ldc);
   });
 }
 }  // namespace
@@ -133,33 +148,37 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) return scale_c(m, n, beta, c, ldc);
-  split(OperandA<T>{a, lda, ta, false}, tb, m, n, k, alpha, b, ldb, beta, c, ldc);
+  split(OperandA<T>{a, lda, ta, false}, OperandB<T>{b, ldb, tb, false}, m, n, k, alpha, beta, c,
+        ldc);
 }
 
 template <class T>
 void gemm_batch(int64_t count, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,
                 int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta,
-                T* c, int64_t ldc, int64_t stride_c, bool a_packed) {
+                T* c, int64_t ldc, int64_t stride_c, bool a_packed, bool b_packed) {
   if (a_packed && !(std::is_same_v<T, float> && sgemm_avx512_supported()))
     raise_value("gemm_batch: a packed A operand needs cnnkit's own single-precision kernel");
+  if (b_packed && !a_packed) raise_value("gemm_batch: a packed B operand needs a packed A");
   if (m == 0 || n == 0) return;
   if (k == 0) {
     for (int64_t i = 0; i < count; ++i) scale_c(m, n, beta, c + i * stride_c, ldc);
     return;
   }
-  const auto operand = [&](int64_t i) {
+  const auto operand_a = [&](int64_t i) {
     return OperandA<T>{a + i * stride_a, lda, false, a_packed};
+  };
+  const auto operand_b = [&](int64_t i) {
+    return OperandB<T>{b + i * stride_b, ldb, trans_b, b_packed};
   };
   if (count < 2 * get_num_threads()) {
     for (int64_t i = 0; i < count; ++i)
-      split(operand(i), trans_b, m, n, k, T(1), b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+      split(operand_a(i), operand_b(i), m, n, k, T(1), beta, c + i * stride_c, ldc);
     return;
   }
   const int64_t grain = std::max<int64_t>(1, kMinWork / std::max<int64_t>(1, m * n * k));
   parallel_for(count, grain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
-      serial(operand(i), trans_b, m, n, k, T(1), b + i * stride_b, ldb, beta, c + i * stride_c,
-             ldc);
+      serial(operand_a(i), operand_b(i), m, n, k, T(1), beta, c + i * stride_c, ldc);
   });
 }
 
@@ -173,9 +192,9 @@ template void gemm_serial<double>(bool, bool, int64_t, int64_t, int64_t, double,
                                   int64_t, const double*, int64_t, double, double*, int64_t);
 template void gemm_batch<float>(int64_t, bool, int64_t, int64_t, int64_t, const float*, int64_t,
                                 int64_t, const float*, int64_t, int64_t, float, float*, int64_t,
-                                int64_t, bool);
+                                int64_t, bool, bool);
 template void gemm_batch<double>(int64_t, bool, int64_t, int64_t, int64_t, const double*, int64_t,
                                  int64_t, const double*, int64_t, int64_t, double, double*,
-                                 int64_t, int64_t, bool);
+                                 int64_t, int64_t, bool, bool);
 
 }  // namespace cnnkit

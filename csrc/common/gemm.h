@@ -34,10 +34,10 @@ bool gemm_runs_own_sgemm(int64_t elem_bytes);
 // operand i starts stride_* elements after operand i - 1. Whole products are
 // spread over the threads when there are enough of them, else each is split. With
 // a_packed (only where gemm_runs_own_sgemm said so), each A_i is packed ahead and lda
-// is ignored.
+// is ignored; with b_packed too, each B_i is (packed_b_index), and trans_b and ldb are.
 template <class T>
 void gemm_batch(int64_t count, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,
                 int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta,
-                T* c, int64_t ldc, int64_t stride_c, bool a_packed = false);
+                T* c, int64_t ldc, int64_t stride_c, bool a_packed = false, bool b_packed = false);
 
 }  // namespace cnnkit

@@ -19,7 +19,7 @@ namespace {
 // packed in blocks of MC x KC (MR-row slivers, [k][MR]; or packed ahead, in whole-K
 // slivers), B in KC x NC ([k][NR] slivers): a B sliver stays in L1 while the A block
 // streams from L2.
-constexpr int64_t MR = kSgemmSliverRows, NR = 32;
+constexpr int64_t MR = kSgemmSliverRows, NR = kSgemmSliverCols;
 constexpr int64_t KC = 256, MC = 16 * MR, NC = 2048;
 static_assert(MR == 14, "the micro-kernel holds 14 x 2 accumulators");
 
@@ -157,11 +157,12 @@ CNNKIT_AVX512 void micro_kernel(int64_t kc, const float* ap, const float* bp, fl
   }
 }
 
-// The blocked product; A is packed here unless a_packed (packed_a_index).
+// The blocked product; A is packed here unless a_packed (packed_a_index), B unless
+// b_packed (packed_b_index).
 CNNKIT_AVX512 void blocked(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                            const float* a, int64_t lda, bool a_packed, const float* b,
-                           int64_t ldb, float beta, float* c, int64_t ldc) {
-  const int64_t nc_max = std::min(NC, (n + NR - 1) / NR * NR);
+                           int64_t ldb, bool b_packed, float beta, float* c, int64_t ldc) {
+  const int64_t nc_max = b_packed ? 0 : std::min(NC, (n + NR - 1) / NR * NR);
   const int64_t mc_max = a_packed ? 0 : std::min(MC, (m + MR - 1) / MR * MR);
   const int64_t kc_max = std::min(KC, k);
   float* bpack = workspace<float>(2, kc_max * (nc_max + mc_max));
@@ -172,21 +173,28 @@ CNNKIT_AVX512 void blocked(bool ta, bool tb, int64_t m, int64_t n, int64_t k, fl
       const int64_t kc = std::min(KC, k - p0);
       // Later K blocks add to what the first wrote.
       const float beta_k = p0 == 0 ? beta : 1.f;
-      pack_b(b, tb, ldb, p0, kc, j0, nc, bpack);
+      // Slivers of this block start b_sliver_elems (of A: a_sliver_elems) apart.
+      const float* bblock = bpack;
+      int64_t b_sliver_elems = NR * kc;
+      if (b_packed) {
+        bblock = b + packed_b_index(p0, j0, k);
+        b_sliver_elems = NR * k;
+      } else {
+        pack_b(b, tb, ldb, p0, kc, j0, nc, bpack);
+      }
       for (int64_t i0 = 0; i0 < m; i0 += MC) {
         const int64_t mc = std::min(MC, m - i0);
-        // Slivers of this block start sliver_elems apart.
         const float* ablock = apack;
-        int64_t sliver_elems = MR * kc;
+        int64_t a_sliver_elems = MR * kc;
         if (a_packed) {
           ablock = a + packed_a_index(i0, p0, k);
-          sliver_elems = MR * k;
+          a_sliver_elems = MR * k;
         } else {
           pack_a(a, ta, lda, i0, mc, p0, kc, apack);
         }
         for (int64_t jr = 0; jr < nc; jr += NR)
           for (int64_t ir = 0; ir < mc; ir += MR)
-            micro_kernel(kc, ablock + ir / MR * sliver_elems, bpack + jr * kc,
+            micro_kernel(kc, ablock + ir / MR * a_sliver_elems, bblock + jr / NR * b_sliver_elems,
                          c + (i0 + ir) * ldc + j0 + jr, ldc, std::min(MR, mc - ir),
                          std::min(NR, nc - jr), alpha, beta_k);
       }
@@ -206,13 +214,13 @@ bool sgemm_avx512_supported() {
 
 void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                   int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  blocked(ta, tb, m, n, k, alpha, a, lda, false, b, ldb, beta, c, ldc);
+  blocked(ta, tb, m, n, k, alpha, a, lda, false, b, ldb, false, beta, c, ldc);
 }
 
 void sgemm_avx512_packed_a(bool tb, int64_t m, int64_t n, int64_t k, float alpha,
-                           const float* a_packed, const float* b, int64_t ldb, float beta,
-                           float* c, int64_t ldc) {
-  blocked(false, tb, m, n, k, alpha, a_packed, k, true, b, ldb, beta, c, ldc);
+                           const float* a_packed, const float* b, int64_t ldb, bool b_packed,
+                           float beta, float* c, int64_t ldc) {
+  blocked(false, tb, m, n, k, alpha, a_packed, k, true, b, ldb, b_packed, beta, c, ldc);
 }
 
 #else
@@ -223,7 +231,7 @@ void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, in
                   const float*, int64_t, float, float*, int64_t) {}
 
 void sgemm_avx512_packed_a(bool, int64_t, int64_t, int64_t, float, const float*, const float*,
-                           int64_t, float, float*, int64_t) {}
+                           int64_t, bool, float, float*, int64_t) {}
 
 #endif
 

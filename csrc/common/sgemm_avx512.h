@@ -28,10 +28,24 @@ inline int64_t packed_a_index(int64_t i, int64_t p, int64_t k) {
   return (i - i % kSgemmSliverRows) * k + p * kSgemmSliverRows + i % kSgemmSliverRows;
 }
 
-// sgemm_avx512 with A packed ahead (packed_a_index), so that a matrix written once in
+// A micro-tile's columns: a packed B operand holds slivers of this many columns.
+constexpr int64_t kSgemmSliverCols = 32;
+
+// A k x n matrix packed ahead as B: whole-K slivers of kSgemmSliverCols columns, each
+// [k][cols]; the last sliver's missing columns are never read into C. Columns [j, n)
+// from j a multiple of kSgemmSliverCols start at packed_b_index(0, j, k).
+inline int64_t packed_b_cols(int64_t n) {
+  return (n + kSgemmSliverCols - 1) / kSgemmSliverCols * kSgemmSliverCols;
+}
+inline int64_t packed_b_index(int64_t p, int64_t j, int64_t k) {
+  return (j - j % kSgemmSliverCols) * k + p * kSgemmSliverCols + j % kSgemmSliverCols;
+}
+
+// sgemm_avx512 with A packed ahead (packed_a_index), and B too where b_packed
+// (packed_b_index; trans_b and ldb are then ignored), so that a matrix written once in
 // that layout and used once is not copied again.
 void sgemm_avx512_packed_a(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                           const float* a_packed, const float* b, int64_t ldb, float beta,
-                           float* c, int64_t ldc);
+                           const float* a_packed, const float* b, int64_t ldb, bool b_packed,
+                           float beta, float* c, int64_t ldc);
 
 }  // namespace cnnkit
