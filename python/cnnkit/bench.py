@@ -9,7 +9,8 @@ calls run().
 Every benchmark first checks cnnkit's result against its float64 NumPy reference
 in cnnkit.reference (a correctness gate: a wrong kernel is never timed). It then times
 cnnkit and, where it is installed, torch in the same run, in turns, and reports the
-median per call after warm-up. Yardsticks are measured in the same run: for a
+best sample's time per call after warm-up (on a shared machine, other jobs only ever
+add time: the best sample is the one they disturbed least). Yardsticks are measured in the same run: for a
 convolution, a bare sgemm (cnnkit._C.matmul) of the shape its forward pass lowers
 to; for a bandwidth-bound layer, the machine's copy bandwidth (np.copyto, 64 MiB).
 
@@ -26,7 +27,6 @@ cnnkit never needs torch: it is imported here only when a benchmark runs, if pre
 import argparse
 import math
 import os
-import statistics
 import sys
 import time
 import zlib
@@ -47,7 +47,7 @@ RTOL = 1e-4
 
 @dataclass(frozen=True)
 class Settings:
-    repeats: int  # timed samples per function; the median is reported
+    repeats: int  # timed samples per function; the best is reported
     min_sample_s: float  # a sample loops over calls until it lasts at least this long
     batch_divisor: int  # divides each case's batch (dim 0), at least 1 remains
     # Pause before each sample. After a call, OpenBLAS's worker threads spin for about
@@ -744,7 +744,7 @@ def _sample(fn, loops, sync):
 
 
 def time_interleaved(fns, settings=FULL, sync=None):
-    """Median seconds per call of each function. After a warm-up call each, a calibration
+    """The best sample's seconds per call of each function. After a warm-up call each, a calibration
     call sets how many calls make one sample; then samples are taken in turns (f, g, f, g...)
     so that the functions see the same machine state, each after a pause that lets the
     previous function's spinning threads go to sleep and a few untimed calls that wake
@@ -758,7 +758,7 @@ def time_interleaved(fns, settings=FULL, sync=None):
             time.sleep(settings.settle_s)
             _sample(fn, max(1, math.ceil(n * settings.rewarm_share)), sync)
             s.append(_sample(fn, n, sync))
-    return [statistics.median(s) for s in samples]
+    return [min(s) for s in samples]
 
 
 def copy_bandwidth(settings=FULL, xp=np, sync=None):
@@ -940,7 +940,7 @@ def run(quick=False, threads=2, file=None, benchmarks=None, device="cpu"):
             torch_line = ("not installed" if torch is None else f"{torch.__version__} on CUDA" if torch_on is not None
                           else f"{torch.__version__}, built without CUDA: cnnkit timed alone")
         out(f"torch: {torch_line}; "
-            f"median of {settings.repeats} samples (each >= {1e3 * settings.min_sample_s:g} ms) after warm-up, "
+            f"best of {settings.repeats} samples (each >= {1e3 * settings.min_sample_s:g} ms) after warm-up, "
             f"cnnkit and torch in turns")
         copy_gbps = copy_bandwidth(settings, xp, sync)
         out(f"ratio = torch ms / cnnkit ms (> 1: cnnkit faster); share = GFLOPS / sgemm GFLOPS of the forward's "
