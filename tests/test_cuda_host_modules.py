@@ -12,10 +12,12 @@ copy is recorded.
 """
 
 import copy
+import importlib.util
 import io
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -451,6 +453,9 @@ def test_cuda_host_module_to_cuda_without_cupy(call, where, monkeypatch):
 
 
 def test_cuda_host_module_to_cuda_without_gpu(monkeypatch):
+    """CuPy installed, no GPU: where CuPy is missing, an empty module stands in for it."""
+    if importlib.util.find_spec("cupy") is None:
+        monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))
     monkeypatch.setattr(cnnkit.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match=r"^Linear.to: device: 'cuda' needs a CUDA GPU, and CuPy sees none here "
                                            r"\(cupy.is_available\(\) is False\)$"):
