@@ -248,11 +248,13 @@ CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g, const Tiles& t
   }
   constexpr int64_t S = kSgemmSliverCols;
   static_assert(kChunk % S == 0, "a chunk is whole slivers");
-  for (int64_t q = 0; q < n; q += S)
+  // Columns run contiguously for a sliver, or for the whole chunk at a panel stride of S.
+  const int64_t run = panel_stride == S ? n : S;
+  for (int64_t q = 0; q < n; q += run)
     for (int u = 0; u < kAlpha; ++u)
       transform(kBT, strided<kAlpha>(&rows[0][u][q], kAlpha * kChunk),
                 strided<kAlpha>(v + u * ldv + (k0 + q) / S * panel_stride, kAlpha * ldv),
-                std::min(S, n - q));
+                std::min(run, n - q));
 }
 
 // Where a stride-1 layer's outputs go: output (row, col) of channel kc goes to channel
@@ -584,16 +586,17 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                                            workspace_bytes - (filters + slack) * int64_t(sizeof(T)));
   T* u = workspace<T>(0, filters + block_rows * row_elems(g, tl.tiles_x) + slack);
   T* v = u + filters;
-  // With the own sgemm, the input transform writes each point's B operand packed.
-  const int64_t b_cols = packed ? packed_b_cols(block_rows * tl.tiles_x) : block_rows * tl.tiles_x;
-  T* m = v + kPoints * g.c_in * b_cols;
+  // With the own sgemm, the input transform writes each point's B operand packed, its
+  // columns (tiles) padded to whole slivers.
+  const auto b_cols = [&](int64_t tiles) { return packed ? packed_b_cols(tiles) : tiles; };
+  T* m = v + kPoints * g.c_in * b_cols(block_rows * tl.tiles_x);
   transform_filters<W>(w, g, packed, adjoint_filters, u);
   const int64_t grain = grain_for(kPoints * kChunk, kGrainElems);
   std::atomic<bool> finite{true};
   for (int64_t r0 = 0; r0 < total_rows; r0 += block_rows) {
     const int64_t tiles = std::min(block_rows, total_rows - r0) * tl.tiles_x;
     const int64_t chunks = (tiles + kChunk - 1) / kChunk;
-    const int64_t cols = packed ? packed_b_cols(tiles) : tiles;
+    const int64_t cols = b_cols(tiles);
     parallel_for(g.c_in * chunks, grain, [&](int64_t i0, int64_t i1) {
       std::vector<T> row(tl.offsets.back());
       for (int64_t i = i0; i < i1; ++i) {
@@ -1007,8 +1010,9 @@ bool stacked_weight_grad(const T* x, const T* gy, T* gw, const ConvGeometry& g,
 // (g itself, or a stacked form). 36*sh*sw / (m*m*kH*kW) of a direct convolution's
 // multiplies are left, counting the zero taps a stacked form pads in: measured on
 // AVX-512 with 2 threads, a share above 0.4 (3x3 stride 2: 0.64) lost to im2col, and
-// so did F(5x5, 2x2) on stride-1 layers. On the stacked forms of 4x4 stride-2 layers it
-// wins, both directions: 9.5 ms against 11.9 for a transposed layer's input gradient.
+// so did F(5x5, 2x2) on stride-1 layers. On strided layers' stacked forms it wins in
+// both directions (4x4 stride 2: 9.5 ms against 11.9 for a transposed layer's input
+// gradient).
 bool pays_off(const ConvGeometry& g, const ConvGeometry& f) {
   const int64_t m = tile_side(f);
   if (m == 0) return false;

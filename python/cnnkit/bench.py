@@ -10,9 +10,10 @@ Every benchmark first checks cnnkit's result against its float64 NumPy reference
 in cnnkit.reference (a correctness gate: a wrong kernel is never timed). It then times
 cnnkit and, where it is installed, torch in the same run, in turns, and reports the
 best sample's time per call after warm-up (on a shared machine, other jobs only ever
-add time: the best sample is the one they disturbed least). Yardsticks are measured in the same run: for a
-convolution, a bare sgemm (cnnkit._C.matmul) of the shape its forward pass lowers
-to; for a bandwidth-bound layer, the machine's copy bandwidth (np.copyto, 64 MiB).
+add time: the best sample is the one they disturbed least). Yardsticks are measured
+in the same run: for a convolution, a bare sgemm (cnnkit._C.matmul) of the shape its
+forward pass lowers to; for a bandwidth-bound layer, the machine's copy bandwidth
+(np.copyto, 64 MiB).
 
     python -m cnnkit.bench [--quick] [--threads N] [--device cpu|cuda|cuda:N]
 
@@ -744,11 +745,11 @@ def _sample(fn, loops, sync):
 
 
 def time_interleaved(fns, settings=FULL, sync=None):
-    """The best sample's seconds per call of each function. After a warm-up call each, a calibration
-    call sets how many calls make one sample; then samples are taken in turns (f, g, f, g...)
-    so that the functions see the same machine state, each after a pause that lets the
-    previous function's spinning threads go to sleep and a few untimed calls that wake
-    the cores up again. sync (a GPU's synchronize) ends every sample."""
+    """The best sample's seconds per call of each function. After a warm-up call each, a
+    calibration call sets how many calls make one sample; then samples are taken in turns
+    (f, g, f, g...) so that the functions see the same machine state, each after a pause
+    that lets the previous function's spinning threads go to sleep and a few untimed
+    calls that wake the cores up again. sync (a GPU's synchronize) ends every sample."""
     for fn in fns:
         fn()
     loops = [min(10_000, max(1, math.ceil(settings.min_sample_s / max(_sample(fn, 1, sync), 1e-7)))) for fn in fns]

@@ -340,11 +340,10 @@ def conv_transpose2d_algorithm(input, weight, stride=1, padding=0, output_paddin
     stride-1 layer as the stride-1 convolution by the reversed, transposed kernel (any
     dilation and groups), and a strided one as the stride-1 convolution of its stacked
     output phases (groups 1, dilation 1, a kernel of 2 to 5 taps per stride phase).
-    conv_transpose2d_backward's input gradient and
-    weight gradient take conv2d's path for grad_output (the weight gradient is the
-    convolution's, with the roles of input and grad_output swapped). As for
-    conv2d_algorithm, the choice depends on the shapes, dtype, arguments, workspace
-    size and sgemm kernel, not on the values.
+    conv_transpose2d_backward's input gradient and weight gradient take conv2d's path
+    for grad_output (the weight gradient is the convolution's, with the roles of input
+    and grad_output swapped). As for conv2d_algorithm, the choice depends on the
+    shapes, dtype, arguments, workspace size and sgemm kernel, not on the values.
 
     Parameters
     ----------
