@@ -176,27 +176,56 @@ CNNKIT_INLINE void transform(const double (&m)[R][C], const std::array<P, C>& in
   }
 }
 
-// Fills the phase-split padded row (see Tiles::offsets) from input row src: padded
-// position x + pw holds src[x], and the padding is zero.
+// dst[k] = src[first + step * k] where that index lies in [0, in), else zero, for k < len.
 template <class T>
-CNNKIT_INLINE void pad_row(const T* src, const ConvGeometry& g, const Tiles& tl, T* row) {
-  for (size_t p = 0; p + 1 < tl.offsets.size(); ++p) {
-    T* dst = row + tl.offsets[p];
-    const int64_t len = tl.offsets[p + 1] - tl.offsets[p], first = int64_t(p) - g.pw;
-    int64_t lo, hi;
-    valid_range(first, g.dw, g.w, len, &lo, &hi);
-    for (int64_t k = 0; k < lo; ++k) dst[k] = T(0);
-    if (g.dw == 1) {
-      for (int64_t k = lo; k < hi; ++k) dst[k] = src[first + k];
-    } else if (g.dw == 2) {  // the common dilation: a compile-time stride vectorises
+CNNKIT_INLINE void copy_padded(const T* src, int64_t first, int64_t step, int64_t in, int64_t len,
+                               T* dst) {
+  int64_t lo, hi;
+  valid_range(first, step, in, len, &lo, &hi);
+  for (int64_t k = 0; k < lo; ++k) dst[k] = T(0);
+  if (step == 1) {
+    for (int64_t k = lo; k < hi; ++k) dst[k] = src[first + k];
+  } else if (step == 2) {  // the common dilation and stride: a compile-time one vectorises
 #pragma omp simd
-      for (int64_t k = lo; k < hi; ++k) dst[k] = src[first + 2 * k];
-    } else {
+    for (int64_t k = lo; k < hi; ++k) dst[k] = src[first + 2 * k];
+  } else {
 #pragma omp simd
-      for (int64_t k = lo; k < hi; ++k) dst[k] = src[first + g.dw * k];
-    }
-    for (int64_t k = hi; k < len; ++k) dst[k] = T(0);
+    for (int64_t k = lo; k < hi; ++k) dst[k] = src[first + step * k];
   }
+  for (int64_t k = hi; k < len; ++k) dst[k] = T(0);
+}
+
+// Where row iy of channel c of image img of g's input starts in x, or null where that
+// row is all padding. With strided_layer, g is the space-to-depth form of that layer
+// (phase_form) and x the layer's own input: the form's channel (c*sh + a)*sw + b at row
+// iy and column q is the layer's channel c at row sh*iy + a - ph and column
+// sw*q + b - pw, gathered where it is read (load_row) rather than stored apart.
+template <class T>
+CNNKIT_INLINE const T* source_row(const T* x, const ConvGeometry& g,
+                                  const ConvGeometry* strided_layer, int64_t img, int64_t c,
+                                  int64_t iy) {
+  if (iy < 0 || iy >= g.h) return nullptr;
+  if (!strided_layer) return x + ((img * g.c_in + c) * g.h + iy) * g.w;
+  const ConvGeometry& s = *strided_layer;
+  const int64_t sy = s.sh * iy + c / s.sw % s.sh - s.ph;
+  if (sy < 0 || sy >= s.h) return nullptr;
+  return x + ((img * s.c_in + c / (s.sh * s.sw)) * s.h + sy) * s.w;
+}
+
+// Fills the phase-split padded row (see Tiles::offsets) of channel c from its source
+// row src: padded position x + pw holds the row's x, and the padding is zero.
+template <class T>
+CNNKIT_INLINE void load_row(const T* src, const ConvGeometry& g, const ConvGeometry* strided_layer,
+                            const Tiles& tl, int64_t c, T* row) {
+  if (!strided_layer) {
+    for (size_t p = 0; p + 1 < tl.offsets.size(); ++p)
+      copy_padded(src, int64_t(p) - g.pw, g.dw, g.w, tl.offsets[p + 1] - tl.offsets[p],
+                  row + tl.offsets[p]);
+    return;
+  }
+  const ConvGeometry& s = *strided_layer;
+  copy_padded(src, c % s.sw - s.pw, s.sw, s.w, g.w, row);  // the form has no padding of its own
+  std::fill(row + g.w, row + tl.offsets.back(), T(0));
 }
 
 // dst[s][i] = tap s (< 6) along one input row of tile i < n of a run of tiles M apart
@@ -218,29 +247,47 @@ CNNKIT_INLINE void gather_taps(const T* q, int64_t n, const std::array<T*, kAlph
 // of tile rows starting at global tile row r0, for channel c: point p of block tile k
 // goes to v[p * ldv + k / S * panel_stride + k % S], S = kSgemmSliverCols (a panel
 // stride of S: v[p * ldv + k]; or the sliver of a packed B operand, packed_b_index).
-// row is scratch of tl.offsets.back() elements.
+// row is scratch of tl.offsets.back() elements; strided_layer: see load_row.
 template <int M, class T>
-CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g, const Tiles& tl, int64_t r0,
+CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g,
+                               const ConvGeometry* strided_layer, const Tiles& tl, int64_t r0,
                                int64_t k0, int64_t k1, int64_t c, T* v, int64_t ldv,
                                int64_t panel_stride, T* row) {
   T d[kAlpha][kChunk], rows[kAlpha][kAlpha][kChunk];
   const int64_t n = k1 - k0;
+  // Input row t of block tile row tr.
+  const auto source = [&](int64_t tr, int t) {
+    const int64_t iy = tl.ys[(r0 + tr) % tl.tiles_y()] - g.ph + g.dh * t;
+    return source_row(x, g, strided_layer, (r0 + tr) / tl.tiles_y(), c, iy);
+  };
+  // The rows lie too far apart for the hardware to fetch them ahead: fetch each t's
+  // while the one before is transformed.
+  const int64_t source_len = strided_layer ? strided_layer->w : g.w;
+  const auto fetch_ahead = [&](int t) {
+    for (int64_t tr = k0 / tl.tiles_x; tr <= (k1 - 1) / tl.tiles_x; ++tr)
+      if (const T* src = source(tr, t))
+        for (int64_t e = 0; e < source_len; e += 64 / int64_t(sizeof(T)))
+          __builtin_prefetch(src + e);
+  };
+  fetch_ahead(0);
   for (int t = 0; t < kAlpha; ++t) {
-    int64_t padded = -1;  // the tile row whose input row t is in `row`
+    if (t + 1 < kAlpha) fetch_ahead(t + 1);
+    int64_t loaded = -1;  // the tile row whose input row t is in `row`
+    bool in_plane = false;  // whether that row lies in the plane
     for (int64_t k = k0; k < k1;) {
       const Run r = run_at(tl, k, k1);
       const int64_t len = r.j1 - r.j0;
       const auto dst = strided<kAlpha>(&d[0][k - k0], kChunk);
       k += len;
-      const int64_t img = (r0 + r.row) / tl.tiles_y();
-      const int64_t iy = tl.ys[(r0 + r.row) % tl.tiles_y()] - g.ph + g.dh * t;
-      if (iy < 0 || iy >= g.h) {
+      if (loaded != r.row) {
+        const T* src = source(r.row, t);
+        in_plane = src != nullptr;
+        if (in_plane) load_row(src, g, strided_layer, tl, c, row);
+        loaded = r.row;
+      }
+      if (!in_plane) {
         for (auto* o : dst) std::fill(o, o + len, T(0));
         continue;
-      }
-      if (padded != r.row) {
-        pad_row(x + ((img * g.c_in + c) * g.h + iy) * g.w, g, tl, row);
-        padded = r.row;
       }
       gather_taps<M>(row + tl.offsets[r.phase] + M * (r.j0 - tl.starts[r.phase]), len, dst);
     }
@@ -448,10 +495,10 @@ CNNKIT_INLINE T filter_grad_chunk(const T* s, int64_t f0, int64_t n, int64_t fil
 
 #define CNNKIT_WINOGRAD_DISPATCH(W, T)                                                        \
   CNNKIT_MULTIVERSION void input_chunk_mv(W, const T* x, const ConvGeometry& g,               \
-                                          const Tiles& tl, int64_t r0, int64_t k0, int64_t k1, \
-                                          int64_t c, T* v, int64_t ldv, int64_t panel_stride,  \
-                                          T* row) {                                            \
-    input_chunk<W::m>(x, g, tl, r0, k0, k1, c, v, ldv, panel_stride, row);                    \
+                                          const ConvGeometry* strided_layer, const Tiles& tl,  \
+                                          int64_t r0, int64_t k0, int64_t k1, int64_t c, T* v, \
+                                          int64_t ldv, int64_t panel_stride, T* row) {         \
+    input_chunk<W::m>(x, g, strided_layer, tl, r0, k0, k1, c, v, ldv, panel_stride, row);     \
   }                                                                                           \
   CNNKIT_MULTIVERSION T output_chunk_mv(W, const T* m, int64_t ldm, const ConvGeometry& g,  \
                                         const Tiles& tl, const Spread& sp, int64_t r0,        \
@@ -571,10 +618,11 @@ int64_t rows_per_pass(const ConvGeometry& g, const Tiles& tl, int64_t elem_bytes
   return (total_rows + passes - 1) / passes;
 }
 
-// sp: where the outputs go in y (Spread).
+// sp: where the outputs go in y (Spread); strided_layer: see load_row.
 template <class W, class T>
 bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
-             int64_t workspace_bytes, bool adjoint_filters, const Spread& sp) {
+             int64_t workspace_bytes, bool adjoint_filters, const Spread& sp,
+             const ConvGeometry* strided_layer) {
   const Tiles tl(g, W::m);
   const int64_t total_rows = g.n * tl.tiles_y();
   if (total_rows == 0) return true;
@@ -602,8 +650,9 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t c = i / chunks, k0 = i % chunks * kChunk;
         T* vc = packed ? v + c / cig * cig * cols + packed_b_index(c % cig, 0, cig) : v + c * tiles;
-        input_chunk_mv(W{}, x, g, tl, r0, k0, std::min(tiles, k0 + kChunk), c, vc, g.c_in * cols,
-                       packed ? kSgemmSliverCols * cig : kSgemmSliverCols, row.data());
+        input_chunk_mv(W{}, x, g, strided_layer, tl, r0, k0, std::min(tiles, k0 + kChunk), c, vc,
+                       g.c_in * cols, packed ? kSgemmSliverCols * cig : kSgemmSliverCols,
+                       row.data());
       }
     });
     gemm_batch<T>(kPoints * g.groups, false, cog, tiles, cig, u, cig, filter_rows(g, packed) * cig,
@@ -623,18 +672,18 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
   return true;
 }
 
-// s[point][k][c] (+)= the transform-domain weight gradient of x and gy: for each point,
+// s[point][k][c] = the transform-domain weight gradient of x and gy: for each point,
 // the sum over tiles of the transformed output gradient times the transformed input,
-// one batched GEMM per block of tile rows. accumulate adds to what s holds; the tiles
-// take at most workspace_bytes.
+// one batched GEMM per block of tile rows. The tiles take at most workspace_bytes;
+// strided_layer: see load_row.
 template <class W, class T>
-void weight_grad_core(const T* x, const T* gy, T* s, bool accumulate, const ConvGeometry& g,
-                      int64_t workspace_bytes) {
+void weight_grad_core(const T* x, const T* gy, T* s, const ConvGeometry& g,
+                      const ConvGeometry* strided_layer, int64_t workspace_bytes) {
   const Tiles tl(g, W::m);
   const int64_t total_rows = g.n * tl.tiles_y();
   const int64_t cig = g.c_in_g(), cog = g.c_out_g();
   if (total_rows == 0) {
-    if (!accumulate) std::fill(s, s + filter_elems(g), T(0));
+    std::fill(s, s + filter_elems(g), T(0));
     return;
   }
   const int64_t block_rows =
@@ -650,15 +699,15 @@ void weight_grad_core(const T* x, const T* gy, T* s, bool accumulate, const Conv
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t c = i / chunks, k0 = i % chunks * kChunk, k1 = std::min(tiles, k0 + kChunk);
         if (c < g.c_in)
-          input_chunk_mv(W{}, x, g, tl, r0, k0, k1, c, v + c * tiles, g.c_in * tiles,
-                         kSgemmSliverCols, row.data());
+          input_chunk_mv(W{}, x, g, strided_layer, tl, r0, k0, k1, c, v + c * tiles,
+                         g.c_in * tiles, kSgemmSliverCols, row.data());
         else
           grad_chunk_mv(W{}, gy, g, tl, r0, k0, k1, c - g.c_in, z + (c - g.c_in) * tiles,
                         g.c_out * tiles);
       }
     });
     gemm_batch<T>(kPoints * g.groups, true, cog, cig, tiles, z, tiles, cog * tiles, v, tiles,
-                  cig * tiles, accumulate || r0 > 0 ? T(1) : T(0), s, cig, cog * cig);
+                  cig * tiles, r0 > 0 ? T(1) : T(0), s, cig, cog * cig);
   }
 }
 
@@ -690,12 +739,12 @@ decltype(auto) with_algorithm(const ConvGeometry& g, F&& f) {
 }
 
 // The stride-1 path's transform-domain weight gradient of every sample, into s
-// (filter_elems(g)), and the filters from it.
+// (filter_elems(g)), and the filters from it. strided_layer: see load_row.
 template <class T>
-void core_weight_sums(const T* x, const T* gy, T* s, bool accumulate, const ConvGeometry& g,
-                      int64_t workspace_bytes) {
+void core_weight_sums(const T* x, const T* gy, T* s, const ConvGeometry& g,
+                      const ConvGeometry* strided_layer, int64_t workspace_bytes) {
   with_algorithm(g, [&](auto w) {
-    weight_grad_core<decltype(w)>(x, gy, s, accumulate, g, workspace_bytes);
+    weight_grad_core<decltype(w)>(x, gy, s, g, strided_layer, workspace_bytes);
   });
 }
 
@@ -718,36 +767,29 @@ bool stacks_phases(const ConvGeometry& g) {
 // the taps reversed (u -> t - 1 - u) for the transpose form; zero past the kernel.
 template <class T>
 void stacked_filters(const T* w, const ConvGeometry& g, int64_t t, bool transpose, T* dst) {
-  const int64_t phases = g.c_in * g.sh * g.sw;
+  const int64_t phases = g.c_in * g.sh * g.sw, taps = t * t;
+  // Where tap q of phase (a, b) lies in a kernel, or -1 where it is padding.
+  std::vector<int64_t> tap_at(g.sh * g.sw * taps);
+  for (int64_t ab = 0; ab < g.sh * g.sw; ++ab)
+    for (int64_t u = 0; u < t; ++u)
+      for (int64_t v = 0; v < t; ++v) {
+        const int64_t ki = ab / g.sw + g.sh * (transpose ? t - 1 - u : u);
+        const int64_t kj = ab % g.sw + g.sw * (transpose ? t - 1 - v : v);
+        tap_at[ab * taps + u * t + v] = ki < g.kh && kj < g.kw ? ki * g.kw + kj : -1;
+      }
   // A task takes a block of stacked channels for every output channel: both w's
   // filters and each destination row are then read and written in order.
   constexpr int64_t kBlock = 8;
   const int64_t blocks = (phases + kBlock - 1) / kBlock;
-  parallel_for(blocks, grain_for(kBlock * g.c_out * t * t, kGrainElems), [&](int64_t i0, int64_t i1) {
+  parallel_for(blocks, grain_for(kBlock * g.c_out * taps, kGrainElems), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t ch0 = i * kBlock, ch1 = std::min(phases, ch0 + kBlock);
-      int64_t c[kBlock], a[kBlock], b[kBlock];  // the channel and phase of each
-      for (int64_t ch = ch0; ch < ch1; ++ch) {
-        c[ch - ch0] = ch / (g.sh * g.sw);
-        a[ch - ch0] = ch / g.sw % g.sh;
-        b[ch - ch0] = ch % g.sw;
-      }
       for (int64_t o = 0; o < g.c_out; ++o)
         for (int64_t ch = ch0; ch < ch1; ++ch) {
-          const int64_t j = ch - ch0;
-          const T* src = w + (o * g.c_in + c[j]) * g.kh * g.kw;
-          T* d = dst + (transpose ? ch * g.c_out + o : o * phases + ch) * t * t;
-          if (g.sh == 1 && g.sw == 1) {  // the kernel itself, reversed for the transpose form
-            for (int64_t q = 0; q < t * t; ++q) d[q] = src[transpose ? t * t - 1 - q : q];
-            continue;
-          }
-          for (int64_t u = 0; u < t; ++u) {
-            const int64_t ki = a[j] + g.sh * (transpose ? t - 1 - u : u);
-            for (int64_t v = 0; v < t; ++v) {
-              const int64_t kj = b[j] + g.sw * (transpose ? t - 1 - v : v);
-              d[u * t + v] = ki < g.kh && kj < g.kw ? src[ki * g.kw + kj] : T(0);
-            }
-          }
+          const T* src = w + (o * g.c_in + ch / (g.sh * g.sw)) * g.kh * g.kw;
+          const int64_t* at = &tap_at[ch % (g.sh * g.sw) * taps];
+          T* d = dst + (transpose ? ch * g.c_out + o : o * phases + ch) * taps;
+          for (int64_t q = 0; q < taps; ++q) d[q] = at[q] < 0 ? T(0) : src[at[q]];
         }
     }
   });
@@ -761,8 +803,8 @@ void stacked_filters(const T* w, const ConvGeometry& g, int64_t t, bool transpos
 
 bool has_phase_form(const ConvGeometry& g) { return (g.sh > 1 || g.sw > 1) && stacks_phases(g); }
 
-// The stride-1 layer of the space-to-depth form of n samples of g; the padding is
-// applied by the rearrangement.
+// The stride-1 layer of the space-to-depth form of n samples of g, whose input rows
+// load_row gathers from g's input, padding included.
 ConvGeometry phase_form(const ConvGeometry& g, int64_t n) {
   const int64_t r = (g.kh - 1) / g.sh + 1;
   ConvGeometry p = g;
@@ -798,13 +840,14 @@ bool core_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_b
 
 // adjoint_filters: w holds the filters of the convolution g is the adjoint of
 // (transform_filters). sp: where the outputs go (Spread), g's own plane by default.
+// strided_layer: see load_row.
 template <class T>
 bool core_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                   int64_t workspace_bytes, bool adjoint_filters = false,
-                  const Spread* sp = nullptr) {
+                  const Spread* sp = nullptr, const ConvGeometry* strided_layer = nullptr) {
   return with_algorithm(g, [&](auto a) {
     return forward<decltype(a)>(x, w, bias, y, g, workspace_bytes, adjoint_filters,
-                                sp ? *sp : Spread::of(g));
+                                sp ? *sp : Spread::of(g), strided_layer);
   });
 }
 
@@ -828,40 +871,6 @@ ConvGeometry adjoint_core(const ConvGeometry& g) {
   z.ph = g.dh * (g.kh - 1) - g.ph;
   z.pw = g.dw * (g.kw - 1) - g.pw;
   return z;
-}
-
-// xp = the space-to-depth form (phase form p) of samples of x.
-template <class T>
-void space_to_depth(const T* x, const ConvGeometry& g, const ConvGeometry& p, T* xp) {
-  parallel_for(p.n * p.c_in, grain_for(p.plane_in(), kGrainElems), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t ch = i % p.c_in, c = ch / (g.sh * g.sw), a = ch / g.sw % g.sh, b = ch % g.sw;
-      const T* src = x + (i / p.c_in * g.c_in + c) * g.plane_in();
-      T* dst = xp + i * p.plane_in();
-      int64_t lo, hi;
-      valid_range(b - g.pw, g.sw, g.w, p.w, &lo, &hi);
-      for (int64_t r = 0; r < p.h; ++r, dst += p.w) {
-        const int64_t iy = r * g.sh + a - g.ph;
-        if (iy < 0 || iy >= g.h) {
-          std::fill(dst, dst + p.w, T(0));
-          continue;
-        }
-        const T* row = src + iy * g.w + b - g.pw;
-        std::fill(dst, dst + lo, T(0));
-        for (int64_t q = lo; q < hi; ++q) dst[q] = row[q * g.sw];
-        std::fill(dst + hi, dst + p.w, T(0));
-      }
-    }
-  });
-}
-
-// Samples per pass of a path that keeps its own filters and nb samples of a buffer
-// beside the stride-1 path (core, one sample): the buffer takes at most a quarter
-// of the bound, and at least one sample.
-int64_t samples_per_pass(int64_t n, int64_t sample_bytes, int64_t filter_bytes,
-                         int64_t core_bytes, int64_t workspace_bytes) {
-  const int64_t room = std::min(workspace_bytes / 4, workspace_bytes - filter_bytes - core_bytes);
-  return std::clamp<int64_t>(room / sample_bytes, 1, std::max<int64_t>(n, 1));
 }
 
 // ---- Transposed convolutions, through their phase form. Output row i of a stride-s
@@ -917,48 +926,27 @@ ConvGeometry stacked_form(const ConvGeometry& g, bool transpose, int64_t n) {
   return transpose ? transpose_form(g, n) : phase_form(g, n);
 }
 
-// Elements per sample of the rearranged input the space-to-depth form runs through;
-// the transpose form needs none.
-int64_t stacked_sample_elems(const ConvGeometry& f, bool transpose) {
-  return transpose ? 0 : f.c_in * f.plane_in();
-}
-
 bool stacked_applies(const ConvGeometry& g, bool transpose, int64_t elem_bytes,
                      int64_t workspace_bytes) {
   const ConvGeometry f = stacked_form(g, transpose, 1);
-  const int64_t extra = (stacked_sample_elems(f, transpose) + dense_filter_elems(f)) * elem_bytes;
-  return core_applies(f, elem_bytes, workspace_bytes - extra);
+  return core_applies(f, elem_bytes, workspace_bytes - dense_filter_elems(f) * elem_bytes);
 }
 
-// Runs g through a stacked form with the stride-1 path: the transpose form in one
-// pass, the space-to-depth one some samples at a time.
+// Runs g through a stacked form with the stride-1 path: the transpose form writing
+// its phases into place, the space-to-depth one gathering them from x (load_row).
 template <class T>
 bool stacked_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                      bool transpose, int64_t workspace_bytes) {
-  const int64_t e = sizeof(T);
-  const ConvGeometry f1 = stacked_form(g, transpose, 1);
-  const int64_t filters = dense_filter_elems(f1);
-  if (transpose) {  // x lies on g's column side, y on its image side
-    T* wf = workspace<T>(1, filters);
-    stacked_filters(w, g, f1.kh, true, wf);
-    const ConvGeometry f = transpose_form(g, g.n);
-    const Spread sp = transpose_spread(g);
-    if (!core_forward(x, wf, bias, y, f, workspace_bytes - filters * e, false, &sp)) return false;
-    fill_unreached(g, f, bias, y);
-    return true;
-  }
-  const int64_t sample = stacked_sample_elems(f1, false);
-  const int64_t nb =
-      samples_per_pass(g.n, sample * e, filters * e, core_bytes(f1, e), workspace_bytes);
-  const int64_t rest = workspace_bytes - (filters + nb * sample) * e;
-  T* wf = workspace<T>(1, filters + nb * sample);
-  T* buf = wf + filters;
-  stacked_filters(w, g, f1.kh, false, wf);
-  for (int64_t n0 = 0; n0 < g.n; n0 += nb) {
-    const ConvGeometry f = phase_form(g, std::min(nb, g.n - n0));
-    space_to_depth(x + n0 * g.c_in * g.plane_in(), g, f, buf);
-    if (!core_forward(buf, wf, bias, y + n0 * g.c_out * g.plane_out(), f, rest)) return false;
-  }
+  const ConvGeometry f = stacked_form(g, transpose, g.n);
+  const int64_t filters = dense_filter_elems(f);
+  const int64_t rest = workspace_bytes - filters * int64_t(sizeof(T));
+  T* wf = workspace<T>(1, filters);
+  stacked_filters(w, g, f.kh, transpose, wf);
+  if (!transpose) return core_forward(x, wf, bias, y, f, rest, false, nullptr, &g);
+  // x lies on g's column side, y on its image side
+  const Spread sp = transpose_spread(g);
+  if (!core_forward(x, wf, bias, y, f, rest, false, &sp)) return false;
+  fill_unreached(g, f, bias, y);
   return true;
 }
 
@@ -981,28 +969,17 @@ void unstack_filters(const T* wf, const ConvGeometry& g, int64_t t, T* gw) {
   });
 }
 
-// The weight gradient of a strided layer through its space-to-depth form, some samples
-// at a time: their transform-domain sums add up, and the filters come once at the end.
+// The weight gradient of a strided layer through its space-to-depth form.
 template <class T>
 bool stacked_weight_grad(const T* x, const T* gy, T* gw, const ConvGeometry& g,
                          int64_t workspace_bytes) {
-  const int64_t e = sizeof(T);
-  const ConvGeometry f1 = phase_form(g, 1);
-  const int64_t sample = f1.c_in * f1.plane_in(), filters = dense_filter_elems(f1);
-  const int64_t sums = filter_elems(f1);
-  const int64_t nb =
-      samples_per_pass(g.n, sample * e, filters * e, core_bytes(f1, e), workspace_bytes);
-  const int64_t rest = workspace_bytes - (sums + filters + nb * sample) * e;
-  T* s = workspace<T>(1, sums + filters + nb * sample);
+  const ConvGeometry f = phase_form(g, g.n);
+  const int64_t sums = filter_elems(f), filters = dense_filter_elems(f);
+  T* s = workspace<T>(1, sums + filters);
   T* wf = s + sums;
-  T* buf = wf + filters;
-  for (int64_t n0 = 0; n0 < g.n; n0 += nb) {
-    const ConvGeometry f = phase_form(g, std::min(nb, g.n - n0));
-    space_to_depth(x + n0 * g.c_in * g.plane_in(), g, f, buf);
-    core_weight_sums(buf, gy + n0 * g.c_out * g.plane_out(), s, n0 > 0, f, rest);
-  }
-  if (!core_weight_filters(s, wf, f1)) return false;
-  unstack_filters(wf, g, f1.kh, gw);
+  core_weight_sums(x, gy, s, f, &g, workspace_bytes - (sums + filters) * int64_t(sizeof(T)));
+  if (!core_weight_filters(s, wf, f)) return false;
+  unstack_filters(wf, g, f.kh, gw);
   return true;
 }
 
@@ -1060,7 +1037,7 @@ bool winograd_weight_grad(const T* x, const T* gy, T* gw, const ConvGeometry& g,
   if (has_phase_form(g)) return stacked_weight_grad(x, gy, gw, g, workspace_bytes);
   const int64_t sums = filter_elems(g);
   T* s = workspace<T>(1, sums);
-  core_weight_sums(x, gy, s, false, g, workspace_bytes - sums * int64_t(sizeof(T)));
+  core_weight_sums(x, gy, s, g, nullptr, workspace_bytes - sums * int64_t(sizeof(T)));
   return core_weight_filters(s, gw, g);
 }
 
