@@ -62,6 +62,17 @@ def test_gemm_matches_the_float64_product(kernel, m, n, k, ta, tb, rng):
         assert excess.max() <= 0, (alpha, beta, np.unravel_index(excess.argmax(), excess.shape))
 
 
+def test_every_partial_micro_tile(kernel, rng):
+    """Each row count of a sliver (1..14) with each column count of a micro-tile's
+    halves: the own kernel runs a separate micro-kernel for each."""
+    for m in range(1, 29):
+        for n in (5, 16, 17, 32, 45):
+            a, b, c = operands(rng, m, n, 19, False, False, np.float32)
+            want, bound = product(a, b, c, False, False, 1.0, 0.5)
+            excess = np.abs(_C._gemm(a, b, c, False, False, 1.0, 0.5) - want) - bound
+            assert excess.max() <= 0, (m, n, np.unravel_index(excess.argmax(), excess.shape))
+
+
 @pytest.mark.parametrize("m, n, k", SHAPES[::2])
 def test_float64_runs_openblas_in_every_mode(kernel, m, n, k, rng):
     a, b, c = operands(rng, m, n, k, False, True, np.float64)

@@ -1,6 +1,8 @@
 #include "common/sgemm_avx512.h"
 
 #include <algorithm>
+#include <array>
+#include <utility>
 
 #include "common/workspace.h"
 
@@ -21,7 +23,7 @@ namespace {
 // streams from L2.
 constexpr int64_t MR = kSgemmSliverRows, NR = kSgemmSliverCols;
 constexpr int64_t KC = 256, MC = 16 * MR, NC = 2048;
-static_assert(MR == 14, "the micro-kernel holds 14 x 2 accumulators");
+static_assert(MR <= 14 && NR == 32, "a micro-tile's accumulators fit 28 registers");
 
 // Element (i, j) of op(X) for a row-major X with leading dimension ld.
 inline const float* at(const float* x, bool trans, int64_t ld, int64_t i, int64_t j) {
@@ -117,45 +119,59 @@ CNNKIT_AVX512 void pack_b(const float* b, bool tb, int64_t ldb, int64_t p0, int6
   }
 }
 
-// C[0:mr, 0:nr] = alpha * (A sliver x B sliver) + beta * C.
+// C[0:R, 0:nr] = alpha * (A sliver x B sliver) + beta * C, for nr <= 16 * H: a partial
+// micro-tile computes only its own rows and 16-column halves (M = 128 in slivers of 14
+// rows computed 140 rows with one full kernel; a tile block's last sliver is often half).
+template <int R, int H>
 CNNKIT_AVX512 void micro_kernel(int64_t kc, const float* ap, const float* bp, float* c,
-                                int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {
-  __m512 acc[MR][2];
+                                int64_t ldc, int64_t nr, float alpha, float beta) {
+  __m512 acc[R][H];
 #pragma GCC unroll 14
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int r = 0; r < R; ++r)
+    for (int h = 0; h < H; ++h) acc[r][h] = _mm512_setzero_ps();
   // C's rows are touched only after the k loop, and the next k steps' A may come
   // from past L2: fetch both ahead (2048^3 on one thread: 170 -> 190 GFLOPS).
-  for (int r = 0; r < MR; ++r) {
-    if (r >= mr) break;
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
-  }
+#pragma GCC unroll 14
+  for (int r = 0; r < R; ++r)
+    for (int h = 0; h < H; ++h)
+      _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16 * h), _MM_HINT_T0);
   for (int64_t p = 0; p < kc; ++p, ap += MR, bp += NR) {
     _mm_prefetch(reinterpret_cast<const char*>(ap + 8 * MR), _MM_HINT_T0);
-    const __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+    __m512 b[H];
+    for (int h = 0; h < H; ++h) b[h] = _mm512_loadu_ps(bp + 16 * h);
 #pragma GCC unroll 14
-    for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(ap[r]);
-      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+      for (int h = 0; h < H; ++h) acc[r][h] = _mm512_fmadd_ps(av, b[h], acc[r][h]);
     }
   }
-  const __mmask16 m0 = nr >= 16 ? 0xFFFF : (1u << nr) - 1;
-  const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0;
+  __mmask16 mask[H];
+  for (int h = 0; h < H; ++h) {
+    const int64_t cols = std::clamp<int64_t>(nr - 16 * h, 0, 16);
+    mask[h] = cols == 16 ? 0xFFFF : (1u << cols) - 1;
+  }
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 14
-  for (int r = 0; r < MR; ++r) {
-    if (r >= mr) break;
+  for (int r = 0; r < R; ++r) {
     float* cr = c + r * ldc;
-    __m512 v0 = _mm512_mul_ps(va, acc[r][0]), v1 = _mm512_mul_ps(va, acc[r][1]);
-    if (beta != 0.f) {
-      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
-      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
+    for (int h = 0; h < H; ++h) {
+      __m512 v = _mm512_mul_ps(va, acc[r][h]);
+      if (beta != 0.f) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[h], cr + 16 * h), v);
+      _mm512_mask_storeu_ps(cr + 16 * h, mask[h], v);
     }
-    _mm512_mask_storeu_ps(cr, m0, v0);
-    _mm512_mask_storeu_ps(cr + 16, m1, v1);
   }
 }
+
+using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, int64_t, float,
+                             float);
+template <int H, int... R>
+constexpr std::array<MicroKernel, MR> kernels_of_rows(std::integer_sequence<int, R...>) {
+  return {&micro_kernel<R + 1, H>...};
+}
+// The micro-kernel for mr rows and nr columns: kMicroKernels[nr > 16][mr - 1].
+constexpr std::array<MicroKernel, MR> kMicroKernels[2] = {
+    kernels_of_rows<1>(std::make_integer_sequence<int, MR>{}),
+    kernels_of_rows<2>(std::make_integer_sequence<int, MR>{})};
 
 // The blocked product; A is packed here unless a_packed (packed_a_index), B unless
 // b_packed (packed_b_index).
@@ -192,11 +208,13 @@ CNNKIT_AVX512 void blocked(bool ta, bool tb, int64_t m, int64_t n, int64_t k, fl
         } else {
           pack_a(a, ta, lda, i0, mc, p0, kc, apack);
         }
-        for (int64_t jr = 0; jr < nc; jr += NR)
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = std::min(NR, nc - jr);
           for (int64_t ir = 0; ir < mc; ir += MR)
-            micro_kernel(kc, ablock + ir / MR * a_sliver_elems, bblock + jr / NR * b_sliver_elems,
-                         c + (i0 + ir) * ldc + j0 + jr, ldc, std::min(MR, mc - ir),
-                         std::min(NR, nc - jr), alpha, beta_k);
+            kMicroKernels[nr > 16][std::min(MR, mc - ir) - 1](
+                kc, ablock + ir / MR * a_sliver_elems, bblock + jr / NR * b_sliver_elems,
+                c + (i0 + ir) * ldc + j0 + jr, ldc, nr, alpha, beta_k);
+        }
       }
     }
   }
