@@ -16,6 +16,7 @@
 #include "common/cpu_features.h"
 #include "common/errors.h"
 #include "common/gemm.h"
+#include "common/output_blocks.h"
 #include "common/shapes.h"
 #include "common/threading.h"
 #include "common/validate.h"
@@ -141,9 +142,19 @@ const T* cptr(const std::optional<KernelArray<T>>& a) {
   return a ? a->data() : nullptr;
 }
 
+// A new output; a large one's memory is a kept block (common/output_blocks.h), which
+// the array's base returns when Python frees it.
 template <class T>
 py::array_t<T> empty(const Shape& s) {
-  return py::array_t<T>(std::vector<py::ssize_t>(s.begin(), s.end()));
+  std::vector<py::ssize_t> shape(s.begin(), s.end());
+  size_t bytes = sizeof(T);
+  bool overflow = false;
+  for (py::ssize_t d : shape) overflow |= __builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes);
+  if (overflow || bytes < kKeptOutputMinBytes) return py::array_t<T>(shape);  // numpy says why
+  void* block = acquire_output_block(bytes);
+  if (!block) throw std::bad_alloc();
+  py::capsule owner(block, [](void* b) { release_output_block(b); });
+  return py::array_t<T>(shape, static_cast<T*>(block), owner);
 }
 
 template <class T>
@@ -1199,6 +1210,11 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("n"));
   m.def("get_workspace_bytes", &get_workspace_bytes);
+  m.def(
+      "free_kept_output_blocks", [] { free_kept_output_blocks(); },
+      "Frees the kept blocks of freed large outputs (common/output_blocks.h).");
+  m.def("kept_output_bytes", [] { return kept_output_bytes(); },
+        "Bytes of freed large outputs' blocks kept for reuse.");
   m.def(
       "set_workspace_bytes",
       [](int64_t bytes) {
