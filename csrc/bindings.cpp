@@ -1210,11 +1210,9 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("n"));
   m.def("get_workspace_bytes", &get_workspace_bytes);
-  m.def(
-      "free_kept_output_blocks", [] { free_kept_output_blocks(); },
-      "Frees the kept blocks of freed large outputs (common/output_blocks.h).");
-  m.def("kept_output_bytes", [] { return kept_output_bytes(); },
-        "Bytes of freed large outputs' blocks kept for reuse.");
+  m.def("free_kept_output_blocks", &free_kept_output_blocks,
+        "Frees the kept blocks of freed large outputs (common/output_blocks.h).");
+  m.def("kept_output_bytes", &kept_output_bytes, "Bytes of freed large outputs' blocks kept for reuse.");
   m.def(
       "set_workspace_bytes",
       [](int64_t bytes) {

@@ -10,15 +10,9 @@ namespace {
 constexpr size_t kAlign = 64;
 constexpr size_t kPage = 4096;
 
-// Each block starts with a header of one alignment unit that holds its usable size.
-struct Kept {
-  void* block;
-  size_t bytes;
-};
-
 struct Cache {
   std::mutex lock;
-  std::vector<Kept> blocks;  // oldest first
+  std::vector<void*> blocks;  // oldest first
   size_t bytes = 0;
 };
 
@@ -29,6 +23,7 @@ Cache& cache() {
   return *c;
 }
 
+// Each block follows a header of one alignment unit that holds its usable size.
 size_t& block_bytes(void* block) { return *reinterpret_cast<size_t*>(static_cast<char*>(block) - kAlign); }
 
 void free_block(void* block) { std::free(static_cast<char*>(block) - kAlign); }
@@ -41,8 +36,8 @@ void* acquire_output_block(size_t bytes) {
     Cache& c = cache();
     std::lock_guard<std::mutex> g(c.lock);
     for (size_t i = c.blocks.size(); i-- > 0;) {  // newest first: likeliest still in cache
-      if (c.blocks[i].bytes == rounded) {
-        void* block = c.blocks[i].block;
+      if (block_bytes(c.blocks[i]) == rounded) {
+        void* block = c.blocks[i];
         c.blocks.erase(c.blocks.begin() + static_cast<std::ptrdiff_t>(i));
         c.bytes -= rounded;
         return block;
@@ -66,12 +61,12 @@ void release_output_block(void* block) {
   {
     Cache& c = cache();
     std::lock_guard<std::mutex> g(c.lock);
-    c.blocks.push_back({block, bytes});
+    c.blocks.push_back(block);
     c.bytes += bytes;
     size_t oldest = 0;
     while (c.bytes > kKeptOutputMaxBytes) {
-      evicted.push_back(c.blocks[oldest].block);
-      c.bytes -= c.blocks[oldest].bytes;
+      evicted.push_back(c.blocks[oldest]);
+      c.bytes -= block_bytes(c.blocks[oldest]);
       ++oldest;
     }
     c.blocks.erase(c.blocks.begin(), c.blocks.begin() + static_cast<std::ptrdiff_t>(oldest));
@@ -80,14 +75,14 @@ void release_output_block(void* block) {
 }
 
 void free_kept_output_blocks() {
-  std::vector<Kept> blocks;
+  std::vector<void*> blocks;
   {
     Cache& c = cache();
     std::lock_guard<std::mutex> g(c.lock);
     blocks.swap(c.blocks);
     c.bytes = 0;
   }
-  for (const Kept& k : blocks) free_block(k.block);
+  for (void* b : blocks) free_block(b);
 }
 
 size_t kept_output_bytes() {

@@ -1,8 +1,8 @@
 // Memory for the large outputs handed to Python, kept for reuse once Python frees them.
 // glibc gives a freed block of several MiB back to the kernel (munmap, or a heap trim
 // once two such blocks lie free at the top), so that the next call's output faults
-// its pages in again: on a ReLU's forward and backward over two 9 MiB tensors that
-// took three times as long as the kernels themselves.
+// its pages in again: a ReLU's forward and backward over two 9 MiB tensors took six
+// times as long as the kernels themselves.
 #pragma once
 #include <cstddef>
 
@@ -10,7 +10,8 @@ namespace cnnkit {
 
 // Outputs under this size come from numpy's allocator: malloc reuses them without faults.
 constexpr size_t kKeptOutputMinBytes = size_t(1) << 20;
-// The most bytes of freed blocks kept; beyond it the oldest go back to malloc.
+// The most bytes of freed blocks kept (a larger block is not kept); beyond it the oldest
+// go back to malloc.
 constexpr size_t kKeptOutputMaxBytes = size_t(128) << 20;
 
 // A 64-byte aligned block of at least `bytes` (rounded up to whole pages), a kept one of
