@@ -199,7 +199,7 @@ CNNKIT_INLINE void copy_padded(const T* src, int64_t first, int64_t step, int64_
 // row is all padding. With strided_layer, g is the space-to-depth form of that layer
 // (phase_form) and x the layer's own input: the form's channel (c*sh + a)*sw + b at row
 // iy and column q is the layer's channel c at row sh*iy + a - ph and column
-// sw*q + b - pw, gathered where it is read (load_row) rather than stored apart.
+// sw*q + b - pw, gathered where it is read (load_run) rather than stored apart.
 template <class T>
 CNNKIT_INLINE const T* source_row(const T* x, const ConvGeometry& g,
                                   const ConvGeometry* strided_layer, int64_t img, int64_t c,
@@ -212,48 +212,36 @@ CNNKIT_INLINE const T* source_row(const T* x, const ConvGeometry& g,
   return x + ((img * s.c_in + c / (s.sh * s.sw)) * s.h + sy) * s.w;
 }
 
-// Fills the phase-split padded row (see Tiles::offsets) of channel c from its source
-// row src: padded position x + pw holds the row's x, and the padding is zero.
+// dst[i] = position k_first + i (i < len) of phase p's part of channel c's padded input
+// row (see Tiles::offsets), from its source row src: padded position x + pw holds the
+// row's x, and the padding is zero.
 template <class T>
-CNNKIT_INLINE void load_row(const T* src, const ConvGeometry& g, const ConvGeometry* strided_layer,
-                            const Tiles& tl, int64_t c, T* row) {
-  if (!strided_layer) {
-    for (size_t p = 0; p + 1 < tl.offsets.size(); ++p)
-      copy_padded(src, int64_t(p) - g.pw, g.dw, g.w, tl.offsets[p + 1] - tl.offsets[p],
-                  row + tl.offsets[p]);
-    return;
-  }
+CNNKIT_INLINE void load_run(const T* src, const ConvGeometry& g, const ConvGeometry* strided_layer,
+                            int64_t c, int64_t p, int64_t k_first, int64_t len, T* dst) {
+  if (!strided_layer) return copy_padded(src, p - g.pw + g.dw * k_first, g.dw, g.w, len, dst);
+  // The form has one phase and no padding of its own; past its width it is zero.
   const ConvGeometry& s = *strided_layer;
-  copy_padded(src, c % s.sw - s.pw, s.sw, s.w, g.w, row);  // the form has no padding of its own
-  std::fill(row + g.w, row + tl.offsets.back(), T(0));
-}
-
-// dst[s][i] = tap s (< 6) along one input row of tile i < n of a run of tiles M apart
-// whose phase sub-row starts at q (tile i's taps are q[M*i .. M*i + 5]).
-template <int M, class T>
-CNNKIT_INLINE void gather_taps(const T* q, int64_t n, const std::array<T*, kAlpha>& dst) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i)
-#pragma GCC unroll 8
-    for (int s = 0; s < M; ++s) dst[s][i] = q[M * i + s];
-  // Tap s >= M is tap s - M of the next tile.
-  for (int s = M; s < kAlpha; ++s) {
-    for (int64_t i = 0; i + 1 < n; ++i) dst[s][i] = dst[s - M][i + 1];
-    dst[s][n - 1] = q[M * (n - 1) + s];
-  }
+  const int64_t in_form = std::clamp<int64_t>(g.w - k_first, 0, len);
+  copy_padded(src, c % s.sw - s.pw + s.sw * k_first, s.sw, s.w, in_form, dst);
+  std::fill(dst + in_form, dst + len, T(0));
 }
 
 // Transforms the input tiles [k0, k1) (at most kChunk, k0 a multiple of it) of a block
 // of tile rows starting at global tile row r0, for channel c: point p of block tile k
 // goes to v[p * ldv + k / S * panel_stride + k % S], S = kSgemmSliverCols (a panel
 // stride of S: v[p * ldv + k]; or the sliver of a packed B operand, packed_b_index).
-// row is scratch of tl.offsets.back() elements; strided_layer: see load_row.
+// strided_layer: see load_run.
 template <int M, class T>
 CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g,
                                const ConvGeometry* strided_layer, const Tiles& tl, int64_t r0,
                                int64_t k0, int64_t k1, int64_t c, T* v, int64_t ldv,
-                               int64_t panel_stride, T* row) {
-  T d[kAlpha][kChunk], rows[kAlpha][kAlpha][kChunk];
+                               int64_t panel_stride) {
+  constexpr int kOver = kAlpha - M;  // taps a tile shares with the next one of its run
+  T d[kAlpha][kChunk], half[kAlpha][kAlpha][kChunk];
+  // One input row of every tile: tile i's first M taps at taps[M * i], the last kOver
+  // ones those of tile i + 1, but for a run's last tile, whose are in over[][run].
+  T taps[M * kChunk + kOver], over[kOver][kChunk];
+  int64_t run_end[kChunk];  // the last tile of each run
   const int64_t n = k1 - k0;
   // Input row t of block tile row tr.
   const auto source = [&](int64_t tr, int t) {
@@ -272,26 +260,30 @@ CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g,
   fetch_ahead(0);
   for (int t = 0; t < kAlpha; ++t) {
     if (t + 1 < kAlpha) fetch_ahead(t + 1);
-    int64_t loaded = -1;  // the tile row whose input row t is in `row`
-    bool in_plane = false;  // whether that row lies in the plane
-    for (int64_t k = k0; k < k1;) {
+    // Runs in order: each one's taps overwrite the shared ones past the run before.
+    int64_t runs = 0;
+    for (int64_t k = k0; k < k1; ++runs) {
       const Run r = run_at(tl, k, k1);
-      const int64_t len = r.j1 - r.j0;
-      const auto dst = strided<kAlpha>(&d[0][k - k0], kChunk);
+      const int64_t len = r.j1 - r.j0, i = k - k0, count = M * len + kOver;
       k += len;
-      if (loaded != r.row) {
-        const T* src = source(r.row, t);
-        in_plane = src != nullptr;
-        if (in_plane) load_row(src, g, strided_layer, tl, c, row);
-        loaded = r.row;
-      }
-      if (!in_plane) {
-        for (auto* o : dst) std::fill(o, o + len, T(0));
-        continue;
-      }
-      gather_taps<M>(row + tl.offsets[r.phase] + M * (r.j0 - tl.starts[r.phase]), len, dst);
+      T* dst = taps + M * i;
+      if (const T* src = source(r.row, t))
+        load_run(src, g, strided_layer, c, r.phase, M * (r.j0 - tl.starts[r.phase]), count, dst);
+      else
+        std::fill(dst, dst + count, T(0));
+      run_end[runs] = i + len - 1;
+      for (int s = 0; s < kOver; ++s) over[s][runs] = dst[M * len + s];
     }
-    transform(kBT, strided<kAlpha>(&d[0][0], kChunk), strided<kAlpha>(&rows[t][0][0], kChunk), n);
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i)
+#pragma GCC unroll 8
+      for (int s = 0; s < M; ++s) d[s][i] = taps[M * i + s];
+    for (int s = M; s < kAlpha; ++s) {
+#pragma omp simd
+      for (int64_t i = 0; i < n - 1; ++i) d[s][i] = d[s - M][i + 1];
+      for (int64_t q = 0; q < runs; ++q) d[s][run_end[q]] = over[s - M][q];
+    }
+    transform(kBT, strided<kAlpha>(&d[0][0], kChunk), strided<kAlpha>(&half[t][0][0], kChunk), n);
   }
   constexpr int64_t S = kSgemmSliverCols;
   static_assert(kChunk % S == 0, "a chunk is whole slivers");
@@ -299,7 +291,7 @@ CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g,
   const int64_t run = panel_stride == S ? n : S;
   for (int64_t q = 0; q < n; q += run)
     for (int u = 0; u < kAlpha; ++u)
-      transform(kBT, strided<kAlpha>(&rows[0][u][q], kAlpha * kChunk),
+      transform(kBT, strided<kAlpha>(&half[0][u][q], kAlpha * kChunk),
                 strided<kAlpha>(v + u * ldv + (k0 + q) / S * panel_stride, kAlpha * ldv),
                 std::min(run, n - q));
 }
@@ -497,8 +489,8 @@ CNNKIT_INLINE T filter_grad_chunk(const T* s, int64_t f0, int64_t n, int64_t fil
   CNNKIT_MULTIVERSION void input_chunk_mv(W, const T* x, const ConvGeometry& g,               \
                                           const ConvGeometry* strided_layer, const Tiles& tl,  \
                                           int64_t r0, int64_t k0, int64_t k1, int64_t c, T* v, \
-                                          int64_t ldv, int64_t panel_stride, T* row) {         \
-    input_chunk<W::m>(x, g, strided_layer, tl, r0, k0, k1, c, v, ldv, panel_stride, row);     \
+                                          int64_t ldv, int64_t panel_stride) {                 \
+    input_chunk<W::m>(x, g, strided_layer, tl, r0, k0, k1, c, v, ldv, panel_stride);          \
   }                                                                                           \
   CNNKIT_MULTIVERSION T output_chunk_mv(W, const T* m, int64_t ldm, const ConvGeometry& g,  \
                                         const Tiles& tl, const Spread& sp, int64_t r0,        \
@@ -618,7 +610,7 @@ int64_t rows_per_pass(const ConvGeometry& g, const Tiles& tl, int64_t elem_bytes
   return (total_rows + passes - 1) / passes;
 }
 
-// sp: where the outputs go in y (Spread); strided_layer: see load_row.
+// sp: where the outputs go in y (Spread); strided_layer: see load_run.
 template <class W, class T>
 bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
              int64_t workspace_bytes, bool adjoint_filters, const Spread& sp,
@@ -646,13 +638,11 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
     const int64_t chunks = (tiles + kChunk - 1) / kChunk;
     const int64_t cols = b_cols(tiles);
     parallel_for(g.c_in * chunks, grain, [&](int64_t i0, int64_t i1) {
-      std::vector<T> row(tl.offsets.back());
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t c = i / chunks, k0 = i % chunks * kChunk;
         T* vc = packed ? v + c / cig * cig * cols + packed_b_index(c % cig, 0, cig) : v + c * tiles;
         input_chunk_mv(W{}, x, g, strided_layer, tl, r0, k0, std::min(tiles, k0 + kChunk), c, vc,
-                       g.c_in * cols, packed ? kSgemmSliverCols * cig : kSgemmSliverCols,
-                       row.data());
+                       g.c_in * cols, packed ? kSgemmSliverCols * cig : kSgemmSliverCols);
       }
     });
     gemm_batch<T>(kPoints * g.groups, false, cog, tiles, cig, u, cig, filter_rows(g, packed) * cig,
@@ -675,7 +665,7 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
 // s[point][k][c] = the transform-domain weight gradient of x and gy: for each point,
 // the sum over tiles of the transformed output gradient times the transformed input,
 // one batched GEMM per block of tile rows. The tiles take at most workspace_bytes;
-// strided_layer: see load_row.
+// strided_layer: see load_run.
 template <class W, class T>
 void weight_grad_core(const T* x, const T* gy, T* s, const ConvGeometry& g,
                       const ConvGeometry* strided_layer, int64_t workspace_bytes) {
@@ -695,12 +685,11 @@ void weight_grad_core(const T* x, const T* gy, T* s, const ConvGeometry& g,
     const int64_t tiles = std::min(block_rows, total_rows - r0) * tl.tiles_x;
     const int64_t chunks = (tiles + kChunk - 1) / kChunk;
     parallel_for((g.c_in + g.c_out) * chunks, grain, [&](int64_t i0, int64_t i1) {
-      std::vector<T> row(tl.offsets.back());
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t c = i / chunks, k0 = i % chunks * kChunk, k1 = std::min(tiles, k0 + kChunk);
         if (c < g.c_in)
           input_chunk_mv(W{}, x, g, strided_layer, tl, r0, k0, k1, c, v + c * tiles,
-                         g.c_in * tiles, kSgemmSliverCols, row.data());
+                         g.c_in * tiles, kSgemmSliverCols);
         else
           grad_chunk_mv(W{}, gy, g, tl, r0, k0, k1, c - g.c_in, z + (c - g.c_in) * tiles,
                         g.c_out * tiles);
@@ -739,7 +728,7 @@ decltype(auto) with_algorithm(const ConvGeometry& g, F&& f) {
 }
 
 // The stride-1 path's transform-domain weight gradient of every sample, into s
-// (filter_elems(g)), and the filters from it. strided_layer: see load_row.
+// (filter_elems(g)), and the filters from it. strided_layer: see load_run.
 template <class T>
 void core_weight_sums(const T* x, const T* gy, T* s, const ConvGeometry& g,
                       const ConvGeometry* strided_layer, int64_t workspace_bytes) {
@@ -804,7 +793,7 @@ void stacked_filters(const T* w, const ConvGeometry& g, int64_t t, bool transpos
 bool has_phase_form(const ConvGeometry& g) { return (g.sh > 1 || g.sw > 1) && stacks_phases(g); }
 
 // The stride-1 layer of the space-to-depth form of n samples of g, whose input rows
-// load_row gathers from g's input, padding included.
+// load_run gathers from g's input, padding included.
 ConvGeometry phase_form(const ConvGeometry& g, int64_t n) {
   const int64_t r = (g.kh - 1) / g.sh + 1;
   ConvGeometry p = g;
@@ -840,7 +829,7 @@ bool core_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_b
 
 // adjoint_filters: w holds the filters of the convolution g is the adjoint of
 // (transform_filters). sp: where the outputs go (Spread), g's own plane by default.
-// strided_layer: see load_row.
+// strided_layer: see load_run.
 template <class T>
 bool core_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                   int64_t workspace_bytes, bool adjoint_filters = false,
@@ -933,7 +922,7 @@ bool stacked_applies(const ConvGeometry& g, bool transpose, int64_t elem_bytes,
 }
 
 // Runs g through a stacked form with the stride-1 path: the transpose form writing
-// its phases into place, the space-to-depth one gathering them from x (load_row).
+// its phases into place, the space-to-depth one gathering them from x (load_run).
 template <class T>
 bool stacked_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                      bool transpose, int64_t workspace_bytes) {
