@@ -8,12 +8,12 @@ calls run().
 
 Every benchmark first checks cnnkit's result against its float64 NumPy reference
 in cnnkit.reference (a correctness gate: a wrong kernel is never timed). It then times
-cnnkit and, where it is installed, torch in the same run, in turns, and reports the
-best sample's time per call after warm-up (on a shared machine, other jobs only ever
-add time: the best sample is the one they disturbed least). Yardsticks are measured
-in the same run: for a convolution, a bare sgemm (cnnkit._C.matmul) of the shape its
-forward pass lowers to; for a bandwidth-bound layer, the machine's copy bandwidth
-(np.copyto, 64 MiB).
+cnnkit and, where it is installed, torch in the same run, in turns, in a few passes
+over the whole table (Settings.rounds), and reports the best sample's time per call
+after warm-up (on a shared machine, other jobs only ever add time: the best sample is
+the one they disturbed least). Yardsticks are measured in the same run: for a
+convolution, a bare sgemm (cnnkit._C.matmul) of the shape its forward pass lowers to;
+for a bandwidth-bound layer, the machine's copy bandwidth (np.copyto, 64 MiB).
 
     python -m cnnkit.bench [--quick] [--threads N] [--device cpu|cuda|cuda:N]
 
@@ -26,6 +26,7 @@ cnnkit never needs torch: it is imported here only when a benchmark runs, if pre
 """
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -48,7 +49,7 @@ RTOL = 1e-4
 
 @dataclass(frozen=True)
 class Settings:
-    repeats: int  # timed samples per function; the best is reported
+    repeats: int  # timed samples per function and round; the best of all is reported
     min_sample_s: float  # a sample loops over calls until it lasts at least this long
     batch_divisor: int  # divides each case's batch (dim 0), at least 1 remains
     # Pause before each sample. After a call, OpenBLAS's worker threads spin for about
@@ -59,9 +60,14 @@ class Settings:
     # just idled runs slowly for a few milliseconds (on a VM, its vCPU is rescheduled),
     # which would otherwise weigh on short kernels only.
     rewarm_share: float = 0.2
+    # Passes over the whole table, each taking `repeats` samples of every function. A
+    # neighbour's load on a shared machine comes in bursts of seconds: samples of one
+    # case taken minutes apart are not all caught by the same burst (in one pass of 7
+    # samples a case read 0.7-0.9x against its 1.3-1.7x in the passes before and after).
+    rounds: int = 1
 
 
-FULL = Settings(repeats=7, min_sample_s=0.05, batch_divisor=1)
+FULL = Settings(repeats=2, min_sample_s=0.05, batch_divisor=1, rounds=4)
 QUICK = Settings(repeats=3, min_sample_s=0.01, batch_divisor=4)
 
 
@@ -762,12 +768,17 @@ def time_interleaved(fns, settings=FULL, sync=None):
     return [min(s) for s in samples]
 
 
+def _all_samples_at_once(settings):
+    """settings for a yardstick timed on its own: all rounds' samples in one pass."""
+    return dataclasses.replace(settings, repeats=settings.repeats * settings.rounds, rounds=1)
+
+
 def copy_bandwidth(settings=FULL, xp=np, sync=None):
     """The copy bandwidth in GB/s: xp.copyto of 64 MiB of float32 (read + write); xp is
     numpy (the host's memory) or cupy (the GPU's)."""
     src = xp.ones(16 * 2**20, F32)
     dst = xp.zeros_like(src)
-    (t,) = time_interleaved([lambda: xp.copyto(dst, src)], settings, sync)
+    (t,) = time_interleaved([lambda: xp.copyto(dst, src)], _all_samples_at_once(settings), sync)
     return 2 * src.nbytes / t / 1e9
 
 
@@ -796,7 +807,7 @@ def sgemm_gflops(settings=FULL, kernel=None):
     try:
         if kernel is not None:
             _C.set_sgemm_kernel(kernel)
-        (t,) = time_interleaved([fn], settings)
+        (t,) = time_interleaved([fn], _all_samples_at_once(settings))
     finally:
         _C.set_sgemm_kernel(saved)
     return 2.0 * n**3 / t / 1e9
@@ -843,14 +854,18 @@ def _geomean(values):
     return (math.exp(sum(map(math.log, values)) / len(values)), len(values)) if values else (None, 0)
 
 
-def _run_one(b, settings, torch, copy_gbps, rng, device=("cpu", None), sync=None):
+def _prepare_one(b, settings, torch, rng, device=("cpu", None)):
+    """A benchmark's result row and what is timed for it: the functions (cnnkit's, then
+    torch's where it runs, then a convolution's sgemm yardstick), its prepared case and
+    whether torch is among them; (row, None, None, False) when it is not timed (skipped,
+    wrong or failing)."""
     r = dict(id=b.id, case=b.case.name, kind=b.kind, mode=b.mode, shape=None, kernel=None, status="ok", message="",
              cnnkit_ms=None, torch_ms=None, ratio=None, gflops=None, gbps=None,
              yardstick=None, yardstick_rate=None, share=None)
     missing = b.missing()
     if missing:
         r.update(status="skipped", message="cnnkit.functional has no " + ", ".join(missing))
-        return r
+        return r, None, None, False
     try:
         p = b.prepare(settings, device)
         r["shape"], r["kernel"] = p.shape, p.kernel
@@ -867,19 +882,23 @@ def _run_one(b, settings, torch, copy_gbps, rng, device=("cpu", None), sync=None
                 fns.append(torch_fn)
         if b.kind == "conv":
             fns.append(_sgemm(p.gemm, rng, device))
-        times = time_interleaved(fns, settings, sync)
     except GateError as e:
         r.update(status="WRONG, not timed", message=str(e))
-        return r
+        return r, None, None, False
     except Exception as e:  # a kernel still being written must not stop the table
         r.update(status="error", message=f"{type(e).__name__}: {e}")
-        return r
+        return r, None, None, False
+    return r, fns, p, torch_fn in fns
+
+
+def _record(r, p, times, timed_torch, copy_gbps):
+    """Fills row r from the best times (seconds per call) of its functions."""
     t = times[0]
     r["cnnkit_ms"] = 1e3 * t
-    if torch_fn is not None:
+    if timed_torch:
         r["torch_ms"] = 1e3 * times[1]
         r["ratio"] = times[1] / t
-    if b.kind == "conv":
+    if r["kind"] == "conv":
         r["gflops"] = p.work / t / 1e9
         r["yardstick"], r["yardstick_rate"] = "sgemm", 2.0 * math.prod(p.gemm) / times[-1] / 1e9
         r["share"] = r["gflops"] / r["yardstick_rate"]
@@ -887,7 +906,27 @@ def _run_one(b, settings, torch, copy_gbps, rng, device=("cpu", None), sync=None
         r["gbps"] = p.work / t / 1e9
         r["yardstick"], r["yardstick_rate"] = "copy", copy_gbps
         r["share"] = r["gbps"] / copy_gbps
-    return r
+
+
+def _run_all(benchmarks, settings, torch, copy_gbps, rng, device, sync):
+    """Result rows of the benchmarks: every one is gated first, then all are timed in
+    settings.rounds passes, each function's best sample over all of them kept."""
+    prepared = [_prepare_one(b, settings, torch, rng, device) for b in benchmarks]
+    best = [None if fns is None else [math.inf] * len(fns) for _, fns, _, _ in prepared]
+    for _ in range(settings.rounds):
+        for i, (r, fns, _, _) in enumerate(prepared):
+            if fns is None or r["status"] != "ok":
+                continue
+            try:
+                times = time_interleaved(fns, settings, sync)
+            except Exception as e:
+                r.update(status="error", message=f"{type(e).__name__}: {e}")
+                continue
+            best[i] = [min(a, b) for a, b in zip(best[i], times)]
+    for (r, fns, p, timed_torch), times in zip(prepared, best):
+        if fns is not None and r["status"] == "ok":
+            _record(r, p, times, timed_torch, copy_gbps)
+    return [r for r, _, _, _ in prepared]
 
 
 def run(quick=False, threads=2, file=None, benchmarks=None, device="cpu"):
@@ -941,18 +980,16 @@ def run(quick=False, threads=2, file=None, benchmarks=None, device="cpu"):
             torch_line = ("not installed" if torch is None else f"{torch.__version__} on CUDA" if torch_on is not None
                           else f"{torch.__version__}, built without CUDA: cnnkit timed alone")
         out(f"torch: {torch_line}; "
-            f"best of {settings.repeats} samples (each >= {1e3 * settings.min_sample_s:g} ms) after warm-up, "
-            f"cnnkit and torch in turns")
+            f"best of {settings.repeats * settings.rounds} samples (each >= {1e3 * settings.min_sample_s:g} ms) "
+            f"after warm-up, cnnkit and torch in turns, {settings.rounds} pass{'es' * (settings.rounds > 1)} "
+            f"over the table")
         copy_gbps = copy_bandwidth(settings, xp, sync)
         out(f"ratio = torch ms / cnnkit ms (> 1: cnnkit faster); share = GFLOPS / sgemm GFLOPS of the forward's "
             f"GEMM shape, or GB/s / copy GB/s ({xp.__name__}.copyto, 64 MiB: {copy_gbps:.1f} GB/s)")
         out()
         out(" ".join(format(name, f"{a}{w}") for name, a, w in _COLUMNS).rstrip())
-        rng = np.random.default_rng(0)
-        results = []
-        for b in benchmarks:
-            r = _run_one(b, settings, torch_on, copy_gbps, rng, place, sync)
-            results.append(r)
+        results = _run_all(benchmarks, settings, torch_on, copy_gbps, np.random.default_rng(0), place, sync)
+        for r in results:
             out(_row(r))
             if r["status"] == "ok" and r["message"]:
                 out(f"    {r['message']}")
