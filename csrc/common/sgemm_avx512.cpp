@@ -93,28 +93,33 @@ CNNKIT_AVX512 void pack_a(const float* a, bool ta, int64_t lda, int64_t i0, int6
 // zero columns past nc.
 CNNKIT_AVX512 void pack_b(const float* b, bool tb, int64_t ldb, int64_t p0, int64_t kc,
                           int64_t j0, int64_t nc, float* dst) {
-  for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc) {
-    const int64_t nr = std::min(NR, nc - jr);
-    if (tb) {  // op(B) = B^T: each sliver column is a row of B: transpose 16 x 16 blocks
+  if (tb) {  // op(B) = B^T: each sliver column is a row of B: transpose 16 x 16 blocks
+    for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc) {
+      const int64_t nr = std::min(NR, nc - jr);
       for (int64_t half = 0; half < NR; half += 16)
         for (int64_t p = 0; p < kc; p += 16)
           transpose_block(at(b, true, ldb, p0 + p, j0 + jr + half), ldb,
                           std::clamp<int64_t>(nr - half, 0, 16), std::min<int64_t>(16, kc - p),
                           dst + p * NR + half, NR, 0xFFFF);
-    } else if (nr == NR) {
-      for (int64_t p = 0; p < kc; ++p) {
-        const float* src = at(b, false, ldb, p0 + p, j0 + jr);
-        _mm512_storeu_ps(dst + p * NR, _mm512_loadu_ps(src));
-        _mm512_storeu_ps(dst + p * NR + 16, _mm512_loadu_ps(src + 16));
-      }
-    } else {
-      const __mmask16 m0 = nr >= 16 ? 0xFFFF : (1u << nr) - 1;
-      const __mmask16 m1 = nr > 16 ? (1u << (nr - 16)) - 1 : 0;
-      for (int64_t p = 0; p < kc; ++p) {
-        const float* src = at(b, false, ldb, p0 + p, j0 + jr);
-        _mm512_storeu_ps(dst + p * NR, _mm512_maskz_loadu_ps(m0, src));
-        _mm512_storeu_ps(dst + p * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
-      }
+    }
+    return;
+  }
+  // Row by row across all slivers: the reads run along B's rows, which the hardware
+  // fetches ahead (a sliver at a time, each of kc rows began a new page: 28% of a
+  // 1x1 convolution's forward, 256 x 1568 blocks of 3136-wide rows).
+  const int64_t full = nc / NR * NR;
+  const __mmask16 m0 = nc - full >= 16 ? 0xFFFF : (1u << (nc - full)) - 1;
+  const __mmask16 m1 = nc - full > 16 ? (1u << (nc - full - 16)) - 1 : 0;
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* src = at(b, false, ldb, p0 + p, j0);
+    float* d = dst + p * NR;
+    for (int64_t jr = 0; jr < full; jr += NR, d += NR * kc) {
+      _mm512_storeu_ps(d, _mm512_loadu_ps(src + jr));
+      _mm512_storeu_ps(d + 16, _mm512_loadu_ps(src + jr + 16));
+    }
+    if (full < nc) {
+      _mm512_storeu_ps(d, _mm512_maskz_loadu_ps(m0, src + full));
+      _mm512_storeu_ps(d + 16, _mm512_maskz_loadu_ps(m1, src + full + 16));
     }
   }
 }
