@@ -888,7 +888,7 @@ def _prepare_one(b, settings, torch, rng, device=("cpu", None)):
     except Exception as e:  # a kernel still being written must not stop the table
         r.update(status="error", message=f"{type(e).__name__}: {e}")
         return r, None, None, False
-    return r, fns, p, torch_fn in fns
+    return r, fns, p, torch_fn is not None
 
 
 def _record(r, p, times, timed_torch, copy_gbps):
