@@ -73,28 +73,88 @@ inline __attribute__((always_inline)) void taps_impl(T* y, const T* x, const int
     for (int64_t i = i0; i < n; ++i) y[i] += wv * xs[i];
   }
 }
+// The same-sized integer vectors: lane masks for the vectors above.
+template <class T>
+struct Mask64;
+template <>
+struct Mask64<float> {
+  typedef int32_t type __attribute__((vector_size(64)));
+};
+template <>
+struct Mask64<double> {
+  typedef int64_t type __attribute__((vector_size(64)));
+};
+
+// v's lanes summed pairwise: a tree of depth log2(lanes), not one chain through them all.
+template <class T, class V>
+inline __attribute__((always_inline)) T lane_sum(const V& v) {
+  constexpr int64_t L = 64 / sizeof(T);
+  T s[L];
+  for (int64_t l = 0; l < L; ++l) s[l] = v[l];
+  for (int64_t w = L / 2; w > 0; w /= 2)
+    for (int64_t l = 0; l < w; ++l) s[l] += s[l + w];
+  return s[0];
+}
+
+// taps_dot for NT taps, fixed at compile time so that the loop carries no per-tap tests.
+template <int NT, class T>
+inline __attribute__((always_inline)) void taps_dot_group(const T* g, const T* x,
+                                                          const int64_t* offset, int64_t n,
+                                                          T* out) {
+  using V = typename Vec64<T>::type;
+  using M = typename Mask64<T>::type;
+  constexpr int64_t L = 64 / sizeof(T);
+  const T* xs[NT];
+  for (int t = 0; t < NT; ++t) xs[t] = x + offset[t];
+  V acc[NT] = {};
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    const V gv = *reinterpret_cast<const V*>(g + i);
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) acc[t] += gv * *reinterpret_cast<const V*>(xs[t] + i);
+  }
+  if (i < n && n >= L) {
+    // The last L elements once more, the lanes already summed zeroed in g's vector.
+    const int64_t last = n - L;
+    M lane;
+    for (int64_t l = 0; l < L; ++l) lane[l] = l;
+    using Lane = decltype(lane[0] + 0);
+    const M fresh = lane >= (M{} + Lane(i - last));
+    const V gv = fresh ? *reinterpret_cast<const V*>(g + last) : V{};
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) acc[t] += gv * *reinterpret_cast<const V*>(xs[t] + last);
+    i = n;
+  }
+  for (int t = 0; t < NT; ++t) {
+    T s = lane_sum<T>(acc[t]);
+    for (int64_t j = i; j < n; ++j) s += g[j] * xs[t][j];
+    out[t] += s;
+  }
+}
+
+// Taps in groups of at most 8 (one pass over g each), the groups as even as can be:
+// 25 taps go 7 + 6 + 6 + 6, not 8 + 8 + 8 + 1.
 template <class T>
 inline __attribute__((always_inline)) void taps_dot_impl(const T* g, const T* x,
                                                          const int64_t* offset, int64_t taps,
                                                          int64_t n, T* out) {
-  using V = typename Vec64<T>::type;
-  constexpr int64_t L = 64 / sizeof(T), G = 8;
-  for (int64_t t0 = 0; t0 < taps; t0 += G) {
-    const int64_t nt = taps - t0 < G ? taps - t0 : G;
-    V acc[G] = {};
-    int64_t i = 0;
-    for (; i + L <= n; i += L) {
-      const V gv = *reinterpret_cast<const V*>(g + i);
-#pragma GCC unroll 8
-      for (int64_t t = 0; t < G; ++t)
-        if (t < nt) acc[t] += gv * *reinterpret_cast<const V*>(x + offset[t0 + t] + i);
+  constexpr int64_t G = 8;
+  const int64_t groups = (taps + G - 1) / G;
+  for (int64_t k = 0, t0 = 0; k < groups; ++k) {
+    const int64_t nt = taps / groups + (k < taps % groups);
+    const int64_t* o = offset + t0;
+    T* r = out + t0;
+    switch (nt) {
+      case 1: taps_dot_group<1>(g, x, o, n, r); break;
+      case 2: taps_dot_group<2>(g, x, o, n, r); break;
+      case 3: taps_dot_group<3>(g, x, o, n, r); break;
+      case 4: taps_dot_group<4>(g, x, o, n, r); break;
+      case 5: taps_dot_group<5>(g, x, o, n, r); break;
+      case 6: taps_dot_group<6>(g, x, o, n, r); break;
+      case 7: taps_dot_group<7>(g, x, o, n, r); break;
+      default: taps_dot_group<8>(g, x, o, n, r); break;
     }
-    for (int64_t t = 0; t < nt; ++t) {
-      T s = 0;
-      for (int64_t l = 0; l < L; ++l) s += acc[t][l];
-      for (int64_t j = i; j < n; ++j) s += g[j] * x[offset[t0 + t] + j];
-      out[t0 + t] += s;
-    }
+    t0 += nt;
   }
 }
 }  // namespace

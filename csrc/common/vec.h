@@ -9,7 +9,7 @@ void axpy(float* y, const float* x, float a, int64_t n);
 void axpy(double* y, const double* x, double a, int64_t n);
 
 // out[t] += sum of g[i] * x[i + offset[t]] for i in [0, n), for each of the taps: the
-// weight gradient of a correlation whose taps are flat offsets. Eight taps at a time
+// weight gradient of a correlation whose taps are flat offsets. Up to eight taps at a time
 // share each load of g.
 void taps_dot(const float* g, const float* x, const int64_t* offset, int64_t taps, int64_t n,
               float* out);
