@@ -195,42 +195,53 @@ CNNKIT_INLINE void copy_padded(const T* src, int64_t first, int64_t step, int64_
   for (int64_t k = hi; k < len; ++k) dst[k] = T(0);
 }
 
-// Where row iy of channel c of image img of g's input starts in x, or null where that
-// row is all padding. With strided_layer, g is the space-to-depth form of that layer
-// (phase_form) and x the layer's own input: the form's channel (c*sh + a)*sw + b at row
-// iy and column q is the layer's channel c at row sh*iy + a - ph and column
-// sw*q + b - pw, gathered where it is read (load_run) rather than stored apart.
+// The rows of channel c of g's input. With strided_layer, g is the space-to-depth form
+// of that layer (phase_form) and x the layer's own input: the form's channel
+// (c*sh + a)*sw + b at row iy and column q is the layer's channel c at row sh*iy + a - ph
+// and column sw*q + b - pw, gathered where it is read (load) rather than stored apart.
+// The channel's divisions are done once, not once per row.
 template <class T>
-CNNKIT_INLINE const T* source_row(const T* x, const ConvGeometry& g,
-                                  const ConvGeometry* strided_layer, int64_t img, int64_t c,
-                                  int64_t iy) {
-  if (iy < 0 || iy >= g.h) return nullptr;
-  if (!strided_layer) return x + ((img * g.c_in + c) * g.h + iy) * g.w;
-  const ConvGeometry& s = *strided_layer;
-  const int64_t sy = s.sh * iy + c / s.sw % s.sh - s.ph;
-  if (sy < 0 || sy >= s.h) return nullptr;
-  return x + ((img * s.c_in + c / (s.sh * s.sw)) * s.h + sy) * s.w;
-}
+struct ChannelRows {
+  const T* x;
+  const ConvGeometry& g;
+  const ConvGeometry* s;
+  int64_t channel, row_phase = 0, col_phase = 0;  // the source channel and its phase (a, b)
 
-// dst[i] = position k_first + i (i < len) of phase p's part of channel c's padded input
-// row (see Tiles::offsets), from its source row src: padded position x + pw holds the
-// row's x, and the padding is zero.
-template <class T>
-CNNKIT_INLINE void load_run(const T* src, const ConvGeometry& g, const ConvGeometry* strided_layer,
-                            int64_t c, int64_t p, int64_t k_first, int64_t len, T* dst) {
-  if (!strided_layer) return copy_padded(src, p - g.pw + g.dw * k_first, g.dw, g.w, len, dst);
-  // The form has one phase and no padding of its own; past its width it is zero.
-  const ConvGeometry& s = *strided_layer;
-  const int64_t in_form = std::clamp<int64_t>(g.w - k_first, 0, len);
-  copy_padded(src, c % s.sw - s.pw + s.sw * k_first, s.sw, s.w, in_form, dst);
-  std::fill(dst + in_form, dst + len, T(0));
-}
+  ChannelRows(const T* x, const ConvGeometry& g, const ConvGeometry* strided_layer, int64_t c)
+      : x(x), g(g), s(strided_layer), channel(c) {
+    if (s) {
+      channel = c / (s->sh * s->sw);
+      row_phase = c / s->sw % s->sh;
+      col_phase = c % s->sw;
+    }
+  }
+
+  // Where row iy of image img starts in x, or null where that row is all padding.
+  const T* row(int64_t img, int64_t iy) const {
+    if (iy < 0 || iy >= g.h) return nullptr;
+    if (!s) return x + ((img * g.c_in + channel) * g.h + iy) * g.w;
+    const int64_t sy = s->sh * iy + row_phase - s->ph;
+    if (sy < 0 || sy >= s->h) return nullptr;
+    return x + ((img * s->c_in + channel) * s->h + sy) * s->w;
+  }
+
+  // dst[i] = position k_first + i (i < len) of phase p's part of a padded input row
+  // (see Tiles::offsets), from its source row src: padded position x + pw holds the
+  // row's x, and the padding is zero.
+  void load(const T* src, int64_t p, int64_t k_first, int64_t len, T* dst) const {
+    if (!s) return copy_padded(src, p - g.pw + g.dw * k_first, g.dw, g.w, len, dst);
+    // The form has one phase and no padding of its own; past its width it is zero.
+    const int64_t in_form = std::clamp<int64_t>(g.w - k_first, 0, len);
+    copy_padded(src, col_phase - s->pw + s->sw * k_first, s->sw, s->w, in_form, dst);
+    std::fill(dst + in_form, dst + len, T(0));
+  }
+};
 
 // Transforms the input tiles [k0, k1) (at most kChunk, k0 a multiple of it) of a block
 // of tile rows starting at global tile row r0, for channel c: point p of block tile k
 // goes to v[p * ldv + k / S * panel_stride + k % S], S = kSgemmSliverCols (a panel
 // stride of S: v[p * ldv + k]; or the sliver of a packed B operand, packed_b_index).
-// strided_layer: see load_run.
+// strided_layer: see ChannelRows.
 template <int M, class T>
 CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g,
                                const ConvGeometry* strided_layer, const Tiles& tl, int64_t r0,
@@ -243,16 +254,23 @@ CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g,
   T taps[M * kChunk + kOver], over[kOver][kChunk];
   int64_t run_end[kChunk];  // the last tile of each run
   const int64_t n = k1 - k0;
+  const ChannelRows<T> rows(x, g, strided_layer, c);
+  // The image and first input row of each block tile row of the chunk (at most n).
+  const int64_t tr0 = k0 / tl.tiles_x, tr1 = (k1 - 1) / tl.tiles_x;
+  int64_t row_img[kChunk], row_y[kChunk];
+  for (int64_t tr = tr0; tr <= tr1; ++tr) {
+    row_img[tr - tr0] = (r0 + tr) / tl.tiles_y();
+    row_y[tr - tr0] = tl.ys[(r0 + tr) % tl.tiles_y()] - g.ph;
+  }
   // Input row t of block tile row tr.
   const auto source = [&](int64_t tr, int t) {
-    const int64_t iy = tl.ys[(r0 + tr) % tl.tiles_y()] - g.ph + g.dh * t;
-    return source_row(x, g, strided_layer, (r0 + tr) / tl.tiles_y(), c, iy);
+    return rows.row(row_img[tr - tr0], row_y[tr - tr0] + g.dh * t);
   };
   // The rows lie too far apart for the hardware to fetch them ahead: fetch each t's
   // while the one before is transformed.
   const int64_t source_len = strided_layer ? strided_layer->w : g.w;
   const auto fetch_ahead = [&](int t) {
-    for (int64_t tr = k0 / tl.tiles_x; tr <= (k1 - 1) / tl.tiles_x; ++tr)
+    for (int64_t tr = tr0; tr <= tr1; ++tr)
       if (const T* src = source(tr, t))
         for (int64_t e = 0; e < source_len; e += 64 / int64_t(sizeof(T)))
           __builtin_prefetch(src + e);
@@ -268,7 +286,7 @@ CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g,
       k += len;
       T* dst = taps + M * i;
       if (const T* src = source(r.row, t))
-        load_run(src, g, strided_layer, c, r.phase, M * (r.j0 - tl.starts[r.phase]), count, dst);
+        rows.load(src, r.phase, M * (r.j0 - tl.starts[r.phase]), count, dst);
       else
         std::fill(dst, dst + count, T(0));
       run_end[runs] = i + len - 1;
@@ -610,7 +628,7 @@ int64_t rows_per_pass(const ConvGeometry& g, const Tiles& tl, int64_t elem_bytes
   return (total_rows + passes - 1) / passes;
 }
 
-// sp: where the outputs go in y (Spread); strided_layer: see load_run.
+// sp: where the outputs go in y (Spread); strided_layer: see ChannelRows.
 template <class W, class T>
 bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
              int64_t workspace_bytes, bool adjoint_filters, const Spread& sp,
@@ -665,7 +683,7 @@ bool forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
 // s[point][k][c] = the transform-domain weight gradient of x and gy: for each point,
 // the sum over tiles of the transformed output gradient times the transformed input,
 // one batched GEMM per block of tile rows. The tiles take at most workspace_bytes;
-// strided_layer: see load_run.
+// strided_layer: see ChannelRows.
 template <class W, class T>
 void weight_grad_core(const T* x, const T* gy, T* s, const ConvGeometry& g,
                       const ConvGeometry* strided_layer, int64_t workspace_bytes) {
@@ -728,7 +746,7 @@ decltype(auto) with_algorithm(const ConvGeometry& g, F&& f) {
 }
 
 // The stride-1 path's transform-domain weight gradient of every sample, into s
-// (filter_elems(g)), and the filters from it. strided_layer: see load_run.
+// (filter_elems(g)), and the filters from it. strided_layer: see ChannelRows.
 template <class T>
 void core_weight_sums(const T* x, const T* gy, T* s, const ConvGeometry& g,
                       const ConvGeometry* strided_layer, int64_t workspace_bytes) {
@@ -793,7 +811,7 @@ void stacked_filters(const T* w, const ConvGeometry& g, int64_t t, bool transpos
 bool has_phase_form(const ConvGeometry& g) { return (g.sh > 1 || g.sw > 1) && stacks_phases(g); }
 
 // The stride-1 layer of the space-to-depth form of n samples of g, whose input rows
-// load_run gathers from g's input, padding included.
+// ChannelRows::load gathers from g's input, padding included.
 ConvGeometry phase_form(const ConvGeometry& g, int64_t n) {
   const int64_t r = (g.kh - 1) / g.sh + 1;
   ConvGeometry p = g;
@@ -829,7 +847,7 @@ bool core_applies(const ConvGeometry& g, int64_t elem_bytes, int64_t workspace_b
 
 // adjoint_filters: w holds the filters of the convolution g is the adjoint of
 // (transform_filters). sp: where the outputs go (Spread), g's own plane by default.
-// strided_layer: see load_run.
+// strided_layer: see ChannelRows.
 template <class T>
 bool core_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                   int64_t workspace_bytes, bool adjoint_filters = false,
@@ -922,7 +940,7 @@ bool stacked_applies(const ConvGeometry& g, bool transpose, int64_t elem_bytes,
 }
 
 // Runs g through a stacked form with the stride-1 path: the transpose form writing
-// its phases into place, the space-to-depth one gathering them from x (load_run).
+// its phases into place, the space-to-depth one gathering them from x (ChannelRows::load).
 template <class T>
 bool stacked_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g,
                      bool transpose, int64_t workspace_bytes) {
