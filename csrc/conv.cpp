@@ -241,16 +241,17 @@ CNNKIT_INLINE void pad_plane(const T* x, const ConvGeometry& g, const PaddedPlan
   for (int64_t r = g.ph; r < r1; ++r) copy_row(x + (r - g.ph) * g.w, c1 - c0, xp + r * pp.wp + c0);
 }
 
-// Adds the interior of a padded gradient plane into gx (the adjoint of pad_plane).
+// gx = the interior of a padded gradient plane (the adjoint of pad_plane); zero where
+// the plane does not reach (inputs no tap reads).
 template <class T>
-void unpad_plane_add(const T* xp, const ConvGeometry& g, const PaddedPlane& pp, T* gx) {
+void unpad_plane(const T* xp, const ConvGeometry& g, const PaddedPlane& pp, T* gx) {
+  const int64_t covered = std::clamp<int64_t>(pp.wp - g.pw, 0, g.w);
   for (int64_t ih = 0; ih < g.h; ++ih) {
     const int64_t r = ih + g.ph;
-    if (r >= pp.hp) break;
-    const int64_t c1 = std::min(pp.wp, g.pw + g.w);
-    const T* s = xp + r * pp.wp;
     T* d = gx + ih * g.w;
-    for (int64_t c = g.pw; c < c1; ++c) d[c - g.pw] += s[c];
+    const int64_t cols = r < pp.hp ? covered : 0;
+    if (cols > 0) copy_row(xp + r * pp.wp + g.pw, cols, d);
+    std::fill(d + cols, d + g.w, T(0));
   }
 }
 
@@ -426,26 +427,28 @@ void direct_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Co
       auto gybuf = zeroed<T>(flat ? max_shift + pp.size() : 0);
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t n = i / g.groups, gi = i % g.groups;
-        std::fill(gxp.get(), gxp.get() + cig * pp.size(), T(0));
+        if (!flat) std::fill(gxp.get(), gxp.get() + cig * pp.size(), T(0));
         for (int64_t co = gi * cog; co < (gi + 1) * cog; ++co) {
           const T* gyp = gy + (n * g.c_out + co) * g.plane_out();
           // Gather form: gxp[p] += w[t] * gy_wide[p - shift[t]], with gy_wide placed
-          // max_shift zeros into gybuf.get() so every offset is non-negative.
+          // max_shift zeros into gybuf.get() so every offset is non-negative; the group's
+          // first filter assigns gxp.
           if (flat) widen_rows(gyp, g, pp, gybuf.get() + max_shift);
           for (int64_t c = 0; c < cig; ++c) {
-            if (flat) {
-              taps_accumulate(gxp.get() + c * pp.size(), gybuf.get(), back_shifts.data(),
-                              w + (co * cig + c) * kk, kk, pp.size());
+            const T* wc = w + (co * cig + c) * kk;
+            T* gxc = gxp.get() + c * pp.size();
+            if (flat && co == gi * cog) {
+              taps_assign(gxc, gybuf.get(), back_shifts.data(), wc, kk, pp.size(), T(0));
+            } else if (flat) {
+              taps_accumulate(gxc, gybuf.get(), back_shifts.data(), wc, kk, pp.size());
             } else {
-              direct_backward_data_plane_mv(gyp, w + (co * cig + c) * kk,
-                                            gxp.get() + c * pp.size(), pp.wp, g);
+              direct_backward_data_plane_mv(gyp, wc, gxc, pp.wp, g);
             }
           }
         }
         for (int64_t c = 0; c < cig; ++c) {
           T* gxi = gx + (n * g.c_in + gi * cig + c) * g.plane_in();
-          std::fill(gxi, gxi + g.plane_in(), T(0));
-          unpad_plane_add(gxp.get() + c * pp.size(), g, pp, gxi);
+          unpad_plane(gxp.get() + c * pp.size(), g, pp, gxi);
         }
       }
     });

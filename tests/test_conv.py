@@ -464,6 +464,29 @@ def test_empty_batch(case, dtype, rng):
     assert gw.dtype == dtype and gb.dtype == dtype
 
 
+NO_FILTER_CASES = [
+    ConvCase("no-filters-direct", 2, 1, 0, 8, 8, 3, 3, padding=1),
+    ConvCase("no-filters-depthwise", 2, 4, 0, 6, 6, 3, 3, padding=1, groups=4),
+    ConvCase("no-filters-gemm", 2, 40, 0, 6, 6, 3, 3),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in NO_FILTER_CASES])
+def test_no_output_channels(case, dtype, rng):
+    """No filter reads x, so its gradient is zero (the degenerate-geometry path). The
+    same layer with one filter per group runs first, so that memory it leaves behind
+    would show in a gradient left unwritten."""
+    warm = dataclasses.replace(case, c_out=case.groups)
+    xw, ww, _ = warm.operands(rng, dtype)
+    warm.backward(np.full(warm.out_shape, 1e3, dtype), xw, ww)
+    x, w, b = case.operands(rng, dtype)
+    y = case.forward(x, w, b)
+    assert y.shape == case.out_shape == (case.n, 0) + case.out_hw()
+    gx, gw, gb = case.backward(np.zeros(case.out_shape, dtype), x, w)
+    np.testing.assert_array_equal(gx, np.zeros(case.x_shape, dtype))
+    assert gw.shape == case.weight_shape and gb.shape == (0,)
+
+
 def _relayout(a, layout):
     """The same values as a, held in a differently laid-out array."""
     if layout == "fortran":
