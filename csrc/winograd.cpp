@@ -217,7 +217,7 @@ struct ChannelRows {
   }
 
   // Where row iy of image img starts in x, or null where that row is all padding.
-  const T* row(int64_t img, int64_t iy) const {
+  CNNKIT_INLINE const T* row(int64_t img, int64_t iy) const {
     if (iy < 0 || iy >= g.h) return nullptr;
     if (!s) return x + ((img * g.c_in + channel) * g.h + iy) * g.w;
     const int64_t sy = s->sh * iy + row_phase - s->ph;
@@ -228,7 +228,7 @@ struct ChannelRows {
   // dst[i] = position k_first + i (i < len) of phase p's part of a padded input row
   // (see Tiles::offsets), from its source row src: padded position x + pw holds the
   // row's x, and the padding is zero.
-  void load(const T* src, int64_t p, int64_t k_first, int64_t len, T* dst) const {
+  CNNKIT_INLINE void load(const T* src, int64_t p, int64_t k_first, int64_t len, T* dst) const {
     if (!s) return copy_padded(src, p - g.pw + g.dw * k_first, g.dw, g.w, len, dst);
     // The form has one phase and no padding of its own; past its width it is zero.
     const int64_t in_form = std::clamp<int64_t>(g.w - k_first, 0, len);

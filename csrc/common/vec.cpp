@@ -73,6 +73,7 @@ inline __attribute__((always_inline)) void taps_impl(T* y, const T* x, const int
     for (int64_t i = i0; i < n; ++i) y[i] += wv * xs[i];
   }
 }
+
 // The same-sized integer vectors: lane masks for the vectors above.
 template <class T>
 struct Mask64;
