@@ -216,6 +216,9 @@ struct ChannelRows {
     }
   }
 
+  // The length of a source row.
+  int64_t row_len() const { return s ? s->w : g.w; }
+
   // Where row iy of image img starts in x, or null where that row is all padding.
   CNNKIT_INLINE const T* row(int64_t img, int64_t iy) const {
     if (iy < 0 || iy >= g.h) return nullptr;
@@ -268,7 +271,7 @@ CNNKIT_INLINE void input_chunk(const T* x, const ConvGeometry& g,
   };
   // The rows lie too far apart for the hardware to fetch them ahead: fetch each t's
   // while the one before is transformed.
-  const int64_t source_len = strided_layer ? strided_layer->w : g.w;
+  const int64_t source_len = rows.row_len();
   const auto fetch_ahead = [&](int t) {
     for (int64_t tr = tr0; tr <= tr1; ++tr)
       if (const T* src = source(tr, t))
